@@ -1,0 +1,1 @@
+"""Orchestration layer: CLI now; service, database and jobs later."""

@@ -1,0 +1,242 @@
+"""The ``defectloop`` command line: train, evaluate, predict, demo-data, split.
+
+Errors are one clear message and a non-zero exit (``--verbose`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from backend.progress import ProgressReporter
+
+app = typer.Typer(
+    name="defectloop",
+    help="Active-learning workbench for surface-defect detection (SuperSimpleNet).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"verbose": False}
+
+Verbose = Annotated[bool, typer.Option("--verbose", help="Show a traceback on errors.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+
+
+def _fail(err: BaseException) -> None:
+    if _state["verbose"]:
+        traceback.print_exc()
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn, verbose: bool):  # noqa: ANN001, ANN202 - thin wrapper around each command body
+    from ml.errors import DefectloopError
+
+    _state["verbose"] = verbose
+    from backend.runtime import tune_process
+
+    tune_process()
+    try:
+        return fn()
+    except DefectloopError as e:
+        _fail(e)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        _fail(e)
+    except ValueError as e:
+        _fail(e)
+
+
+@app.command()
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder (labels.csv or MVTec layout) or a labels CSV.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    regime: Annotated[str, typer.Option(help="auto, unsupervised, weak, mixed or full.")] = "auto",
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone name (see docs/ml.md).")] = None,
+    backbone_weights: Annotated[
+        Optional[str], typer.Option(help="Weights file for the backbone ('random' only for tests).")
+    ] = None,
+    image_size: Annotated[tuple[int, int], typer.Option(help="Input height and width.")] = (256, 256),
+    profile: Annotated[str, typer.Option(help="fast (default) or paper (300 epochs, as published).")] = "fast",
+    epochs: Annotated[Optional[int], typer.Option(help="Override the profile's epochs.")] = None,
+    threshold: Annotated[str, typer.Option(help="Threshold rule: f1, fpr:X or fnr:X.")] = "f1",
+    device: Device = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Train SuperSimpleNet on split=train; calibrate thresholds on split=val (or a holdout)."""
+
+    def body() -> None:
+        from ml.data import describe, load_dataset
+        from ml.pipeline import train_and_save
+        from ml.regimes import Regime
+        from ml.supersimplenet.features import DEFAULT_BACKBONE
+        from ml.train import TrainConfig
+
+        if regime != "auto" and regime not in {r.value for r in Regime}:
+            raise ValueError(f"--regime must be auto, unsupervised, weak, mixed or full, got {regime!r}")
+        cfg = TrainConfig(
+            backbone=backbone or DEFAULT_BACKBONE,
+            backbone_weights=backbone_weights or "pretrained",
+            image_size=tuple(image_size),
+            profile=profile,
+            epochs=epochs,
+            regime=regime,
+            seed=seed,
+            device=device,
+        )
+        cfg.profile_spec()
+        dataset = load_dataset(data_dir)
+        if not quiet:
+            typer.echo(describe(dataset))
+        with ProgressReporter(enabled=not quiet) as rep:
+            summary = train_and_save(dataset, out, cfg, threshold_mode=threshold, progress=rep)
+        t = summary.thresholds
+        typer.echo(
+            f"regime {summary.trained.regime.value}, {summary.n_train} training images "
+            f"({summary.trained.n_train}), features {summary.trained.feature_seconds:.0f}s, "
+            f"heads {summary.trained.train_seconds:.0f}s"
+        )
+        typer.echo(f"thresholds: image {t.image:.4f} ({t.image_method}), pixel {t.pixel:.4f} ({t.pixel_method})")
+        for note in t.notes:
+            typer.echo(f"note: {note}")
+        typer.echo(f"model written to {summary.model_dir}")
+
+    _run(body, verbose)
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder or labels CSV.")],
+    split: Annotated[str, typer.Option(help="Which split to evaluate.")] = "test",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Image AUROC / AP / F1 and pixel AUROC / AUPRO / AP on one split."""
+
+    def body() -> None:
+        from ml.artifact import load_model
+        from ml.data import load_dataset
+        from ml.errors import DataError
+        from ml.evaluate import evaluate as run_eval
+
+        loaded = load_model(model_dir, device=device, backbone_weights=backbone_weights)
+        samples = list(load_dataset(data_dir).select(split).samples)
+        if not samples:
+            raise DataError(f"{data_dir}: no rows with split={split}")
+        with ProgressReporter(enabled=not quiet) as rep:
+            metrics = run_eval(loaded.predictor, samples, progress=lambda d, t: rep("evaluate", d, t, {}))
+        _print_metrics(metrics)
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(metrics, indent=2))
+
+    _run(body, verbose)
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Scores and decisions (predictions.csv), heatmap overlays and pseudo-mask PNGs."""
+
+    def body() -> None:
+        from backend.predict_files import predict_files
+
+        n = predict_files(model_dir, paths, out, batch_size, device, backbone_weights, quiet)
+        typer.echo(f"{n} images scored; results in {out}")
+
+    _run(body, verbose)
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write images/, masks/, labels.csv into.")],
+    seed: Annotated[int, typer.Option(help="Generator seed (same seed, same bytes).")] = 0,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
+    mask_fraction: Annotated[float, typer.Option(help="Share of defective train images with a mask.")] = 1.0,
+    verbose: Verbose = False,
+) -> None:
+    """Generate the demo dataset: textured surfaces with scratches, spots and cracks."""
+
+    def body() -> None:
+        from ml.demo_data import DemoSpec, generate
+
+        if not 0.0 <= mask_fraction <= 1.0:
+            raise ValueError(f"--mask-fraction must be within [0, 1], got {mask_fraction}")
+        path = generate(out_dir, DemoSpec(size=size, seed=seed, mask_fraction=mask_fraction))
+        typer.echo(f"demo dataset written: {path}")
+
+    _run(body, verbose)
+
+
+@app.command()
+def split(
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder or labels CSV.")],
+    out: Annotated[Path, typer.Option("--out", help="labels CSV to write (paths relative to it).")],
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    val: Annotated[float, typer.Option(help="Validation fraction of unassigned rows.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Test fraction of unassigned rows.")] = 0.3,
+    group: Annotated[Optional[str], typer.Option(help="Regex over file names; its first group keeps near-duplicates together.")] = None,
+    reassign: Annotated[bool, typer.Option(help="Also reassign rows already in train/val/test.")] = False,
+    train_defects: Annotated[Optional[int], typer.Option(help="Keep this many defective train images.")] = None,
+    train_masks: Annotated[Optional[int], typer.Option(help="Keep masks on this many defective train images.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Write a seeded split (and optionally thinned training labels) as a new labels CSV."""
+
+    def body() -> None:
+        from ml.data import SplitPlan, assign_splits, describe, load_dataset, write_labels_csv
+
+        if val < 0 or test < 0 or val + test >= 1:
+            raise ValueError("--val and --test must be >= 0 and sum to less than 1")
+        plan = SplitPlan(seed, val, test, not reassign, group, train_defects, train_masks)
+        ds = assign_splits(load_dataset(data_dir, check_pixels=False), plan)
+        write_labels_csv(ds, out)
+        typer.echo(describe(ds))
+        typer.echo(f"written: {out}")
+
+    _run(body, verbose)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Label Studio adapter (the only package importing label_studio_sdk). Not implemented yet."""

@@ -1,0 +1,393 @@
+"""Dataset readers (labels.csv folders and the MVTec AD layout) and their validation.
+
+Format A (the shared datasets' format): a folder with ``labels.csv`` holding the columns
+``file``, ``label`` (0/1), ``mask`` (path or empty), ``has_mask`` (optional; default 1 when
+``mask`` is set or the label is 0), ``split`` (train / val / test; other values are kept and
+ignored unless selected) and any extra columns, which are kept. Paths are relative to the
+CSV's folder (absolute paths are accepted too). A CSV file may also be given directly.
+
+Format B: the MVTec AD layout (``train/good``, ``test/<type>``,
+``ground_truth/<type>/<stem>_mask.png``), detected when there is no labels.csv.
+
+Validation collects every problem with its file and row before raising one
+:class:`~ml.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ml.errors import DataError
+from ml.images import read_image, read_mask
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and what is known about it.
+
+    ``has_mask`` means ``mask`` is valid pixel ground truth. A normal image (label 0) has
+    known pixels (all normal) whether or not a mask file is given.
+    """
+
+    image: Path
+    label: int
+    mask: Path | None = None
+    has_mask: bool = False
+    split: str = "none"
+    row: int = 0
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def pixels_known(self) -> bool:
+        """True when every pixel's ground truth is known (normal, or defective with a mask)."""
+        return self.label == 0 or (self.has_mask and self.mask is not None)
+
+    @property
+    def label_kind(self) -> str:
+        """``normal``, ``mask`` (defective with a pixel mask) or ``image`` (image-level only)."""
+        if self.label == 0:
+            return "normal"
+        return "mask" if self.pixels_known else "image"
+
+    def extra_value(self, key: str, default: str = "") -> str:
+        return dict(self.extra).get(key, default)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An ordered, immutable collection of samples rooted at a folder."""
+
+    root: Path
+    samples: tuple[Sample, ...]
+    source: str = "labels.csv"
+    extra_columns: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def select(self, split: str | Iterable[str]) -> Dataset:
+        """The samples of one split (or of several)."""
+        wanted = {split} if isinstance(split, str) else set(split)
+        return replace(self, samples=tuple(s for s in self.samples if s.split in wanted))
+
+    def filter(self, keep: Callable[[Sample], bool]) -> Dataset:
+        return replace(self, samples=tuple(s for s in self.samples if keep(s)))
+
+    def counts(self) -> dict[str, int]:
+        """Counts of label kinds: normal, mask, image."""
+        c = Counter(s.label_kind for s in self.samples)
+        return {"normal": c["normal"], "mask": c["mask"], "image": c["image"]}
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_dataset(path: Path | str, *, check_pixels: bool = True) -> Dataset:
+    """Read a dataset folder (format A or B) or a labels CSV file and validate it.
+
+    Args:
+        path: a folder with labels.csv, an MVTec-layout folder, or a CSV file.
+        check_pixels: decode every image and mask (catches truncated files, size
+            mismatches and empty masks). Without it only the file presence is checked.
+
+    Raises:
+        DataError: listing every problem found, each with its row and file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        dataset = _read_labels_csv(path)
+    elif (path / "labels.csv").is_file():
+        dataset = _read_labels_csv(path / "labels.csv")
+    elif (path / "train" / "good").is_dir() or (path / "test").is_dir():
+        dataset = _read_mvtec(path)
+    else:
+        raise DataError(
+            f"{path}: not a dataset: expected labels.csv (file,label,mask,has_mask,split) "
+            "or the MVTec AD layout (train/good, test/<type>, ground_truth/<type>)"
+        )
+    validate(dataset, check_pixels=check_pixels)
+    return dataset
+
+
+def _parse_bool01(value: str, column: str, where: str, problems: list[str]) -> int | None:
+    v = value.strip()
+    if v in ("0", "1"):
+        return int(v)
+    if v.lower() in ("0.0", "1.0", "true", "false"):
+        return 1 if v.lower() in ("1.0", "true") else 0
+    problems.append(f"{where}: {column} must be 0 or 1, got {value!r}")
+    return None
+
+
+def _read_labels_csv(csv_path: Path) -> Dataset:
+    root = csv_path.parent
+    problems: list[str] = []
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{csv_path}: cannot read CSV ({e})") from e
+    missing = [c for c in ("file", "label") if c not in columns]
+    if missing:
+        raise DataError(f"{csv_path}: missing required column(s) {', '.join(missing)}; found {columns}")
+    known = {"file", "label", "mask", "has_mask", "split"}
+    extra_cols = tuple(c for c in columns if c not in known)
+    samples: list[Sample] = []
+    for i, raw in enumerate(rows, start=2):  # row 1 is the header
+        r = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        where = f"{csv_path.name} row {i} ({r.get('file') or '?'})"
+        if not r.get("file"):
+            problems.append(f"{csv_path.name} row {i}: empty file column")
+            continue
+        label = _parse_bool01(r.get("label", ""), "label", where, problems)
+        mask_rel = r.get("mask", "")
+        has_mask_raw = r.get("has_mask", "")
+        if has_mask_raw == "":
+            has_mask = bool(mask_rel) or label == 0
+        else:
+            hm = _parse_bool01(has_mask_raw, "has_mask", where, problems)
+            has_mask = bool(hm)
+        if label is None:
+            continue
+        if label == 1 and has_mask and not mask_rel:
+            problems.append(f"{where}: has_mask=1 but the mask column is empty")
+            has_mask = False
+        samples.append(
+            Sample(
+                image=root / r["file"],
+                label=label,
+                mask=(root / mask_rel) if mask_rel else None,
+                has_mask=has_mask,
+                split=r.get("split", "") or "none",
+                row=i,
+                extra=tuple((c, r.get(c, "")) for c in extra_cols),
+            )
+        )
+    if problems:
+        raise DataError(f"{csv_path}: {len(problems)} problem(s)", problems)
+    return Dataset(root=root, samples=tuple(samples), source=str(csv_path), extra_columns=extra_cols)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _read_mvtec(root: Path) -> Dataset:
+    samples: list[Sample] = []
+    row = 0
+    for split in ("train", "test"):
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        for type_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            defect_type = type_dir.name
+            for img in _images_in(type_dir):
+                row += 1
+                if defect_type == "good":
+                    samples.append(Sample(img, 0, None, True, split, row, (("defect_type", "good"),)))
+                    continue
+                mask = root / "ground_truth" / defect_type / f"{img.stem}_mask.png"
+                has = mask.is_file()
+                samples.append(
+                    Sample(img, 1, mask if has else None, has, split, row, (("defect_type", defect_type),))
+                )
+    if not samples:
+        raise DataError(f"{root}: MVTec layout detected but no images found")
+    return Dataset(root=root, samples=tuple(samples), source="mvtec", extra_columns=("defect_type",))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(dataset: Dataset, *, check_pixels: bool = True) -> None:
+    """Check every sample; raise one DataError listing every problem (file and row)."""
+    problems: list[str] = []
+    seen: dict[Path, int] = {}
+    for s in dataset.samples:
+        where = f"row {s.row} ({s.image})" if dataset.source != "mvtec" else str(s.image)
+        key = s.image.resolve()
+        if key in seen:
+            problems.append(f"{where}: duplicate of row {seen[key]}")
+            continue
+        seen[key] = s.row
+        if not s.image.is_file():
+            problems.append(f"{where}: image file not found")
+            continue
+        if s.mask is not None and not s.mask.is_file() and (s.has_mask or s.label == 1):
+            problems.append(f"{where}: mask file not found: {s.mask}")
+            continue
+        if not check_pixels:
+            continue
+        try:
+            img = read_image(s.image)
+        except DataError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        if s.mask is None or not s.mask.is_file():
+            continue
+        try:
+            mask = read_mask(s.mask)
+        except DataError as e:
+            problems.append(f"{where}: mask {e}")
+            continue
+        if mask.shape != img.shape[:2]:
+            problems.append(
+                f"{where}: mask {s.mask.name} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{img.shape[1]}x{img.shape[0]} (WxH)"
+            )
+            continue
+        if s.label == 1 and s.has_mask and not mask.any():
+            problems.append(f"{where}: defective image with has_mask=1 has an all-zero mask {s.mask.name}")
+        if s.label == 0 and mask.any():
+            problems.append(f"{where}: normal image (label 0) has defect pixels in mask {s.mask.name}")
+    if problems:
+        raise DataError(f"{dataset.source}: {len(problems)} problem(s)", problems)
+
+
+def load_sample_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
+    """The ground-truth mask ``bool (H, W)``: zeros for normal images, None when unknown."""
+    if sample.label == 0:
+        return np.zeros(shape, dtype=bool)
+    if not sample.pixels_known or sample.mask is None:
+        return None
+    return read_mask(sample.mask)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- splitting
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to (re)assign splits and which training labels to keep.
+
+    ``train_masks``/``train_defects``: None keeps all; an int keeps that many (seeded).
+    ``group_pattern``: a regex whose first match groups files that must share a split
+    (e.g. one part photographed repeatedly); defaults to one group per file.
+    """
+
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.3
+    keep_existing: bool = True
+    group_pattern: str | None = None
+    train_defects: int | None = None
+    train_masks: int | None = None
+
+
+def _group_key(sample: Sample, pattern: str | None) -> str:
+    import re
+
+    name = sample.image.name
+    if pattern:
+        m = re.search(pattern, name)
+        if m:
+            return m.group(1) if m.groups() else m.group(0)
+    return name
+
+
+def assign_splits(dataset: Dataset, plan: SplitPlan) -> Dataset:
+    """Seeded, stratified (by label), group-aware split assignment plus label thinning.
+
+    Samples already in train/val/test keep their split when ``plan.keep_existing``; the rest
+    are assigned. Defective training images beyond ``train_defects`` are dropped; beyond
+    ``train_masks`` they lose their mask (become image-level labels).
+    """
+    rng = np.random.default_rng(plan.seed)
+    out: list[Sample] = []
+    pending = [s for s in dataset.samples if not (plan.keep_existing and s.split in SPLITS)]
+    kept = [s for s in dataset.samples if plan.keep_existing and s.split in SPLITS]
+    assigned: dict[int, str] = {}
+    for label in (0, 1):
+        groups: dict[str, list[Sample]] = {}
+        for s in pending:
+            if s.label == label:
+                groups.setdefault(_group_key(s, plan.group_pattern), []).append(s)
+        keys = sorted(groups)
+        rng.shuffle(keys)
+        n = sum(len(groups[k]) for k in keys)
+        n_test, n_val, acc = plan.test_fraction * n, plan.val_fraction * n, 0
+        for k in keys:
+            split = "test" if acc < n_test else "val" if acc < n_test + n_val else "train"
+            for s in groups[k]:
+                assigned[s.row] = split
+            acc += len(groups[k])
+    kept_rows = {s.row for s in kept}
+    for s in dataset.samples:
+        out.append(s if s.row in kept_rows else replace(s, split=assigned[s.row]))
+    out = _thin_training_labels(out, plan, rng)
+    return replace(dataset, samples=tuple(out))
+
+
+def _thin_training_labels(samples: list[Sample], plan: SplitPlan, rng: np.random.Generator) -> list[Sample]:
+    train_def = [i for i, s in enumerate(samples) if s.split == "train" and s.label == 1]
+    order = list(rng.permutation(len(train_def)))
+    drop: set[int] = set()
+    if plan.train_defects is not None:
+        drop = {train_def[j] for j in order[plan.train_defects :]}
+    kept_def = [train_def[j] for j in order if train_def[j] not in drop]
+    with_mask = [i for i in kept_def if samples[i].pixels_known]
+    unmask: set[int] = set()
+    if plan.train_masks is not None:
+        unmask = set(with_mask[plan.train_masks :])
+    result = []
+    for i, s in enumerate(samples):
+        if i in drop:
+            continue
+        result.append(replace(s, has_mask=False) if i in unmask else s)
+    return result
+
+
+def write_labels_csv(dataset: Dataset, csv_path: Path) -> None:
+    """Write the dataset as format A; paths relative to the CSV's folder (atomic)."""
+    import os
+
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    base = csv_path.parent.resolve()
+
+    def rel(p: Path | None) -> str:
+        return "" if p is None else os.path.relpath(p.resolve(), base)
+
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "label", "mask", "has_mask", "split", *dataset.extra_columns])
+        for s in dataset.samples:
+            extra = dict(s.extra)
+            w.writerow(
+                [rel(s.image), s.label, rel(s.mask), int(s.has_mask), s.split]
+                + [extra.get(c, "") for c in dataset.extra_columns]
+            )
+    tmp.replace(csv_path)
+
+
+def describe(dataset: Dataset, splits: Sequence[str] = SPLITS) -> str:
+    """A one-line-per-split summary: normal / defective with mask / image-level only."""
+    lines = []
+    for split in splits:
+        c = dataset.select(split).counts()
+        if sum(c.values()):
+            lines.append(f"{split}: {c['normal']} normal, {c['mask']} defective with mask, {c['image']} image-level")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Train, calibrate and save in one call: what the CLI and the service run.
+
+Thresholds are calibrated on the dataset's ``val`` split; without one, a seeded,
+label-stratified holdout of the training split (``TrainConfig.holdout_fraction``) is set
+aside for calibration and not trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml.artifact import save_model
+from ml.data import Dataset, Sample
+from ml.errors import TrainingError
+from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
+from ml.predict import Predictor, Thresholds
+from ml.train import ProgressFn, TrainConfig, TrainedModel, fit, holdout_split
+
+
+@dataclass
+class TrainSummary:
+    """What a training run produced."""
+
+    model_dir: Path
+    trained: TrainedModel
+    thresholds: Thresholds
+    calibration_source: str  # "val" or "holdout"
+    n_train: int
+    n_calibration: int
+    val_metrics: dict | None
+
+
+def train_and_save(
+    dataset: Dataset,
+    out_dir: Path,
+    cfg: TrainConfig,
+    threshold_mode: str = "f1",
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainSummary:
+    """Train on split=train, calibrate on split=val (or a holdout), write ``out_dir``."""
+    train = list(dataset.select("train").samples)
+    val = list(dataset.select("val").samples)
+    if not train:
+        raise TrainingError(f"{dataset.source}: no rows with split=train")
+    source = "val"
+    if not val:
+        train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed)
+        source = "holdout"
+    trained = fit(train, cfg, progress=progress, should_stop=should_stop)
+    predictor = Predictor(trained.extractor, trained.model, cfg.image_size)
+    cal = val
+    outputs = run_samples(
+        predictor, cal, progress=(lambda d, t: progress("calibrate", d, t, {})) if progress else None
+    )
+    thresholds = calibrate_outputs(outputs, mode=threshold_mode, seed=cfg.seed)
+    if source == "holdout":
+        thresholds = Thresholds(
+            thresholds.image, thresholds.pixel, thresholds.image_method, thresholds.pixel_method,
+            (*thresholds.notes, f"no val split: calibrated on a {cfg.holdout_fraction:.0%} holdout of train"),
+        )
+    val_metrics = metrics_from_outputs(outputs, thresholds.image) if len(cal) else None
+    model_dir = save_model(out_dir, trained, thresholds, train, val_metrics)
+    return TrainSummary(model_dir, trained, thresholds, source, len(train), len(cal), val_metrics)

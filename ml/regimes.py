@@ -1,0 +1,85 @@
+"""Supervision regimes, the rules that derive them from labels, and their defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ml.data import Sample
+from ml.errors import TrainingError
+
+
+class Regime(StrEnum):
+    UNSUPERVISED = "unsupervised"  # normal images only
+    WEAK = "weak"  # defective images carry image-level labels only
+    MIXED = "mixed"  # some defective images carry masks
+    FULL = "full"  # every defective image carries a mask
+
+
+@dataclass(frozen=True)
+class RegimeSettings:
+    """Per-regime training rules (SuperSimpleNet reference + the WEAK threshold measured here).
+
+    perlin_threshold: binarisation of Perlin noise; higher = smaller synthetic defects.
+    stop_grad: detach the segmentation map fed to the classification head.
+    clip_grad: gradient-norm clip, or None.
+    flips: each defective image is seen as is, v-flipped, h-flipped and rotated 180 degrees.
+    balanced: each epoch pairs every defective sample with one normal sample.
+    distance_weighting: SegDecNet distance-transform weights on mask pixels.
+    """
+
+    perlin_threshold: float
+    stop_grad: bool
+    clip_grad: float | None
+    flips: bool
+    balanced: bool
+    distance_weighting: bool
+
+
+REGIME_DEFAULTS: dict[Regime, RegimeSettings] = {
+    Regime.UNSUPERVISED: RegimeSettings(0.2, True, None, False, False, False),
+    Regime.WEAK: RegimeSettings(0.4, False, 1.0, True, True, False),
+    Regime.MIXED: RegimeSettings(0.6, False, 1.0, True, True, True),
+    Regime.FULL: RegimeSettings(0.6, False, 1.0, True, True, True),
+}
+
+
+def derive_regime(samples: Iterable[Sample]) -> Regime:
+    """The regime the labels of a training set allow.
+
+    No defective image: UNSUPERVISED; defective images but no masks: WEAK; some masks:
+    MIXED; a mask on every defective image: FULL.
+    """
+    defective = [s for s in samples if s.label == 1]
+    if not defective:
+        return Regime.UNSUPERVISED
+    masked = sum(1 for s in defective if s.pixels_known)
+    if masked == 0:
+        return Regime.WEAK
+    return Regime.FULL if masked == len(defective) else Regime.MIXED
+
+
+def apply_regime(samples: list[Sample], regime: Regime) -> list[Sample]:
+    """Restrict training samples to what a forced regime may use.
+
+    UNSUPERVISED drops defective images; WEAK ignores masks; FULL drops defective images
+    without a mask; MIXED needs at least one mask and one image-level label or mask.
+    """
+    if regime is Regime.UNSUPERVISED:
+        out = [s for s in samples if s.label == 0]
+    elif regime is Regime.WEAK:
+        from dataclasses import replace
+
+        out = [s if s.label == 0 else replace(s, has_mask=False) for s in samples]
+    elif regime is Regime.FULL:
+        out = [s for s in samples if s.label == 0 or s.pixels_known]
+    else:
+        out = list(samples)
+    if not any(s.label == 0 for s in out):
+        raise TrainingError("the training split holds no normal (label 0) image; every regime needs some")
+    if regime is not Regime.UNSUPERVISED and not any(s.label == 1 for s in out):
+        raise TrainingError(f"regime {regime.value} needs defective training images; the training split has none usable")
+    if regime is Regime.MIXED and not any(s.label == 1 and s.pixels_known for s in out):
+        raise TrainingError("regime mixed needs at least one defective training image with a mask")
+    return out

@@ -1,0 +1,1 @@
+"""SuperSimpleNet: frozen features, a feature adaptor, a segmentation and a classification head."""

@@ -1,0 +1,341 @@
+"""The SuperSimpleNet training loop over cached features, and the regime rules applied.
+
+``fit`` is the entry point: samples in, a :class:`TrainedModel` out (network, feature
+extractor, settings, thresholds). The network stays an ``nn.Module`` with no I/O; this
+module owns sampling, synthetic anomalies, the optimiser and the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml.data import Sample
+from ml.errors import TrainingError
+from ml.feature_cache import VARIANTS, CachedSet, build_cache
+from ml.regimes import REGIME_DEFAULTS, Regime, RegimeSettings, apply_regime, derive_regime
+from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
+from ml.supersimplenet.features import DEFAULT_BACKBONE, FeatureExtractor, get_backbone_spec
+from ml.supersimplenet.loss import distance_weights, supersimplenet_loss
+from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
+
+ProgressFn = Callable[[str, int, int, dict], None]
+"""progress(stage, done, total, info): stage is "features", "train" or "calibrate"."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A training schedule and head size.
+
+    ``upscale`` sets the feature resolution (2: 1/4 of the input, as published; 1: 1/8).
+    ``max_steps`` caps the optimiser steps: the epoch count shrinks to fit it, so a retrain's
+    cost stops growing with the dataset (None: no cap).
+    """
+
+    epochs: int
+    batch_size: int
+    upscale: int
+    seg_hidden: int
+    cls_hidden: int
+    cls_kernel: int
+    max_steps: int | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(epochs=300, batch_size=32, upscale=2, seg_hidden=1024, cls_hidden=128, cls_kernel=5),
+    "fast": Profile(epochs=40, batch_size=32, upscale=1, seg_hidden=256, cls_hidden=32, cls_kernel=3, max_steps=320),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (stored with the model)."""
+
+    backbone: str = DEFAULT_BACKBONE
+    backbone_weights: str = "pretrained"  # "pretrained", "random" (tests) or a file path
+    image_size: tuple[int, int] = (256, 256)
+    profile: str = "fast"
+    epochs: int | None = None  # overrides the profile
+    regime: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    noise_sigma: float = 0.015
+    adaptor_lr: float = 1e-4
+    head_lr: float = 2e-4
+    perlin_threshold: float | None = None  # overrides the regime default
+    distance_weighting: bool | None = None  # overrides the regime default
+    dt_w_pos: float = 3.0
+    dt_power: float = 2.0
+    holdout_fraction: float = 0.2  # used for thresholds when there is no val split
+
+    def profile_spec(self) -> Profile:
+        if self.profile not in PROFILES:
+            raise TrainingError(f"unknown profile {self.profile!r}; choose one of: {', '.join(PROFILES)}")
+        p = PROFILES[self.profile]
+        return replace(p, epochs=self.epochs) if self.epochs is not None else p
+
+    def regime_settings(self, regime: Regime) -> RegimeSettings:
+        s = REGIME_DEFAULTS[regime]
+        if self.perlin_threshold is not None:
+            s = replace(s, perlin_threshold=self.perlin_threshold)
+        if self.distance_weighting is not None:
+            s = replace(s, distance_weighting=self.distance_weighting)
+        return s
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with what is needed to run and describe it."""
+
+    model: SuperSimpleNet
+    extractor: FeatureExtractor
+    config: TrainConfig
+    regime: Regime
+    settings: RegimeSettings
+    head_config: HeadConfig
+    losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    feature_seconds: float = 0.0
+    n_train: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def epoch_size(cache: CachedSet, settings: RegimeSettings) -> int:
+    """Samples per epoch (before the batch duplication)."""
+    n_def = int((cache.label == 1).sum())
+    n_norm = len(cache) - n_def
+    return 2 * n_def if settings.balanced and n_def else n_norm + n_def
+
+
+def effective_epochs(prof: Profile, samples_per_epoch: int) -> int:
+    """The profile's epochs, reduced so that ``max_steps`` optimiser steps are not exceeded."""
+    if prof.max_steps is None:
+        return prof.epochs
+    steps = max(1, math.ceil(samples_per_epoch / prof.batch_size))
+    return max(1, min(prof.epochs, prof.max_steps // steps))
+
+
+def epoch_order(cache: CachedSet, settings: RegimeSettings, rng: np.random.Generator, seen: np.ndarray) -> np.ndarray:
+    """Row indices of one epoch.
+
+    Unsupervised: every normal row once. Supervised: every defective row (all flip
+    variants) once, plus as many normal rows, least-seen first (SegDecNet's rule that every
+    normal image is seen about equally often). ``seen`` (per row) is updated in place.
+    """
+    label = cache.label.numpy()
+    normal = np.flatnonzero(label == 0)
+    defective = np.flatnonzero(label == 1)
+    if not settings.balanced or len(defective) == 0:
+        order = np.concatenate([normal, defective])
+    else:
+        jitter = rng.random(len(normal))
+        pick = normal[np.lexsort((jitter, seen[normal]))][: len(defective)]
+        if len(pick) < len(defective):  # fewer normal images than defective samples
+            pick = rng.choice(normal, size=len(defective), replace=True)
+        order = np.concatenate([defective, pick])
+    seen[order] += 1
+    return rng.permutation(order)
+
+
+def training_targets(
+    gt_mask: torch.Tensor,
+    known: torch.Tensor,
+    label: torch.Tensor,
+    dt_weight: torch.Tensor,
+    channels: int,
+    settings: RegimeSettings,
+    sigma: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Synthetic anomalies and targets for a batch already duplicated to 2B.
+
+    Inputs ``gt_mask``/``dt_weight`` ``(2B, 1, h, w)``, ``known``/``label`` ``(2B,)``. Returns
+    ``noise (2B, C, h, w)``, ``target_map (2B, 1, h, w)``, ``target_label (2B,)`` and
+    ``pixel_weight (2B, 1, h, w)``, which is 0 on every pixel of an image whose pixels are
+    unknown (image-level-only defect): such images get the score loss only.
+    """
+    b, _, h, w = gt_mask.shape
+    unknown = (~known).float().view(b, 1, 1, 1).expand(b, 1, h, w)
+    blocked = torch.maximum(gt_mask, unknown)
+    synth = synthetic_masks(b, (h, w), settings.perlin_threshold, generator, gt_masks=blocked)
+    noise = feature_noise(synth, channels, sigma, generator)
+    target_map = torch.maximum(gt_mask, synth)
+    target_label = torch.maximum(label, (synth.flatten(1).amax(1) > 0).float())
+    pixel_weight = known.float().view(b, 1, 1, 1) * torch.where(gt_mask > 0, dt_weight, torch.ones_like(dt_weight))
+    return noise, target_map, target_label, pixel_weight
+
+
+def _dt_weights(cache: CachedSet, settings: RegimeSettings, cfg: TrainConfig) -> torch.Tensor:
+    w = torch.ones_like(cache.gt_mask)
+    if not settings.distance_weighting:
+        return w
+    for i in torch.nonzero(cache.gt_mask.flatten(1).amax(1) > 0).flatten().tolist():
+        w[i, 0] = torch.from_numpy(distance_weights(cache.gt_mask[i, 0].numpy() > 0, cfg.dt_w_pos, cfg.dt_power))
+    return w
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train_heads(
+    cache: CachedSet,
+    model: SuperSimpleNet,
+    cfg: TrainConfig,
+    settings: RegimeSettings,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[float]:
+    """Train adaptor and heads on cached features; returns the mean loss of each epoch."""
+    prof = cfg.profile_spec()
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.to(device).train()
+    model.to(memory_format=torch.channels_last)  # faster 1x1 and kxk convs on CPU and GPU
+    opt = torch.optim.AdamW(model.param_groups(cfg.adaptor_lr, cfg.head_lr))
+    epochs = effective_epochs(prof, epoch_size(cache, settings))
+    milestones = [int(epochs * 0.8), int(epochs * 0.9)]
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.4)
+    dt = _dt_weights(cache, settings, cfg)
+    seen = np.zeros(len(cache), dtype=np.int64)
+    channels = int(cache.features.shape[1])
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.from_numpy(epoch_order(cache, settings, rng, seen))
+        total, count = 0.0, 0
+        for start in range(0, len(order), prof.batch_size):
+            idx = order[start : start + prof.batch_size]
+            if len(idx) < 2 and len(order) > 1:
+                continue  # a 1-sample batch breaks BatchNorm statistics
+            feats = cache.feature_batch(idx)
+            two = lambda t: torch.cat([t, t])  # noqa: E731 - the published batch duplication
+            noise, tmap, tlabel, pw = training_targets(
+                two(cache.gt_mask[idx]), two(cache.known[idx]), two(cache.label[idx]), two(dt[idx]),
+                channels, settings, cfg.noise_sigma, gen,
+            )
+            x = two(feats).to(device).contiguous(memory_format=torch.channels_last)
+            noise = noise.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(x, noise=noise, stop_grad=settings.stop_grad)
+            loss = supersimplenet_loss(
+                out.pred_map.float(), out.pred_score.float(), tmap.to(device), tlabel.to(device), pw.to(device)
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            if should_stop is not None and should_stop():
+                raise TrainingError("training cancelled")
+        sched.step()
+        losses.append(total / max(count, 1))
+        if progress:
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / (epoch + 1) * (epochs - epoch - 1)
+            progress("train", epoch + 1, epochs, {"loss": losses[-1], "eta_s": eta})
+    model.eval()
+    return losses
+
+
+def variants_rule(settings: RegimeSettings) -> Callable[[Sample], Sequence[str]]:
+    """Which flip variants of a sample training sees."""
+
+    def rule(s: Sample) -> Sequence[str]:
+        return VARIANTS if (settings.flips and s.label == 1) else ("id",)
+
+    return rule
+
+
+def build_extractor(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
+    spec = get_backbone_spec(cfg.backbone)
+    ext = FeatureExtractor(spec, cfg.backbone_weights, upscale=cfg.profile_spec().upscale).to(device)
+    ext.to(memory_format=torch.channels_last)
+    return ext.eval()
+
+
+def fit(
+    train_samples: Sequence[Sample],
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    spill_dir: Path | None = None,
+) -> TrainedModel:
+    """Train SuperSimpleNet on ``train_samples`` with the regime their labels allow (or the forced one)."""
+    if not train_samples:
+        raise TrainingError("no training images (split=train is empty)")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    regime = derive_regime(train_samples) if cfg.regime == "auto" else Regime(cfg.regime)
+    samples = apply_regime(list(train_samples), regime)
+    settings = cfg.regime_settings(regime)
+    prof = cfg.profile_spec()
+    extractor = build_extractor(cfg, device)
+    t0 = time.perf_counter()
+    cache = build_cache(
+        samples, variants_rule(settings), extractor, cfg.image_size, device,
+        spill_dir=spill_dir,
+        progress=(lambda d, t: progress("features", d, t, {})) if progress else None,
+    )
+    t1 = time.perf_counter()
+    head_cfg = HeadConfig(
+        channels=extractor.channels, seg_hidden=prof.seg_hidden, cls_hidden=prof.cls_hidden, cls_kernel=prof.cls_kernel
+    )
+    model = SuperSimpleNet(head_cfg)
+    losses = train_heads(cache, model, cfg, settings, device, progress, should_stop)
+    counts = {"normal": 0, "mask": 0, "image": 0}
+    for s in samples:
+        counts[s.label_kind] += 1
+    return TrainedModel(
+        model=model, extractor=extractor, config=cfg, regime=regime, settings=settings, head_config=head_cfg,
+        losses=losses, train_seconds=time.perf_counter() - t1, feature_seconds=t1 - t0, n_train=counts,
+    )
+
+
+def holdout_split(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Seeded, label-stratified holdout (for thresholds when no val split exists).
+
+    Image-level-only defects stay in training (they carry no pixel truth to calibrate on
+    but are precious to train on); at least one sample of each kind stays in training.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    train, hold = [], []
+    for kind in ("normal", "mask", "image"):
+        group = [s for s in samples if s.label_kind == kind]
+        order = rng.permutation(len(group))
+        n_hold = 0 if kind == "image" else min(int(math.floor(len(group) * fraction)), max(len(group) - 1, 0))
+        hold += [group[i] for i in order[:n_hold]]
+        train += [group[i] for i in order[n_hold:]]
+    return train, hold
