@@ -78,7 +78,7 @@ def train(
         from ml.data import describe, load_dataset
         from ml.pipeline import train_and_save
         from ml.regimes import Regime
-        from ml.supersimplenet.features import DEFAULT_BACKBONE
+        from ml.supersimplenet.features import DEFAULT_BACKBONE, get_backbone_spec
         from ml.train import TrainConfig
 
         if regime != "auto" and regime not in {r.value for r in Regime}:
@@ -94,6 +94,7 @@ def train(
             device=device,
         )
         cfg.profile_spec()
+        get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data
         dataset = load_dataset(data_dir)
         if not quiet:
             typer.echo(describe(dataset))

