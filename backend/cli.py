@@ -65,8 +65,14 @@ def train(
     ] = None,
     image_size: Annotated[tuple[int, int], typer.Option(help="Input height and width.")] = (256, 256),
     profile: Annotated[str, typer.Option(help="fast (default) or paper (300 epochs, as published).")] = "fast",
-    epochs: Annotated[Optional[int], typer.Option(help="Override the profile's epochs.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Train exactly this many epochs (overrides the profile, lifts its step cap).")] = None,
     threshold: Annotated[str, typer.Option(help="Threshold rule: f1, fpr:X or fnr:X.")] = "f1",
+    perlin_threshold: Annotated[
+        Optional[float], typer.Option(help="Synthetic-defect threshold (default: the regime's; higher = smaller).")
+    ] = None,
+    distance_weighting: Annotated[
+        Optional[bool], typer.Option("--distance-weighting/--no-distance-weighting", help="Distance-transform weights on mask pixels (default: the regime's).")
+    ] = None,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
@@ -92,6 +98,8 @@ def train(
             regime=regime,
             seed=seed,
             device=device,
+            perlin_threshold=perlin_threshold,
+            distance_weighting=distance_weighting,
         )
         cfg.profile_spec()
         get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data

@@ -103,20 +103,24 @@ class Predictor:
         self.kernel = gaussian_kernel1d()
 
     @torch.inference_mode()
-    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scores ``(B,)``, maps ``(B, H, W)`` at input size (sigmoid), embeddings ``(B, C)``.
-
-        ``images``: uint8 ``(h, w, 3)`` arrays of any sizes.
-        """
-        x = to_tensor_batch([resize_rgb(im, self.image_size) for im in images]).to(self.device)
-        x = x.contiguous(memory_format=torch.channels_last)
+    def forward_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x`` float ``(B, 3, H, W)`` in [0, 1] at the input size -> scores ``(B,)``,
+        maps ``(B, H, W)`` (sigmoid, blurred) and embeddings ``(B, C)``, on the device."""
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             feats = self.extractor(x)
             out = self.model(feats)
         seg = F.interpolate(out.pred_map.float(), size=self.image_size, mode="bilinear", align_corners=False)
         maps = torch.sigmoid(blur(seg, self.kernel))[:, 0]
-        scores = torch.sigmoid(out.pred_score.float())
-        emb = out.adapted.float().mean(dim=(2, 3))
+        return torch.sigmoid(out.pred_score.float()), maps, out.adapted.float().mean(dim=(2, 3))
+
+    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores ``(B,)``, maps ``(B, H, W)`` at input size (sigmoid), embeddings ``(B, C)``.
+
+        ``images``: uint8 ``(h, w, 3)`` arrays of any sizes.
+        """
+        x = to_tensor_batch([resize_rgb(im, self.image_size) for im in images])
+        scores, maps, emb = self.forward_tensor(x)
         return scores.cpu().numpy(), maps.cpu().numpy(), emb.cpu().numpy()
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:

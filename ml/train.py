@@ -79,7 +79,8 @@ class TrainConfig:
         if self.profile not in PROFILES:
             raise TrainingError(f"unknown profile {self.profile!r}; choose one of: {', '.join(PROFILES)}")
         p = PROFILES[self.profile]
-        return replace(p, epochs=self.epochs) if self.epochs is not None else p
+        # explicit epochs mean exactly that many: the profile's step cap no longer applies
+        return replace(p, epochs=self.epochs, max_steps=None) if self.epochs is not None else p
 
     def regime_settings(self, regime: Regime) -> RegimeSettings:
         s = REGIME_DEFAULTS[regime]

@@ -108,3 +108,25 @@ def test_holdout_is_stratified_and_keeps_image_level_labels(tiny_demo: Path) -> 
     assert len(train) + len(hold) == len(samples)
     assert {s.label_kind for s in hold} <= {"normal", "mask"}
     assert all(s in train for s in samples if s.label_kind == "image")
+
+
+def test_feature_cache_streams_from_disk_when_memory_is_short(tiny_demo: Path, tmp_path: Path) -> None:
+    from ml.feature_cache import build_cache
+    from ml.supersimplenet.features import FeatureExtractor, get_backbone_spec
+
+    samples = list(load_dataset(tiny_demo).select("train").samples)[:6]
+    ext = FeatureExtractor(get_backbone_spec("tf_efficientnet_lite0"), "random", upscale=1)
+    rule = lambda s: ("id", "hflip")  # noqa: E731
+    ram = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"))
+    disk = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"), memory_limit_bytes=0, spill_dir=tmp_path)
+    assert isinstance(disk.features, np.ndarray) and isinstance(ram.features, torch.Tensor)
+    assert list(tmp_path.iterdir()) == []  # the spill file is unlinked; nothing is left behind
+    idx = torch.tensor([5, 0, 3])
+    assert torch.equal(ram.feature_batch(idx), disk.feature_batch(idx))
+    assert ram.features.dtype == torch.float16 and len(ram) == 12
+
+
+def test_training_can_be_cancelled(tiny_demo: Path) -> None:
+    samples = list(load_dataset(tiny_demo).select("train").samples)
+    with pytest.raises(TrainingError, match="cancelled"):
+        fit(samples, TrainConfig(**TINY, epochs=50), should_stop=lambda: True)
