@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from backend.cli_db import db_app
 from backend.progress import ProgressReporter
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(db_app, name="db")
 
 _state = {"verbose": False}
 

@@ -12,13 +12,32 @@ from typer.testing import CliRunner
 from backend.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "predict", "demo-data", "split"]
+COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
-    res = runner.invoke(app, [command, "--help"])
+    res = runner.invoke(app, [*command.split(), "--help"])
     assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_every_registered_command_is_in_the_help_test() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = set()
+    for name, cmd in group.commands.items():
+        names.add(name)
+        for sub in getattr(cmd, "commands", {}):
+            names.add(f"{name} {sub}")
+    assert names == set(COMMANDS)
+
+
+def test_db_upgrade_creates_the_embedded_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'x.db'}"
+    res = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "sub" / "x.db").is_file()
 
 
 def test_console_script_is_installed() -> None:

@@ -1,0 +1,1 @@
+"""Keyword-only service functions; each takes the session explicitly."""

@@ -1,0 +1,101 @@
+"""Labels are append-only: a new answer is a new row; the newest row is the current label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import cv2
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Image, Label, LabelSource
+
+
+class LabelError(ValueError):
+    """A label cannot be stored as given (the message names the field)."""
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A bool/0-1 mask ``(H, W)`` as a lossless 8-bit PNG (0/255)."""
+    ok, buf = cv2.imencode(".png", (mask.astype(bool).astype(np.uint8) * 255), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise LabelError("mask: PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_mask(png: bytes) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if arr is None:
+        raise LabelError("mask: not a decodable PNG")
+    return arr > 127
+
+
+@dataclass(frozen=True)
+class LabelIn:
+    """What an annotator (or an import) says about one image."""
+
+    is_defective: bool | None
+    mask: np.ndarray | None = None
+    source: LabelSource = LabelSource.HUMAN
+    annotator: str | None = None
+    ls_annotation_id: int | None = None
+    ls_updated_at: datetime | None = None
+    lead_time: float | None = None
+    review_reason: str | None = None
+    retracted: bool = False
+
+
+def add_label(session: Session, *, image: Image, label: LabelIn) -> Label:
+    """Append a label version for ``image`` (validated; nothing stored on error)."""
+    if label.retracted and label.mask is not None:
+        raise LabelError("mask: a retraction carries no mask")
+    if not label.retracted and label.is_defective is None:
+        raise LabelError("is_defective: required unless the label is a retraction")
+    png = None
+    if label.mask is not None:
+        if label.mask.shape != (image.height, image.width):
+            raise LabelError(
+                f"mask: size {label.mask.shape[1]}x{label.mask.shape[0]} differs from the image's "
+                f"{image.width}x{image.height}"
+            )
+        png = encode_mask(label.mask)
+    row = Label(
+        image_id=image.id,
+        is_defective=label.is_defective,
+        mask_png=png,
+        retracted=label.retracted,
+        source=label.source,
+        annotator=label.annotator,
+        ls_annotation_id=label.ls_annotation_id,
+        ls_updated_at=label.ls_updated_at,
+        lead_time=label.lead_time,
+        review_reason=label.review_reason,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def current_label(session: Session, *, image_id: int) -> Label | None:
+    """The newest label version of an image (None when never labelled or retracted)."""
+    row = session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.id.desc()).limit(1)).first()
+    return None if row is None or row.retracted else row
+
+
+def label_history(session: Session, *, image_id: int) -> list[Label]:
+    """Every label version of an image, oldest first."""
+    return list(session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.id)))
+
+
+def current_labels(session: Session, *, project_id: int) -> list[Label]:
+    """The current (newest, not retracted) label of every labelled image of a project."""
+    newest = (
+        select(func.max(Label.id))
+        .join(Image, Image.id == Label.image_id)
+        .where(Image.project_id == project_id)
+        .group_by(Label.image_id)
+    )
+    rows = session.scalars(select(Label).where(Label.id.in_(newest)).order_by(Label.image_id))
+    return [r for r in rows if not r.retracted]

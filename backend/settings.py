@@ -1,0 +1,38 @@
+"""The service's settings: the only place that reads the environment.
+
+Every setting is ``DEFECTLOOP_<NAME>``; see docs/settings.md (kept in sync by a test).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where data lives and how the service is reached."""
+
+    model_config = SettingsConfigDict(env_prefix="DEFECTLOOP_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("defectloop")),
+        description="Folder for the embedded database, model versions and anomaly maps.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy or plain postgresql:// URL; default: a SQLite file in data_dir.",
+    )
+    api_token: str | None = Field(default=None, description="Bearer token every API route except health requires.")
+    redis_url: str | None = Field(default=None, description="redis:// URL: run jobs on RQ workers instead of in-process.")
+    import_roots: list[Path] = Field(
+        default_factory=list, description="Server folders images may be imported from (JSON list or one path)."
+    )
+
+    def resolved_database_url(self) -> str:
+        """The database URL to connect to (the embedded SQLite file by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'defectloop.db').resolve()}"

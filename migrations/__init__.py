@@ -1,0 +1,1 @@
+"""Alembic migrations of the defectloop database (shipped as a package so they install)."""

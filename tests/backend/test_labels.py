@@ -1,0 +1,88 @@
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, func, select
+
+from backend.db.engine import session_factory
+from backend.db.tables import Image, Label, Project
+from backend.services.labels import LabelError, LabelIn, add_label, current_label, current_labels, decode_mask, label_history
+
+
+def _image(session, name: str = "p") -> Image:  # noqa: ANN001
+    project = Project(name=name)
+    session.add(project)
+    session.flush()
+    img = Image(project_id=project.id, uri="a.png", sha256="0" * 64, width=5, height=4)
+    session.add(img)
+    session.flush()
+    return img
+
+
+def test_three_answers_are_kept_and_the_newest_is_current(migrated: Engine) -> None:
+    Session = session_factory(migrated)
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 2:4] = True
+    with Session.begin() as s:
+        img = _image(s)
+        add_label(s, image=img, label=LabelIn(is_defective=False))
+        add_label(s, image=img, label=LabelIn(is_defective=True))
+        add_label(s, image=img, label=LabelIn(is_defective=True, mask=mask, annotator="ann", lead_time=12.5))
+    with Session() as s:
+        history = label_history(s, image_id=img.id)
+        assert [h.is_defective for h in history] == [False, True, True]
+        cur = current_label(s, image_id=img.id)
+        assert cur.id == history[-1].id and cur.annotator == "ann" and cur.lead_time == 12.5
+        assert np.array_equal(decode_mask(cur.mask_png), mask)  # lossless
+        assert [c.id for c in current_labels(s, project_id=img.project_id)] == [cur.id]
+
+
+def test_retraction_supersedes_but_keeps_history(migrated: Engine) -> None:
+    Session = session_factory(migrated)
+    with Session.begin() as s:
+        img = _image(s)
+        add_label(s, image=img, label=LabelIn(is_defective=True))
+        add_label(s, image=img, label=LabelIn(is_defective=None, retracted=True))
+    with Session() as s:
+        assert current_label(s, image_id=img.id) is None
+        assert len(label_history(s, image_id=img.id)) == 2
+
+
+def test_bad_labels_name_the_field_and_store_nothing(migrated: Engine) -> None:
+    Session = session_factory(migrated)
+    with Session.begin() as s:
+        img = _image(s)
+    with Session() as s:
+        img = s.get(Image, img.id)
+        with pytest.raises(LabelError, match="mask: size 3x3 differs"):
+            add_label(s, image=img, label=LabelIn(is_defective=True, mask=np.zeros((3, 3), bool)))
+        with pytest.raises(LabelError, match="is_defective"):
+            add_label(s, image=img, label=LabelIn(is_defective=None))
+        s.rollback()
+        assert s.scalar(select(func.count(Label.id))) == 0
+
+
+def test_parallel_label_writes_lose_nothing(migrated: Engine) -> None:
+    Session = session_factory(migrated)
+    with Session.begin() as s:
+        img_id = _image(s).id
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(10):
+                with Session.begin() as s:
+                    img = s.get(Image, img_id)
+                    add_label(s, image=img, label=LabelIn(is_defective=bool(i % 2), annotator=f"w{k}"))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with Session() as s:
+        assert s.scalar(select(func.count(Label.id))) == 40
+        assert {h.annotator for h in label_history(s, image_id=img_id)} == {"w0", "w1", "w2", "w3"}
