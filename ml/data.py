@@ -103,22 +103,34 @@ def load_dataset(path: Path | str, *, check_pixels: bool = True) -> Dataset:
     Raises:
         DataError: listing every problem found, each with its row and file.
     """
+    dataset = read_dataset(path)
+    validate(dataset, check_pixels=check_pixels)
+    return dataset
+
+
+def is_dataset(path: Path) -> bool:
+    """True when ``path`` is a labels CSV, a folder with labels.csv, or an MVTec layout."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() == ".csv"
+    return (path / "labels.csv").is_file() or (path / "train" / "good").is_dir() or (path / "test").is_dir()
+
+
+def read_dataset(path: Path | str) -> Dataset:
+    """Parse a dataset without checking its files (CSV-level problems still raise)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
-        dataset = _read_labels_csv(path)
-    elif (path / "labels.csv").is_file():
-        dataset = _read_labels_csv(path / "labels.csv")
-    elif (path / "train" / "good").is_dir() or (path / "test").is_dir():
-        dataset = _read_mvtec(path)
-    else:
-        raise DataError(
-            f"{path}: not a dataset: expected labels.csv (file,label,mask,has_mask,split) "
-            "or the MVTec AD layout (train/good, test/<type>, ground_truth/<type>)"
-        )
-    validate(dataset, check_pixels=check_pixels)
-    return dataset
+        return _read_labels_csv(path)
+    if (path / "labels.csv").is_file():
+        return _read_labels_csv(path / "labels.csv")
+    if (path / "train" / "good").is_dir() or (path / "test").is_dir():
+        return _read_mvtec(path)
+    raise DataError(
+        f"{path}: not a dataset: expected labels.csv (file,label,mask,has_mask,split) "
+        "or the MVTec AD layout (train/good, test/<type>, ground_truth/<type>)"
+    )
 
 
 def _parse_bool01(value: str, column: str, where: str, problems: list[str]) -> int | None:
@@ -213,6 +225,37 @@ def _read_mvtec(root: Path) -> Dataset:
 # ----------------------------------------------------------------------------- validation
 
 
+def sample_problem(sample: Sample, *, check_pixels: bool = True) -> str | None:
+    """The first problem with one sample (without its row prefix), or None when it is usable."""
+    s = sample
+    if not s.image.is_file():
+        return "image file not found"
+    if s.mask is not None and not s.mask.is_file() and (s.has_mask or s.label == 1):
+        return f"mask file not found: {s.mask}"
+    if not check_pixels:
+        return None
+    try:
+        img = read_image(s.image)
+    except DataError as e:
+        return str(e)
+    if s.mask is None or not s.mask.is_file():
+        return None
+    try:
+        mask = read_mask(s.mask)
+    except DataError as e:
+        return f"mask {e}"
+    if mask.shape != img.shape[:2]:
+        return (
+            f"mask {s.mask.name} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            f"{img.shape[1]}x{img.shape[0]} (WxH)"
+        )
+    if s.label == 1 and s.has_mask and not mask.any():
+        return f"defective image with has_mask=1 has an all-zero mask {s.mask.name}"
+    if s.label == 0 and mask.any():
+        return f"normal image (label 0) has defect pixels in mask {s.mask.name}"
+    return None
+
+
 def validate(dataset: Dataset, *, check_pixels: bool = True) -> None:
     """Check every sample; raise one DataError listing every problem (file and row)."""
     problems: list[str] = []
@@ -224,36 +267,9 @@ def validate(dataset: Dataset, *, check_pixels: bool = True) -> None:
             problems.append(f"{where}: duplicate of row {seen[key]}")
             continue
         seen[key] = s.row
-        if not s.image.is_file():
-            problems.append(f"{where}: image file not found")
-            continue
-        if s.mask is not None and not s.mask.is_file() and (s.has_mask or s.label == 1):
-            problems.append(f"{where}: mask file not found: {s.mask}")
-            continue
-        if not check_pixels:
-            continue
-        try:
-            img = read_image(s.image)
-        except DataError as e:
-            problems.append(f"{where}: {e}")
-            continue
-        if s.mask is None or not s.mask.is_file():
-            continue
-        try:
-            mask = read_mask(s.mask)
-        except DataError as e:
-            problems.append(f"{where}: mask {e}")
-            continue
-        if mask.shape != img.shape[:2]:
-            problems.append(
-                f"{where}: mask {s.mask.name} is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                f"{img.shape[1]}x{img.shape[0]} (WxH)"
-            )
-            continue
-        if s.label == 1 and s.has_mask and not mask.any():
-            problems.append(f"{where}: defective image with has_mask=1 has an all-zero mask {s.mask.name}")
-        if s.label == 0 and mask.any():
-            problems.append(f"{where}: normal image (label 0) has defect pixels in mask {s.mask.name}")
+        problem = sample_problem(s, check_pixels=check_pixels)
+        if problem:
+            problems.append(f"{where}: {problem}")
     if problems:
         raise DataError(f"{dataset.source}: {len(problems)} problem(s)", problems)
 

@@ -1,0 +1,23 @@
+"""The service's exception hierarchy, mapped to HTTP status codes in one place (the API)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of the service's deliberate errors."""
+
+    status_code = 400
+
+
+class NotFoundError(ServiceError):
+    status_code = 404
+
+
+class ConflictError(ServiceError):
+    status_code = 409
+
+
+class ForbiddenPathError(ServiceError):
+    """An import path outside the configured import roots (or escaping them by a link)."""
+
+    status_code = 403
