@@ -1,0 +1,72 @@
+"""The application factory and the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from backend.api.deps import require_token
+from backend.api.routes import images, labels, projects, system
+from backend.db.engine import make_engine, session_factory
+from backend.errors import ServiceError
+from backend.services.labels import LabelError
+from backend.settings import Settings
+from ml.errors import DefectloopError
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """Build the API. No work happens at import time; the engine is created here."""
+    settings = settings or Settings()
+    engine = engine or make_engine(settings.resolved_database_url())
+    app = FastAPI(
+        title="defectloop",
+        summary="Active-learning workbench for surface-defect detection",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+
+    auth = [Depends(require_token)]
+    app.include_router(system.public)
+    app.include_router(system.router, dependencies=auth)
+    app.include_router(projects.router, dependencies=auth)
+    app.include_router(images.router, dependencies=auth)
+    app.include_router(labels.router, dependencies=auth)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+    @app.exception_handler(LabelError)
+    async def label_error(_: Request, exc: LabelError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.exception_handler(DefectloopError)
+    async def ml_error(_: Request, exc: DefectloopError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.exception_handler(ValueError)
+    async def value_error(_: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        parts = []
+        for e in errors:
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form"))
+            parts.append(f"{loc or 'request'}: {e.get('msg', 'invalid')}")
+        return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": jsonable(errors)})
+
+
+def jsonable(errors: list) -> list:  # noqa: ANN001
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={Exception: str, bytes: lambda b: b.decode(errors="replace")})

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from backend.api.deps import SessionDep, SettingsDep
+from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, ImportSummary
+from backend.db.tables import Image, Split
+from backend.errors import NotFoundError
+from backend.services import images as svc
+from backend.services.projects import get_project
+
+router = APIRouter(prefix="/projects/{project_id}/images", tags=["images"])
+
+MAX_UPLOAD_BYTES = 200 << 20
+
+
+def _summary(results: list[svc.ImportResult]) -> ImportSummary:
+    return ImportSummary(
+        imported=sum(r.status == "imported" for r in results),
+        duplicate=sum(r.status == "duplicate" for r in results),
+        rejected=sum(r.status == "rejected" for r in results),
+        results=[ImportResultOut(**r.__dict__) for r in results],
+    )
+
+
+@router.post("/import")
+def import_images(project_id: int, body: ImportRequest, session: SessionDep, settings: SettingsDep) -> ImportSummary:
+    """Import a server folder (plain images, labels.csv or MVTec layout) under an import root."""
+    project = get_project(session, project_id=project_id)
+    return _summary(svc.import_path(session, project=project, path=Path(body.path), roots=settings.import_roots))
+
+
+@router.post("/upload")
+async def upload_images(
+    project_id: int, files: Annotated[list[UploadFile], File(description="Image files")], session: SessionDep,
+    settings: SettingsDep,
+) -> ImportSummary:
+    """Upload image files; each is checked, deduplicated and stored under the data directory."""
+    project = get_project(session, project_id=project_id)
+    results = []
+    for f in files:
+        data = await f.read(MAX_UPLOAD_BYTES + 1)
+        name = f.filename or "upload"
+        if len(data) > MAX_UPLOAD_BYTES:
+            results.append(svc.ImportResult(name, "rejected", f"larger than {MAX_UPLOAD_BYTES >> 20} MiB"))
+            continue
+        results.append(svc.store_upload(session, project=project, data=data, filename=name, data_dir=settings.data_dir))
+    return _summary(results)
+
+
+@router.get("")
+def list_images(
+    project_id: int, session: SessionDep, split: Split | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ImageOut]:
+    get_project(session, project_id=project_id)
+    q = select(Image).where(Image.project_id == project_id)
+    if split is not None:
+        q = q.where(Image.split == split)
+    rows = session.scalars(q.order_by(Image.id).offset(offset).limit(limit))
+    return [ImageOut.model_validate(r) for r in rows]
+
+
+def get_image(session, project_id: int, image_id: int) -> Image:  # noqa: ANN001
+    img = session.get(Image, image_id)
+    if img is None or img.project_id != project_id:
+        raise NotFoundError(f"image {image_id} not found in project {project_id}")
+    return img
+
+
+@router.get("/{image_id}")
+def image_info(project_id: int, image_id: int, session: SessionDep) -> ImageOut:
+    return ImageOut.model_validate(get_image(session, project_id, image_id))
+
+
+@router.get("/{image_id}/file")
+def image_file(project_id: int, image_id: int, session: SessionDep) -> FileResponse:
+    """The image's bytes as stored."""
+    img = get_image(session, project_id, image_id)
+    path = Path(img.uri)
+    if not path.is_file():
+        raise NotFoundError(f"image {image_id}: file {path} is gone from the server")
+    return FileResponse(path)

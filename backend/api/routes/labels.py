@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from sqlalchemy import func, select
+
+from backend.api.deps import SessionDep
+from backend.api.routes.images import get_image
+from backend.api.schemas import LabelCounts, LabelHistory, LabelOut
+from backend.db.tables import Image, Label
+from backend.services import labels as svc
+from backend.services.projects import get_project
+from ml.errors import DataError
+from ml.images import read_mask
+
+router = APIRouter(prefix="/projects/{project_id}", tags=["labels"])
+
+
+def label_out(row: Label) -> LabelOut:
+    return LabelOut(
+        id=row.id, image_id=row.image_id, is_defective=row.is_defective, has_mask=row.mask_png is not None,
+        retracted=row.retracted, source=row.source.value, annotator=row.annotator,
+        ls_annotation_id=row.ls_annotation_id, lead_time=row.lead_time, review_reason=row.review_reason,
+        created_at=row.created_at,
+    )
+
+
+@router.get("/images/{image_id}/label")
+def get_label(project_id: int, image_id: int, session: SessionDep) -> LabelHistory:
+    """The current label and every earlier version (oldest first)."""
+    get_image(session, project_id, image_id)
+    cur = svc.current_label(session, image_id=image_id)
+    return LabelHistory(
+        current=label_out(cur) if cur else None,
+        history=[label_out(r) for r in svc.label_history(session, image_id=image_id)],
+    )
+
+
+@router.put("/images/{image_id}/label")
+async def put_label(
+    project_id: int,
+    image_id: int,
+    session: SessionDep,
+    is_defective: Annotated[bool, Form()],
+    mask: Annotated[UploadFile | None, File(description="PNG mask at the image's size (0/255)")] = None,
+    annotator: Annotated[str | None, Form()] = None,
+    lead_time: Annotated[float | None, Form(ge=0)] = None,
+) -> LabelOut:
+    """Add a label version: image-level, or with a mask PNG. The previous version stays."""
+    img = get_image(session, project_id, image_id)
+    arr = None
+    if mask is not None:
+        data = await mask.read()
+        try:
+            arr = read_mask(data, "mask")
+        except DataError as e:
+            raise svc.LabelError(str(e)) from None
+    row = svc.add_label(
+        session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
+    )
+    return label_out(row)
+
+
+@router.get("/labels")
+def list_labels(
+    project_id: int, session: SessionDep, kind: Annotated[str | None, Query(pattern="^(normal|image|mask)$")] = None,
+    source: str | None = None,
+) -> list[LabelOut]:
+    """Current labels of the project, optionally of one kind (normal, image, mask) or source."""
+    get_project(session, project_id=project_id)
+    rows = svc.current_labels(session, project_id=project_id)
+    out = []
+    for r in rows:
+        k = "normal" if not r.is_defective else "mask" if r.mask_png is not None else "image"
+        if (kind is None or k == kind) and (source is None or r.source.value == source):
+            out.append(label_out(r))
+    return out
+
+
+@router.get("/labels/counts")
+def label_counts(project_id: int, session: SessionDep) -> LabelCounts:
+    get_project(session, project_id=project_id)
+    rows = svc.current_labels(session, project_id=project_id)
+    n_images = session.scalar(select(func.count(Image.id)).where(Image.project_id == project_id)) or 0
+    by_source: dict[str, int] = {}
+    for r in rows:
+        by_source[r.source.value] = by_source.get(r.source.value, 0) + 1
+    return LabelCounts(
+        images=n_images,
+        labelled=len(rows),
+        normal=sum(1 for r in rows if r.is_defective is False),
+        image_level=sum(1 for r in rows if r.is_defective and r.mask_png is None),
+        mask=sum(1 for r in rows if r.is_defective and r.mask_png is not None),
+        by_source=by_source,
+    )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.api.deps import SessionDep
+from backend.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
+from backend.services import projects as svc
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+
+
+@router.post("", status_code=201)
+def create_project(body: ProjectCreate, session: SessionDep) -> ProjectOut:
+    """Create a project (409 when the name is taken)."""
+    settings = svc.ProjectSettings(**body.model_dump(exclude={"name"}))
+    return ProjectOut.model_validate(svc.create_project(session, name=body.name, settings=settings))
+
+
+@router.get("")
+def list_projects(session: SessionDep) -> list[ProjectOut]:
+    return [ProjectOut.model_validate(p) for p in svc.list_projects(session)]
+
+
+@router.get("/{project_id}")
+def get_project(project_id: int, session: SessionDep) -> ProjectOut:
+    return ProjectOut.model_validate(svc.get_project(session, project_id=project_id))
+
+
+@router.patch("/{project_id}")
+def update_project(project_id: int, body: ProjectUpdate, session: SessionDep) -> ProjectOut:
+    """Change image size, backbone, profile or label costs."""
+    settings = svc.ProjectSettings(**body.model_dump())
+    return ProjectOut.model_validate(svc.update_project(session, project_id=project_id, settings=settings))

@@ -1,0 +1,101 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    image_height: int | None = Field(default=None, ge=32, le=4096)
+    image_width: int | None = Field(default=None, ge=32, le=4096)
+    backbone: str | None = None
+    profile: str | None = None
+    cost_image_label: float | None = Field(default=None, gt=0)
+    cost_mask_label: float | None = Field(default=None, gt=0)
+
+
+class ProjectUpdate(BaseModel):
+    image_height: int | None = Field(default=None, ge=32, le=4096)
+    image_width: int | None = Field(default=None, ge=32, le=4096)
+    backbone: str | None = None
+    profile: str | None = None
+    cost_image_label: float | None = Field(default=None, gt=0)
+    cost_mask_label: float | None = Field(default=None, gt=0)
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    image_height: int
+    image_width: int
+    backbone: str
+    profile: str
+    cost_image_label: float
+    cost_mask_label: float
+    created_at: datetime
+
+
+class ImportRequest(BaseModel):
+    path: str = Field(description="A folder (or labels CSV) on the server, under an import root.")
+
+
+class ImportResultOut(BaseModel):
+    file: str
+    status: str
+    reason: str | None = None
+    image_id: int | None = None
+
+
+class ImportSummary(BaseModel):
+    imported: int
+    duplicate: int
+    rejected: int
+    results: list[ImportResultOut]
+
+
+class ImageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    uri: str
+    sha256: str
+    width: int
+    height: int
+    split: str
+    added_at: datetime
+
+
+class LabelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    image_id: int
+    is_defective: bool | None
+    has_mask: bool
+    retracted: bool
+    source: str
+    annotator: str | None
+    ls_annotation_id: int | None
+    lead_time: float | None
+    review_reason: str | None
+    created_at: datetime
+
+
+class LabelHistory(BaseModel):
+    current: LabelOut | None
+    history: list[LabelOut]
+
+
+class LabelCounts(BaseModel):
+    images: int
+    labelled: int
+    normal: int
+    image_level: int
+    mask: int
+    by_source: dict[str, int]

@@ -1,0 +1,121 @@
+"""API routes against real migrated databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from backend.api.app import create_app
+from backend.db.engine import session_factory
+from backend.db.tables import Image, Label
+from backend.settings import Settings
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def client(migrated: Engine, tmp_path: Path, tiny_demo: Path) -> TestClient:
+    settings = Settings(data_dir=tmp_path / "data", api_token=TOKEN, import_roots=[tiny_demo.parent, tmp_path])
+    c = TestClient(create_app(settings, engine=migrated))
+    c.headers["Authorization"] = f"Bearer {TOKEN}"
+    return c
+
+
+def png(arr: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", arr)
+    assert ok
+    return buf.tobytes()
+
+
+def _project(client: TestClient, name: str = "line-1") -> int:
+    r = client.post("/projects", json={"name": name})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_auth_is_required_except_for_health(client: TestClient) -> None:
+    anon = TestClient(client.app)
+    assert anon.get("/health").json() == {"status": "ok"}
+    assert anon.get("/projects").status_code == 401
+    assert anon.get("/projects", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/projects").status_code == 200
+    assert client.get("/version").json()["defectloop"]
+
+
+def test_projects_crud_conflict_404_and_field_errors(client: TestClient) -> None:
+    pid = _project(client)
+    assert client.post("/projects", json={"name": "line-1"}).status_code == 409
+    assert client.get(f"/projects/{pid}").json()["name"] == "line-1"
+    assert client.get("/projects/999").status_code == 404
+    r = client.patch(f"/projects/{pid}", json={"cost_mask_label": 7.5, "backbone": "tf_efficientnet_lite2"})
+    assert r.status_code == 200 and r.json()["cost_mask_label"] == 7.5
+    bad = client.patch(f"/projects/{pid}", json={"image_height": 5})
+    assert bad.status_code == 422 and "image_height" in bad.json()["detail"]
+    bad = client.patch(f"/projects/{pid}", json={"backbone": "vgg"})
+    assert bad.status_code == 422 and "backbone" in bad.json()["detail"]
+    assert [p["id"] for p in client.get("/projects").json()] == [pid]
+
+
+def test_import_serve_and_list(client: TestClient, tiny_demo: Path) -> None:
+    pid = _project(client)
+    r = client.post(f"/projects/{pid}/images/import", json={"path": str(tiny_demo)})
+    assert r.status_code == 200 and r.json()["imported"] == 44
+    assert client.post(f"/projects/{pid}/images/import", json={"path": "/etc"}).status_code == 403
+    images = client.get(f"/projects/{pid}/images", params={"split": "test"}).json()
+    assert len(images) == 12
+    f = client.get(f"/projects/{pid}/images/{images[0]['id']}/file")
+    assert f.status_code == 200 and f.content == Path(images[0]["uri"]).read_bytes()
+    counts = client.get(f"/projects/{pid}/labels/counts").json()
+    assert counts == {"images": 44, "labelled": 44, "normal": 30, "image_level": 0, "mask": 14, "by_source": {"import": 44}}
+    assert client.get(f"/projects/{pid}/images/99999").status_code == 404
+
+
+def test_uploads_reject_bad_files_with_reasons_and_store_nothing(client: TestClient, migrated: Engine) -> None:
+    pid = _project(client)
+    good = png(np.full((24, 32, 3), 90, np.uint8))
+    files = [
+        ("files", ("a.png", good, "image/png")),
+        ("files", ("text.png", b"not an image", "image/png")),
+        ("files", ("cut.png", good[: len(good) // 2], "image/png")),
+        ("files", ("a-again.png", good, "image/png")),
+    ]
+    r = client.post(f"/projects/{pid}/images/upload", files=files)
+    assert r.status_code == 200
+    statuses = {x["file"]: (x["status"], x["reason"]) for x in r.json()["results"]}
+    assert statuses["a.png"][0] == "imported" and statuses["a-again.png"][0] == "duplicate"
+    assert statuses["text.png"][0] == "rejected" and "cannot decode" in statuses["text.png"][1]
+    assert statuses["cut.png"][0] == "rejected"
+    with session_factory(migrated)() as s:
+        assert s.scalar(select(func.count(Image.id))) == 1
+
+
+def test_label_put_history_and_mask_errors(client: TestClient, migrated: Engine) -> None:
+    pid = _project(client)
+    r = client.post(f"/projects/{pid}/images/upload", files=[("files", ("a.png", png(np.full((24, 32, 3), 90, np.uint8)), "image/png"))])
+    iid = r.json()["results"][0]["image_id"]
+    url = f"/projects/{pid}/images/{iid}/label"
+    assert client.put(url, data={"is_defective": "false", "annotator": "ann"}).status_code == 200
+    assert client.put(url, data={"is_defective": "true"}).status_code == 200
+    mask = np.zeros((24, 32), np.uint8)
+    mask[5:9, 3:20] = 255
+    r = client.put(url, data={"is_defective": "true", "lead_time": "4.5"}, files={"mask": ("m.png", png(mask), "image/png")})
+    assert r.status_code == 200 and r.json()["has_mask"]
+    hist = client.get(url).json()
+    assert [h["is_defective"] for h in hist["history"]] == [False, True, True]
+    assert hist["current"]["id"] == hist["history"][-1]["id"] and hist["current"]["lead_time"] == 4.5
+    wrong = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", png(np.zeros((10, 10), np.uint8)), "image/png")})
+    assert wrong.status_code == 422 and "mask: size 10x10 differs" in wrong.json()["detail"]
+    junk = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", b"junk", "image/png")})
+    assert junk.status_code == 422 and "mask" in junk.json()["detail"]
+    missing = client.put(url, data={})
+    assert missing.status_code == 422 and "is_defective" in missing.json()["detail"]
+    with session_factory(migrated)() as s:
+        assert s.scalar(select(func.count(Label.id))) == 3  # the rejected answers stored nothing
+    kinds = client.get(f"/projects/{pid}/labels", params={"kind": "mask"}).json()
+    assert len(kinds) == 1
