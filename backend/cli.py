@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from backend.cli_db import db_app
+from backend.cli_service import serve, worker
 from backend.progress import ProgressReporter
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app = typer.Typer(
 )
 
 app.add_typer(db_app, name="db")
+app.command()(serve)
+app.command()(worker)
 
 _state = {"verbose": False}
 

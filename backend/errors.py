@@ -14,7 +14,13 @@ class NotFoundError(ServiceError):
 
 
 class ConflictError(ServiceError):
+    """A conflicting state; ``job_id`` names the job in the way when there is one."""
+
     status_code = 409
+
+    def __init__(self, message: str, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class ForbiddenPathError(ServiceError):

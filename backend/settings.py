@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Server folders images may be imported from (JSON list or one path)."
     )
 
+    device: str = Field(default="auto", description="Where workers train and predict: auto, cpu or cuda.")
+    heartbeat_timeout_s: float = Field(
+        default=30.0, gt=0, description="A running job whose worker is silent this long is marked failed."
+    )
+
     def resolved_database_url(self) -> str:
         """The database URL to connect to (the embedded SQLite file by default)."""
         if self.database_url:

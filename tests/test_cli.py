@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from backend.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade"]
+COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade", "serve", "worker"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

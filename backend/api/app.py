@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from backend.api.deps import require_token
-from backend.api.routes import images, labels, projects, system
+from backend.api.routes import images, jobs, labels, models, projects, system
 from backend.db.engine import make_engine, session_factory
 from backend.errors import ServiceError
 from backend.services.labels import LabelError
@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(projects.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(labels.router, dependencies=auth)
+    app.include_router(jobs.router, dependencies=auth)
+    app.include_router(models.router, dependencies=auth)
     _install_error_handlers(app)
     return app
 
@@ -42,7 +44,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+        content: dict = {"detail": str(exc)}
+        if getattr(exc, "job_id", None) is not None:
+            content["job_id"] = exc.job_id
+        return JSONResponse(status_code=exc.status_code, content=content)
 
     @app.exception_handler(LabelError)
     async def label_error(_: Request, exc: LabelError) -> JSONResponse:

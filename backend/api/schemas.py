@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold.")
     image_height: int | None = Field(default=None, ge=32, le=4096)
     image_width: int | None = Field(default=None, ge=32, le=4096)
     backbone: str | None = None
@@ -18,6 +19,7 @@ class ProjectCreate(BaseModel):
 
 
 class ProjectUpdate(BaseModel):
+    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold.")
     image_height: int | None = Field(default=None, ge=32, le=4096)
     image_width: int | None = Field(default=None, ge=32, le=4096)
     backbone: str | None = None
@@ -37,6 +39,7 @@ class ProjectOut(BaseModel):
     profile: str
     cost_image_label: float
     cost_mask_label: float
+    train_defaults: dict
     created_at: datetime
 
 
@@ -99,3 +102,54 @@ class LabelCounts(BaseModel):
     image_level: int
     mask: int
     by_source: dict[str, int]
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    project_id: int
+    status: str
+    progress: float
+    message: str
+    error: str | None
+    result: dict
+    cancel_requested: bool
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ModelVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    round_id: int | None
+    name: str
+    regime: str
+    profile: str
+    artifact_sha256: str
+    thresholds: dict
+    metrics: dict
+    is_active: bool
+    created_at: datetime
+    n_labels: int
+
+
+class ModelVersionDetail(ModelVersionOut):
+    config: dict
+    label_ids: list[int]
+
+
+class SeriesPoint(BaseModel):
+    model_version_id: int
+    name: str
+    created_at: datetime
+    regime: str
+    labels_normal: int
+    labels_image: int
+    labels_mask: int
+    metrics: dict

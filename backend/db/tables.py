@@ -213,7 +213,17 @@ class Job(Base):
     """Infrastructure: a unit of background work with its status and progress."""
 
     __tablename__ = "job"
-    __table_args__ = (CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),)
+    __table_args__ = (
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        # one retrain per project at a time, enforced by the database itself
+        Index(
+            "uq_job_one_active_train",
+            "project_id",
+            unique=True,
+            sqlite_where=text("kind = 'train' AND status IN ('queued', 'running')"),
+            postgresql_where=text("kind = 'train' AND status IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[JobKind] = mapped_column(_enum(JobKind, "job_kind"))

@@ -22,6 +22,9 @@ class ProjectSettings:
     profile: str | None = None
     cost_image_label: float | None = None
     cost_mask_label: float | None = None
+    train_defaults: dict | None = None
+
+TRAIN_DEFAULT_KEYS = {"epochs": int, "perlin_threshold": float}
 
 
 def create_project(session: Session, *, name: str, settings: ProjectSettings = ProjectSettings()) -> Project:
@@ -80,6 +83,12 @@ def _apply(project: Project, settings: ProjectSettings) -> None:
         v = getattr(settings, name)
         if v is not None and v <= 0:
             raise ValueError(f"{name}: must be positive, got {v}")
+    if settings.train_defaults is not None:
+        for k, v in settings.train_defaults.items():
+            if k not in TRAIN_DEFAULT_KEYS:
+                raise ValueError(f"train_defaults.{k}: unknown; allowed: {', '.join(TRAIN_DEFAULT_KEYS)}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"train_defaults.{k}: must be a positive number, got {v!r}")
     for f in fields(settings):
         v = getattr(settings, f.name)
         if v is not None:

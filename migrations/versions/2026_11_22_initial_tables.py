@@ -69,6 +69,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_job_project_id'), ['project_id'], unique=False)
+        batch_op.create_index(
+            'uq_job_one_active_train', ['project_id'], unique=True,
+            sqlite_where=sa.text("kind = 'train' AND status IN ('queued', 'running')"),
+            postgresql_where=sa.text("kind = 'train' AND status IN ('queued', 'running')"),
+        )
 
     op.create_table('round',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -164,6 +169,7 @@ def downgrade() -> None:
     op.drop_table('label')
     op.drop_table('round')
     with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.drop_index('uq_job_one_active_train')
         batch_op.drop_index(batch_op.f('ix_job_project_id'))
 
     op.drop_table('job')

@@ -30,12 +30,10 @@ def _postgres_available() -> str | None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:  # noqa: ANN001
-    """An empty database (not migrated) of each kind."""
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
+    """The URL of an empty database of each kind (PostgreSQL: a fresh schema, dropped after)."""
     if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
-        yield eng
-        eng.dispose()
+        yield f"sqlite:///{tmp_path / 'test.db'}"
         return
     why = _postgres_available()
     if why:
@@ -44,14 +42,21 @@ def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:  # noq
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    eng = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    sep = "&" if "?" in PG_URL else "?"
     try:
-        yield eng
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
     finally:
-        eng.dispose()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An empty database (not migrated) of each kind."""
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from backend.api.deps import SessionDep, SettingsDep
+from backend.api.schemas import JobOut
+from backend.db.tables import Job, JobKind
+from backend.jobs import queue
+from backend.jobs.rq_executor import submit
+from backend.services.projects import get_project
+
+router = APIRouter(tags=["jobs"])
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id, kind=job.kind.value, project_id=job.project_id, status=job.status.value, progress=job.progress,
+        message=job.message, error=job.error, result=job.result or {}, cancel_requested=job.cancel_requested,
+        heartbeat_at=job.heartbeat_at, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+    )
+
+
+@router.post("/projects/{project_id}/retrain", status_code=202)
+def retrain(project_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
+    """Start a retrain job (409 with the running job's id when one is active)."""
+    get_project(session, project_id=project_id)
+    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
+    job = queue.enqueue(session, kind=JobKind.TRAIN, project_id=project_id)
+    session.commit()  # the worker must see the job before it is announced on the queue
+    submit(settings, job.id)
+    return job_out(job)
+
+
+@router.get("/jobs")
+def list_jobs(session: SessionDep, settings: SettingsDep, project_id: int | None = None, limit: int = 50) -> list[JobOut]:
+    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
+    q = select(Job).order_by(Job.id.desc()).limit(min(max(limit, 1), 500))
+    if project_id is not None:
+        q = q.where(Job.project_id == project_id)
+    return [job_out(j) for j in session.scalars(q)]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
+    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
+    return job_out(queue.get_job(session, job_id=job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: int, session: SessionDep) -> JobOut:
+    """Cancel a queued job now, or ask a running one to stop (it does within seconds)."""
+    return job_out(queue.request_cancel(session, job_id=job_id))

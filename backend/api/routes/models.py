@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select, update
+
+from backend.api.deps import SessionDep
+from backend.api.schemas import ModelVersionDetail, ModelVersionOut, SeriesPoint
+from backend.db.tables import Label, ModelVersion
+from backend.errors import NotFoundError
+from backend.services.projects import get_project
+
+router = APIRouter(tags=["model versions"])
+
+
+def mv_out(mv: ModelVersion, detail: bool = False) -> ModelVersionOut:
+    base = dict(
+        id=mv.id, project_id=mv.project_id, round_id=mv.round_id, name=mv.name, regime=mv.regime, profile=mv.profile,
+        artifact_sha256=mv.artifact_sha256, thresholds=mv.thresholds, metrics=mv.metrics, is_active=mv.is_active,
+        created_at=mv.created_at, n_labels=len(mv.label_ids or []),
+    )
+    if detail:
+        return ModelVersionDetail(**base, config=mv.config, label_ids=list(mv.label_ids or []))
+    return ModelVersionOut(**base)
+
+
+def _get(session, model_version_id: int) -> ModelVersion:  # noqa: ANN001
+    mv = session.get(ModelVersion, model_version_id)
+    if mv is None:
+        raise NotFoundError(f"model version {model_version_id} not found")
+    return mv
+
+
+@router.get("/projects/{project_id}/model-versions")
+def list_model_versions(project_id: int, session: SessionDep) -> list[ModelVersionOut]:
+    get_project(session, project_id=project_id)
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id))
+    return [mv_out(m) for m in rows]
+
+
+@router.get("/model-versions/{model_version_id}")
+def get_model_version(model_version_id: int, session: SessionDep) -> ModelVersionDetail:
+    """Config, metrics, thresholds and the training-label snapshot (label ids)."""
+    return mv_out(_get(session, model_version_id), detail=True)
+
+
+@router.post("/model-versions/{model_version_id}/activate")
+def activate(model_version_id: int, session: SessionDep) -> ModelVersionOut:
+    """Make a previous version the active one (rollback)."""
+    mv = _get(session, model_version_id)
+    session.execute(update(ModelVersion).where(ModelVersion.project_id == mv.project_id).values(is_active=False))
+    session.flush()
+    mv.is_active = True
+    session.flush()
+    return mv_out(mv)
+
+
+@router.get("/model-versions/{model_version_id}/metrics")
+def model_metrics(model_version_id: int, session: SessionDep) -> dict:
+    return _get(session, model_version_id).metrics
+
+
+@router.get("/projects/{project_id}/metrics/series")
+def metrics_series(project_id: int, session: SessionDep) -> list[SeriesPoint]:
+    """Per model version: label counts by kind, regime and metrics (label-efficiency curves)."""
+    get_project(session, project_id=project_id)
+    out = []
+    for mv in session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)):
+        labels = session.scalars(select(Label).where(Label.id.in_(mv.label_ids or []))).all()
+        out.append(
+            SeriesPoint(
+                model_version_id=mv.id, name=mv.name, created_at=mv.created_at, regime=mv.regime,
+                labels_normal=sum(1 for lb in labels if lb.is_defective is False),
+                labels_image=sum(1 for lb in labels if lb.is_defective and lb.mask_png is None),
+                labels_mask=sum(1 for lb in labels if lb.is_defective and lb.mask_png is not None),
+                metrics=mv.metrics,
+            )
+        )
+    return out

@@ -1,0 +1,59 @@
+"""`defectloop serve` and `defectloop worker`: the service and its job executors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    dev: Annotated[bool, typer.Option("--dev", help="Local development: no API token, bound to 127.0.0.1 only.")] = False,
+    workers: Annotated[bool, typer.Option(help="Start the embedded job worker (off when jobs go to RQ).")] = True,
+) -> None:
+    """Upgrade the database, start the job worker and serve the API."""
+    import uvicorn
+
+    from backend.api.app import create_app
+    from backend.db.engine import make_engine
+    from backend.db.migrate import upgrade
+    from backend.settings import Settings
+
+    settings = Settings()
+    if not settings.api_token:
+        if not dev:
+            typer.echo("error: set DEFECTLOOP_API_TOKEN (or pass --dev for a local, token-less server on 127.0.0.1)", err=True)
+            raise typer.Exit(2)
+        host = "127.0.0.1"
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    worker = None
+    if workers and not settings.redis_url:
+        worker = subprocess.Popen([sys.executable, "-m", "backend.jobs.worker"])
+    try:
+        uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+
+
+def worker(
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty (RQ only).")] = False,
+) -> None:
+    """Run jobs: an RQ worker when DEFECTLOOP_REDIS_URL is set, else the embedded polling worker."""
+    from backend.settings import Settings
+
+    settings = Settings()
+    if settings.redis_url:
+        from backend.jobs.rq_executor import work
+
+        work(settings, burst=burst)
+    else:
+        from backend.jobs.worker import worker_loop
+
+        worker_loop(settings)

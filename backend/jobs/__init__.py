@@ -1,0 +1,1 @@
+"""Background jobs: records, runner, executors (embedded worker process or RQ)."""

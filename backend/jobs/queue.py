@@ -1,0 +1,96 @@
+"""Job records: creation, claiming, cancellation and the heartbeat reaper.
+
+The database is the source of truth for every executor: a job is claimed by one atomic
+UPDATE (queued -> running), so two workers never run the same job, and a job whose worker
+stopped sending heartbeats is marked failed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Job, JobKind, JobStatus, utcnow
+from backend.errors import ConflictError, NotFoundError
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: dict | None = None) -> Job:
+    """Create a queued job. A second active train job for a project raises ConflictError."""
+    if kind is JobKind.TRAIN:
+        running = active_train_job(session, project_id=project_id)
+        if running is not None:
+            raise ConflictError(f"a retrain is already {running.status.value} for this project (job {running.id})", running.id)
+    job = Job(kind=kind, project_id=project_id, payload=payload or {}, message="queued")
+    session.add(job)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # a concurrent request won the race: the database index decided
+        running = active_train_job(session, project_id=project_id)
+        raise ConflictError(
+            f"a retrain is already running for this project (job {running.id if running else '?'})",
+            running.id if running else None,
+        ) from None
+    return job
+
+
+def active_train_job(session: Session, *, project_id: int) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.project_id == project_id, Job.kind == JobKind.TRAIN, Job.status.in_(ACTIVE))
+    ).first()
+
+
+def get_job(session: Session, *, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return job
+
+
+def claim(session: Session, *, job_id: int) -> bool:
+    """Atomically move a queued job to running; False when someone else got it (or it was cancelled)."""
+    now = utcnow()
+    res = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, message="started")
+    )
+    return res.rowcount == 1
+
+
+def next_queued(session: Session) -> int | None:
+    return session.scalar(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1))
+
+
+def request_cancel(session: Session, *, job_id: int) -> Job:
+    """Queued jobs are cancelled at once; running ones stop at their next check (seconds)."""
+    job = get_job(session, job_id=job_id)
+    if job.status is JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = utcnow()
+        job.message = "cancelled before it started"
+    elif job.status is JobStatus.RUNNING:
+        job.cancel_requested = True
+        job.message = "cancelling"
+    session.flush()
+    return job
+
+
+def reap_stale(session: Session, *, timeout_s: float) -> list[int]:
+    """Mark running jobs whose heartbeat lapsed as failed; returns their ids."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    stale = list(
+        session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff))
+    )
+    for job in stale:
+        job.status = JobStatus.FAILED
+        job.finished_at = utcnow()
+        job.error = f"the worker stopped responding (no heartbeat for {timeout_s:.0f} s); nothing was registered"
+        job.message = "failed: worker lost"
+    session.flush()
+    return [j.id for j in stale]

@@ -1,0 +1,196 @@
+"""Retrain and pool scoring, as job handlers.
+
+Train: freeze the current labels (the snapshot), derive the regime, train, evaluate on the
+project's test split, then register an immutable ModelVersion and make it active, all in
+one transaction after the artifact is safely on disk; then queue a predict job. Predict:
+score the pool with the active ModelVersion (Prediction rows + anomaly-map PNGs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project, Split
+from backend.jobs.queue import enqueue
+from backend.jobs.rq_executor import submit
+from backend.jobs.runner import JobCancelled, JobContext
+from backend.services.snapshot import take_snapshot
+from ml.data import Dataset, file_sha256
+from ml.errors import TrainingError
+from ml.images import read_image
+
+STAGES = {"features": (0.0, 0.25), "train": (0.25, 0.9), "calibrate": (0.9, 0.95), "evaluate": (0.95, 1.0)}
+
+
+def artifact_sha256(model_dir: Path) -> str:
+    """One digest over a model directory's checksum file (which covers weights and config)."""
+    return file_sha256(model_dir / "checksum.sha256")
+
+
+def run_train_job(ctx: JobContext) -> dict:
+    from ml.artifact import load_model
+    from ml.evaluate import evaluate
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    data_dir = ctx.settings.data_dir
+    work = data_dir / "jobs" / f"train-{ctx.job_id}"
+    with ctx.sessions() as s:
+        project = s.get(Project, ctx.project_id)
+        snapshot = take_snapshot(s, project_id=ctx.project_id, folder=work / "masks")
+        n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
+        cfg = TrainConfig(
+            backbone=project.backbone,
+            image_size=(project.image_height, project.image_width),
+            profile=project.profile,
+            device=ctx.settings.device,
+            seed=int(ctx.payload.get("seed", 0)),
+            **{k: v for k, v in (project.train_defaults or {}).items() if k in ("epochs", "perlin_threshold")},
+        )
+    if not snapshot.train:
+        raise TrainingError("no labelled images in the train split yet: label some, then retrain")
+    name = f"v{n_versions + 1}-job{ctx.job_id}"
+    final_dir = data_dir / "models" / str(ctx.project_id) / name
+
+    def progress(stage: str, done: int, total: int, info: dict) -> None:
+        lo, hi = STAGES.get(stage, (0.0, 1.0))
+        msg = f"{stage} {done}/{total}"
+        if "loss" in info:
+            msg += f", loss {info['loss']:.4f}, ETA {info.get('eta_s', 0):.0f} s"
+        ctx.progress(lo + (hi - lo) * done / max(total, 1), msg)
+        ctx.check_cancel()
+
+    ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")
+    try:
+        summary = train_and_save(ds, final_dir, cfg, progress=progress, should_stop=ctx.should_stop)
+    except TrainingError:
+        if ctx.should_stop():
+            raise JobCancelled() from None
+        raise
+    try:
+        if snapshot.test:
+            loaded = load_model(final_dir, device=ctx.settings.device)
+            metrics = evaluate(loaded.predictor, snapshot.test, progress=lambda d, t: progress("evaluate", d, t, {}))
+        else:
+            metrics = {"note": "no test split: nothing evaluated (metrics on training data would mislead)"}
+        ctx.check_cancel()
+        with ctx.sessions.begin() as s:
+            mv = register_model_version(
+                s, project_id=ctx.project_id, name=name, model_dir=final_dir, regime=summary.trained.regime.value,
+                profile=cfg.profile, thresholds=summary.thresholds.to_json(), metrics=metrics, label_ids=snapshot.label_ids,
+            )
+            predict_jobs = enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)
+            mv_id = mv.id
+        for job_id in predict_jobs:
+            submit(ctx.settings, job_id)
+    except BaseException:
+        shutil.rmtree(final_dir, ignore_errors=True)  # never leave an unregistered artifact behind
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ctx.progress(1.0, "registered", force=True)
+    return {"model_version_id": mv_id, "regime": summary.trained.regime.value, "metrics": metrics, "n_labels": len(snapshot.label_ids)}
+
+
+POOL_CHUNK = 500
+
+
+def enqueue_pool_scoring(session: Session, *, project_id: int, model_version_id: int) -> list[int]:
+    """One predict job per chunk of pool images, so several workers can share a large pool."""
+    pool = list(
+        session.scalars(
+            select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
+        )
+    )
+    chunks = [pool[i : i + POOL_CHUNK] for i in range(0, len(pool), POOL_CHUNK)] or [[]]
+    jobs = [
+        enqueue(session, kind=JobKind.PREDICT, project_id=project_id,
+                payload={"model_version_id": model_version_id, "image_ids": chunk})
+        for chunk in chunks
+    ]
+    session.flush()
+    return [j.id for j in jobs]
+
+
+def register_model_version(
+    session: Session, *, project_id: int, name: str, model_dir: Path, regime: str, profile: str,
+    thresholds: dict, metrics: dict, label_ids: list[int],
+) -> ModelVersion:
+    """Insert the immutable ModelVersion and make it the project's only active one."""
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text())
+    config.pop("training_set", None)  # the label snapshot is kept as label_ids; image list stays in the artifact
+    session.execute(update(ModelVersion).where(ModelVersion.project_id == project_id).values(is_active=False))
+    mv = ModelVersion(
+        project_id=project_id, name=name, regime=regime, profile=profile, config=config,
+        artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir), thresholds=thresholds,
+        metrics=metrics, label_ids=label_ids, is_active=True,
+    )
+    session.add(mv)
+    session.flush()
+    return mv
+
+
+def run_predict_job(ctx: JobContext) -> dict:
+    """Score every pool image with the ModelVersion named in the payload (or the active one)."""
+    from ml.artifact import load_model
+
+    with ctx.sessions() as s:
+        mv_id = ctx.payload.get("model_version_id")
+        mv = s.get(ModelVersion, mv_id) if mv_id else s.scalars(
+            select(ModelVersion).where(ModelVersion.project_id == ctx.project_id, ModelVersion.is_active)
+        ).first()
+        if mv is None:
+            raise TrainingError("no model version to predict with: retrain first")
+        if "image_ids" in ctx.payload:
+            pool = [int(i) for i in ctx.payload["image_ids"]]
+        else:
+            pool = list(s.scalars(select(Image.id).where(Image.project_id == ctx.project_id, Image.split == Split.POOL)))
+        uris = dict(s.execute(select(Image.id, Image.uri).where(Image.id.in_(pool))).all())
+        mv_id, artifact = mv.id, Path(mv.artifact_path)
+    if artifact_sha256(artifact) != mv.artifact_sha256:
+        raise TrainingError(f"model version {mv_id}: artifact {artifact} changed on disk since registration")
+    predictor = load_model(artifact, device=ctx.settings.device).predictor
+    maps_dir = ctx.settings.data_dir / "maps" / str(mv_id)
+    maps_dir.mkdir(parents=True, exist_ok=True)
+    done = failed = 0
+    batch = 8
+    for start in range(0, len(pool), batch):
+        ids = pool[start : start + batch]
+        images, ok_ids = [], []
+        for i in ids:
+            try:
+                images.append(read_image(Path(uris[i])))
+                ok_ids.append(i)
+            except Exception:  # noqa: BLE001 - a vanished file is counted, not fatal
+                failed += 1
+        preds = predictor.predict(images) if images else []
+        rows = []
+        for i, p in zip(ok_ids, preds):
+            png = cv2.imencode(".png", (np.clip(p.pred_map, 0, 1) * 255).astype(np.uint8))[1].tobytes()
+            path = maps_dir / f"{i}.png"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(png)
+            tmp.replace(path)
+            rows.append(
+                Prediction(
+                    model_version_id=mv_id, image_id=i, score=p.score, decision=p.decision,
+                    uncertainty={**p.uncertainty, "embedding": [round(float(x), 5) for x in p.embedding]},
+                    anomaly_map_path=str(path), anomaly_map_sha256=hashlib.sha256(png).hexdigest(),
+                )
+            )
+        with ctx.sessions.begin() as s:
+            s.execute(delete(Prediction).where(Prediction.model_version_id == mv_id, Prediction.image_id.in_(ok_ids)))
+            s.add_all(rows)
+        done += len(rows)
+        ctx.progress(min(start + batch, len(pool)) / max(len(pool), 1), f"scored {done}/{len(pool)} pool images")
+        ctx.check_cancel()
+    return {"model_version_id": mv_id, "scored": done, "unreadable": failed}

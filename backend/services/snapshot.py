@@ -1,0 +1,65 @@
+"""Freezing a project's current labels into an ML training set.
+
+ORM rows never reach ``ml``: labels become :class:`ml.data.Sample` values whose masks are
+written as PNG files into a snapshot folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Image, Label, LabelSource, Split
+from backend.services.labels import current_labels
+from ml.data import Sample
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The frozen label set of a retrain: samples by split, and the ids of the labels that
+    shaped the model (train and val: training and threshold calibration; test labels only
+    evaluate it)."""
+
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+    label_ids: list[int]
+
+
+def take_snapshot(session: Session, *, project_id: int, folder: Path) -> Snapshot:
+    """Current human and imported labels (pseudo-labels never), masks written under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = [lb for lb in current_labels(session, project_id=project_id) if lb.source != LabelSource.PSEUDO]
+    images = {
+        img.id: img
+        for img in session.scalars(select(Image).where(Image.id.in_([lb.image_id for lb in labels])))
+    }
+    by_split: dict[Split, list[Sample]] = {Split.TRAIN: [], Split.VAL: [], Split.TEST: []}
+    used: list[int] = []
+    for lb in labels:
+        img = images[lb.image_id]
+        if img.split not in by_split or lb.review_reason:
+            continue  # pool images are not training data; flagged answers wait for review
+        by_split[img.split].append(_sample(lb, img, folder))
+        if img.split is not Split.TEST:
+            used.append(lb.id)
+    return Snapshot(by_split[Split.TRAIN], by_split[Split.VAL], by_split[Split.TEST], sorted(used))
+
+
+def _sample(lb: Label, img: Image, folder: Path) -> Sample:
+    mask_path = None
+    if lb.is_defective and lb.mask_png is not None:
+        mask_path = folder / f"label-{lb.id}.png"
+        mask_path.write_bytes(lb.mask_png)
+    return Sample(
+        image=Path(img.uri),
+        label=1 if lb.is_defective else 0,
+        mask=mask_path,
+        has_mask=mask_path is not None or not lb.is_defective,
+        split=img.split.value,
+        row=img.id,
+        extra=(("image_id", str(img.id)), ("label_id", str(lb.id))),
+    )
