@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from backend.cli_db import db_app
+from backend.cli_project import import_images, project_app, retrain, status
 from backend.cli_service import serve, worker
 from backend.progress import ProgressReporter
 
@@ -28,6 +29,10 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.command()(serve)
 app.command()(worker)
+app.add_typer(project_app, name="project")
+app.command("import")(import_images)
+app.command("retrain")(retrain)
+app.command("status")(status)
 
 _state = {"verbose": False}
 

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Server folders images may be imported from (JSON list or one path)."
     )
 
+    server_url: str | None = Field(
+        default=None, description="URL of a running service for the project CLI commands (default: work locally)."
+    )
     device: str = Field(default="auto", description="Where workers train and predict: auto, cpu or cuda.")
     heartbeat_timeout_s: float = Field(
         default=30.0, gt=0, description="A running job whose worker is silent this long is marked failed."

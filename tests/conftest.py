@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,6 @@ import pytest
 import torch
 
 from ml.demo_data import DemoSpec, generate
-
-SHARED_DATASETS = Path(os.environ.get("DEFECTLOOP_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 torch.set_num_threads(2)
 
@@ -36,17 +33,3 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
-
-
-def write_png(path: Path, arr: np.ndarray) -> Path:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = arr[:, :, ::-1] if arr.ndim == 3 and arr.shape[2] == 3 else arr
-    assert cv2.imwrite(str(path), img)
-    return path
-
-
-def write_csv(path: Path, rows: list[list[object]], header: str = "file,label,mask,has_mask,split") -> Path:
-    path.write_text(header + "\n" + "\n".join(",".join(str(c) for c in r) for r in rows) + "\n")
-    return path

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from backend.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade", "serve", "worker"]
+COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade", "serve", "worker",
+            "project", "project create", "import", "retrain", "status"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import SHARED_DATASETS
+from helpers import SHARED_DATASETS
 from ml.data import load_dataset
 
 

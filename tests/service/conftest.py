@@ -29,6 +29,19 @@ def _postgres_available() -> str | None:
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
+def _missing_service(message: str) -> None:
+    """Skip, or fail where CI demands every service (DEFECTLOOP_REQUIRE_SERVICES=1)."""
+    if os.environ.get("DEFECTLOOP_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def missing_service():  # noqa: ANN201
+    """Call with a message when a service is absent: skips locally, fails in CI."""
+    return _missing_service
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
     """The URL of an empty database of each kind (PostgreSQL: a fresh schema, dropped after)."""
@@ -37,7 +50,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: 
         return
     why = _postgres_available()
     if why:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({why}); set DEFECTLOOP_TEST_POSTGRES_URL")
+        _missing_service(f"PostgreSQL not reachable at {PG_URL} ({why}); set DEFECTLOOP_TEST_POSTGRES_URL")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = make_engine(PG_URL)
     with admin.begin() as conn:

@@ -88,7 +88,9 @@ class Stack:
 
 
 @pytest.fixture
-def make_stack(db_url: str, migrated: Engine, tmp_path: Path, tiny_demo: Path) -> Iterator[Callable[..., Stack]]:
+def make_stack(
+    db_url: str, migrated: Engine, tmp_path: Path, tiny_demo: Path, missing_service: Callable[[str], None]
+) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
     def make(redis: bool = False) -> Stack:
@@ -96,7 +98,7 @@ def make_stack(db_url: str, migrated: Engine, tmp_path: Path, tiny_demo: Path) -
         if redis:
             why = _redis_available()
             if why:
-                pytest.skip(f"Redis not reachable at {REDIS_URL} ({why}); set DEFECTLOOP_TEST_REDIS_URL")
+                missing_service(f"Redis not reachable at {REDIS_URL} ({why}); set DEFECTLOOP_TEST_REDIS_URL")
             from redis import Redis
 
             Redis.from_url(REDIS_URL).flushdb()

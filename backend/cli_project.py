@@ -1,0 +1,129 @@
+"""Project commands: create, import, retrain, status (over HTTP or on the local data dir)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+project_app = typer.Typer(help="Projects.", no_args_is_help=True, add_completion=False)
+
+
+def _client():  # noqa: ANN202
+    from backend.client import make_client
+    from backend.settings import Settings
+
+    return make_client(Settings())
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+@project_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Project name (unique).")],
+    image_size: Annotated[Optional[tuple[int, int]], typer.Option(help="Model input height and width.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone for this project's models.")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="fast or paper.")] = None,
+    cost_image: Annotated[Optional[float], typer.Option(help="Cost units of an image-level label.")] = None,
+    cost_mask: Annotated[Optional[float], typer.Option(help="Cost units of a mask label.")] = None,
+) -> None:
+    """Create a project."""
+    from backend.client import ClientError
+
+    body = {"name": name, "backbone": backbone, "profile": profile, "cost_image_label": cost_image, "cost_mask_label": cost_mask}
+    if image_size:
+        body["image_height"], body["image_width"] = image_size
+    try:
+        p = _client().create_project({k: v for k, v in body.items() if v is not None})
+    except ClientError as e:
+        _fail(e)
+    typer.echo(f"project {p['id']} {p['name']!r} created")
+
+
+def import_images(
+    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    path: Annotated[Path, typer.Argument(help="Folder of images, labels.csv folder or MVTec layout.")],
+) -> None:
+    """Import images (and their labels, if any) from a folder."""
+    from backend.client import ClientError
+
+    try:
+        client = _client()
+        pid = client.find_project(project)["id"]
+        res = client.import_path(pid, path)
+    except ClientError as e:
+        _fail(e)
+    for r in res["results"]:
+        if r["status"] == "rejected":
+            typer.echo(f"rejected: {r['file']}: {r['reason']}")
+    typer.echo(f"{res['imported']} imported, {res['duplicate']} duplicate, {res['rejected']} rejected")
+
+
+def retrain(
+    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job, with a progress bar.")] = False,
+) -> None:
+    """Start a retrain: snapshot the labels, train, evaluate, register a model version."""
+    from backend.client import ClientError, LocalClient
+
+    try:
+        client = _client()
+        pid = client.find_project(project)["id"]
+        job = client.retrain(pid)
+    except ClientError as e:
+        _fail(e)
+    typer.echo(f"retrain job {job['id']} queued")
+    if not wait:
+        if isinstance(client, LocalClient):
+            typer.echo("it runs when `defectloop worker` or `defectloop serve` is running (or use --wait)")
+        return
+    if isinstance(client, LocalClient):
+        import threading
+
+        runner = threading.Thread(target=client.run_job_here, args=(job["id"],), daemon=True)
+        runner.start()
+    _follow(client, job["id"])
+
+
+def _follow(client, job_id: int) -> None:  # noqa: ANN001
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[msg]}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"job {job_id}", total=1.0, msg="")
+        while True:
+            job = client.job(job_id)
+            bar.update(task, completed=job["progress"], msg=job["message"])
+            if job["status"] not in ("queued", "running"):
+                break
+            time.sleep(1)
+    if job["status"] != "succeeded":
+        typer.echo(f"error: job {job_id} {job['status']}: {job.get('error') or job['message']}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
+
+
+def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) -> None:
+    """Labels, model versions and recent jobs of a project."""
+    from backend.client import ClientError
+
+    try:
+        client = _client()
+        st = client.status(client.find_project(project)["id"])
+    except ClientError as e:
+        _fail(e)
+    p, lb = st["project"], st["labels"]
+    typer.echo(f"project {p['id']} {p['name']!r}: {lb['images']} images, {lb['labelled']} labelled "
+               f"({lb['normal']} normal, {lb['image_level']} image-level, {lb['mask']} masks)")
+    for mv in st["model_versions"]:
+        m = mv["metrics"]
+        auroc = m.get("image_auroc")
+        typer.echo(f"  {'*' if mv['is_active'] else ' '} {mv['name']}: {mv['regime']}, image AUROC "
+                   f"{'n/a' if auroc is None else f'{auroc:.3f}'}, {mv['n_labels']} labels")
+    for j in st["jobs"]:
+        typer.echo(f"  job {j['id']} {j['kind']}: {j['status']} ({j['progress']:.0%}) {j['message']}")

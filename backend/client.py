@@ -1,0 +1,135 @@
+"""What the project CLI commands talk to: the service over HTTP, or the local data directory.
+
+Both clients return the API's JSON shapes, so the commands do not care which one they use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from backend.settings import Settings
+
+
+class WorkbenchClient(Protocol):
+    def create_project(self, body: dict[str, Any]) -> dict: ...
+    def find_project(self, ref: str) -> dict: ...
+    def import_path(self, project_id: int, path: Path) -> dict: ...
+    def retrain(self, project_id: int) -> dict: ...
+    def job(self, job_id: int) -> dict: ...
+    def run_job_here(self, job_id: int) -> None: ...
+    def status(self, project_id: int) -> dict: ...
+
+
+class ClientError(Exception):
+    """A request failed; the message is the service's own explanation."""
+
+
+class HttpClient:
+    """Talks to a running service (DEFECTLOOP_SERVER_URL, with DEFECTLOOP_API_TOKEN)."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=600)
+
+    def _call(self, method: str, url: str, **kw: Any) -> Any:  # noqa: ANN401
+        import httpx
+
+        try:
+            r = self.http.request(method, url, **kw)
+        except httpx.HTTPError as e:
+            raise ClientError(f"cannot reach the service at {self.http.base_url}: {e}") from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            raise ClientError(f"{r.status_code}: {detail}")
+        return r.json()
+
+    def create_project(self, body: dict[str, Any]) -> dict:
+        return self._call("POST", "/projects", json=body)
+
+    def find_project(self, ref: str) -> dict:
+        if ref.isdigit():
+            return self._call("GET", f"/projects/{ref}")
+        for p in self._call("GET", "/projects"):
+            if p["name"] == ref:
+                return p
+        raise ClientError(f"project {ref!r} not found")
+
+    def import_path(self, project_id: int, path: Path) -> dict:
+        return self._call("POST", f"/projects/{project_id}/images/import", json={"path": str(path.resolve())})
+
+    def retrain(self, project_id: int) -> dict:
+        return self._call("POST", f"/projects/{project_id}/retrain")
+
+    def job(self, job_id: int) -> dict:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def run_job_here(self, job_id: int) -> None:  # the service's workers run it
+        return None
+
+    def status(self, project_id: int) -> dict:
+        return {
+            "project": self._call("GET", f"/projects/{project_id}"),
+            "labels": self._call("GET", f"/projects/{project_id}/labels/counts"),
+            "model_versions": self._call("GET", f"/projects/{project_id}/model-versions"),
+            "jobs": self._call("GET", "/jobs", params={"project_id": project_id, "limit": 5}),
+        }
+
+
+class LocalClient:
+    """Works on the local data directory's database directly (migrated on first use).
+
+    Jobs queued here are run by `defectloop worker` / `serve`, or in this process with
+    ``run_job_here`` (``retrain --wait``).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from fastapi.testclient import TestClient
+
+        from backend.api.app import create_app
+        from backend.db.engine import make_engine
+        from backend.db.migrate import upgrade
+
+        self.settings = settings.model_copy(update={"api_token": None})
+        self.engine = make_engine(settings.resolved_database_url())
+        upgrade(self.engine)
+        # the same routes and validation as the service, in process (no network)
+        self.http = TestClient(create_app(self.settings, engine=self.engine))
+        self._remote = HttpClient.__new__(HttpClient)
+        self._remote.http = self.http
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - delegate the HTTP-shaped calls
+        return getattr(self._remote, name)
+
+    def import_path(self, project_id: int, path: Path) -> dict:
+        if not self.settings.import_roots:  # local use: the folder itself is the import root
+            self.http.app.state.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
+        return self._remote.import_path(project_id, path)
+
+    def run_job_here(self, job_id: int) -> None:
+        """Run the job in this process, then the jobs it queued (pool scoring) for its project."""
+        from sqlalchemy import select
+
+        from backend.db.engine import session_factory
+        from backend.db.tables import Job, JobStatus
+        from backend.jobs.runner import execute
+
+        sessions = session_factory(self.engine)
+        execute(job_id, sessions, self.settings)
+        with sessions() as s:
+            project_id = s.get(Job, job_id).project_id
+            follow = list(s.scalars(select(Job.id).where(
+                Job.project_id == project_id, Job.status == JobStatus.QUEUED, Job.id > job_id).order_by(Job.id)))
+        for jid in follow:
+            execute(jid, sessions, self.settings)
+
+
+def make_client(settings: Settings) -> WorkbenchClient:
+    if settings.server_url:
+        return HttpClient(settings.server_url, settings.api_token)
+    return LocalClient(settings)
