@@ -119,3 +119,36 @@ def test_label_put_history_and_mask_errors(client: TestClient, migrated: Engine)
         assert s.scalar(select(func.count(Label.id))) == 3  # the rejected answers stored nothing
     kinds = client.get(f"/projects/{pid}/labels", params={"kind": "mask"}).json()
     assert len(kinds) == 1
+
+
+def test_model_versions_activate_series_jobs_and_404s(client: TestClient, migrated: Engine, tmp_path: Path) -> None:
+    from backend.db.tables import Job, JobKind, ModelVersion
+
+    pid = _project(client)
+    with session_factory(migrated).begin() as s:
+        for i in (1, 2):
+            s.add(ModelVersion(
+                project_id=pid, name=f"v{i}", regime="full", profile="fast", config={}, artifact_path=str(tmp_path),
+                artifact_sha256="0" * 64, thresholds={"image": 0.5}, metrics={"image_auroc": 0.5 + i / 10},
+                label_ids=[], is_active=i == 2,
+            ))
+        s.add(Job(kind=JobKind.TRAIN, project_id=pid))
+    versions = client.get(f"/projects/{pid}/model-versions").json()
+    assert [v["is_active"] for v in versions] == [False, True]
+    r = client.post(f"/model-versions/{versions[0]['id']}/activate")
+    assert r.status_code == 200 and r.json()["is_active"]
+    assert [v["is_active"] for v in client.get(f"/projects/{pid}/model-versions").json()] == [True, False]
+    assert client.get(f"/model-versions/{versions[1]['id']}/metrics").json() == {"image_auroc": 0.7}
+    series = client.get(f"/projects/{pid}/metrics/series").json()
+    assert [p["metrics"]["image_auroc"] for p in series] == [0.6, 0.7]
+    assert client.get("/model-versions/999").status_code == 404
+    jobs = client.get("/jobs", params={"project_id": pid}).json()
+    assert len(jobs) == 1 and jobs[0]["status"] == "queued"
+    conflict = client.post(f"/projects/{pid}/retrain")
+    assert conflict.status_code == 409 and conflict.json()["job_id"] == jobs[0]["id"]
+    cancelled = client.post(f"/jobs/{jobs[0]['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert client.post(f"/projects/{pid}/retrain").status_code == 202  # free again
+    assert client.get("/jobs/999").status_code == 404
+    assert client.post("/jobs/999/cancel").status_code == 404
+    assert client.get(f"/projects/{pid}/images/1/overlay").status_code == 404

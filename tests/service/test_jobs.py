@@ -66,16 +66,35 @@ class Stack:
     def start_worker(self) -> None:
         cmd = [sys.executable, "-m", "backend.jobs.worker"]
         if self.redis_url:
-            cmd = [sys.executable, "-m", "backend.cli", "worker", "--burst"]
-        self.worker = subprocess.Popen(cmd, env=self.env)
+            cmd = [sys.executable, "-m", "backend.cli", "worker"]
+        self.worker = subprocess.Popen(cmd, env=self.env, start_new_session=True)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and the children it forked, as a crashed host would lose them
+        (RQ runs each job in a forked "work horse" in its own session)."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.worker.pid:  # field 4 of stat: the parent pid
+                children.append(int(stat.parent.name))
+        for pid in [self.worker.pid, *children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.worker.wait()
 
     def stop_worker(self) -> None:
         if self.worker and self.worker.poll() is None:
-            self.worker.terminate()
+            os.killpg(self.worker.pid, signal.SIGTERM)
             try:
                 self.worker.wait(20)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait()
 
     def wait_job(self, job_id: int, done: Callable[[dict], bool], timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
@@ -160,10 +179,14 @@ def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: 
     with session_factory(st.engine)() as s:
         preds = s.scalars(select(Prediction)).all()
         assert len(preds) == 3 and all(Path(p.anomaly_map_path).is_file() for p in preds)
+        pool_image = preds[0].image_id
+    overlay = st.client.get(f"/projects/{pid}/images/{pool_image}/overlay")
+    assert overlay.status_code == 200 and overlay.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cancel_stops_a_running_retrain(make_stack, tiny_demo: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    st = make_stack()
+@pytest.mark.parametrize("redis", [False, True], ids=["embedded", "rq"])
+def test_cancel_stops_a_running_retrain(make_stack, tiny_demo: Path, tmp_path: Path, redis: bool) -> None:  # noqa: ANN001
+    st = make_stack(redis=redis)
     pid = _setup_project(st, tiny_demo, tmp_path, epochs=500)
     job_id = st.client.post(f"/projects/{pid}/retrain").json()["id"]
     st.start_worker()
@@ -176,8 +199,11 @@ def test_cancel_stops_a_running_retrain(make_stack, tiny_demo: Path, tmp_path: P
     assert not list((tmp_path / "data" / "models").rglob("config.json"))  # no artifact left behind
 
 
-def test_killed_worker_fails_the_job_and_keeps_the_active_version(make_stack, tiny_demo: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    st = make_stack()
+@pytest.mark.parametrize("redis", [False, True], ids=["embedded", "rq"])
+def test_killed_worker_fails_the_job_and_keeps_the_active_version(
+    make_stack, tiny_demo: Path, tmp_path: Path, redis: bool  # noqa: ANN001
+) -> None:
+    st = make_stack(redis=redis)
     pid = _setup_project(st, tiny_demo, tmp_path, epochs=2)
     first = st.client.post(f"/projects/{pid}/retrain").json()["id"]
     st.start_worker()
@@ -189,8 +215,7 @@ def test_killed_worker_fails_the_job_and_keeps_the_active_version(make_stack, ti
     st.wait_job(job_id, lambda j: j["status"] == "running" and "train" in j["message"])
     images = st.client.get(f"/projects/{pid}/images", params={"split": "train"}).json()
     assert st.client.put(f"/projects/{pid}/images/{images[0]['id']}/label", data={"is_defective": "true"}).status_code == 200
-    os.kill(st.worker.pid, signal.SIGKILL)
-    st.worker.wait()
+    st.kill_worker()
     job = st.wait_job(job_id, lambda j: j["status"] != "running", timeout=30)
     assert job["status"] == "failed" and "heartbeat" in job["error"]
     versions = st.client.get(f"/projects/{pid}/model-versions").json()

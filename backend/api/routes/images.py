@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
 from backend.api.deps import SessionDep, SettingsDep
@@ -86,3 +86,30 @@ def image_file(project_id: int, image_id: int, session: SessionDep) -> FileRespo
     if not path.is_file():
         raise NotFoundError(f"image {image_id}: file {path} is gone from the server")
     return FileResponse(path)
+
+
+@router.get("/{image_id}/overlay", responses={200: {"content": {"image/png": {}}}})
+def image_overlay(project_id: int, image_id: int, session: SessionDep) -> Response:
+    """The image with the active model version's anomaly map (and pseudo-mask outline) drawn over it."""
+    import cv2
+
+    from backend.db.tables import ModelVersion, Prediction
+    from ml.images import read_image
+    from ml.overlay import heatmap_overlay
+
+    img = get_image(session, project_id, image_id)
+    pred = session.scalars(
+        select(Prediction)
+        .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .where(Prediction.image_id == image_id, ModelVersion.is_active)
+    ).first()
+    if pred is None or not pred.anomaly_map_path or not Path(pred.anomaly_map_path).is_file():
+        raise NotFoundError(f"image {image_id} has no anomaly map from the active model version yet")
+    mv = session.get(ModelVersion, pred.model_version_id)
+    rgb = read_image(Path(img.uri))
+    amap = cv2.imread(pred.anomaly_map_path, cv2.IMREAD_GRAYSCALE).astype("float32") / 255.0
+    if amap.shape != rgb.shape[:2]:
+        amap = cv2.resize(amap, (rgb.shape[1], rgb.shape[0]))
+    over = heatmap_overlay(rgb, amap, amap >= float(mv.thresholds.get("pixel", 0.5)))
+    ok, buf = cv2.imencode(".png", over[:, :, ::-1])
+    return Response(content=buf.tobytes(), media_type="image/png")
