@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Annotated
@@ -44,11 +45,18 @@ def serve(
 
 def worker(
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty (RQ only).")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: DEFECTLOOP_DEVICE).")] = None,
 ) -> None:
     """Run jobs: an RQ worker when DEFECTLOOP_REDIS_URL is set, else the embedded polling worker."""
     from backend.settings import Settings
 
     settings = Settings()
+    if device:
+        if device not in ("auto", "cpu", "cuda"):
+            typer.echo(f"error: --device must be auto, cpu or cuda, got {device!r}", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"device": device})
+        os.environ["DEFECTLOOP_DEVICE"] = device  # RQ runs each job in a child that reads its settings anew
     if settings.redis_url:
         from backend.jobs.rq_executor import work
 

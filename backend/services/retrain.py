@@ -44,7 +44,9 @@ def run_train_job(ctx: JobContext) -> dict:
     work = data_dir / "jobs" / f"train-{ctx.job_id}"
     with ctx.sessions() as s:
         project = s.get(Project, ctx.project_id)
-        snapshot = take_snapshot(s, project_id=ctx.project_id, folder=work / "masks")
+        snapshot = take_snapshot(
+            s, project_id=ctx.project_id, folder=work / "masks", label_ids=ctx.payload.get("label_ids")
+        )
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
         cfg = TrainConfig(
             backbone=project.backbone,

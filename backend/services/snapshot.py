@@ -29,10 +29,18 @@ class Snapshot:
     label_ids: list[int]
 
 
-def take_snapshot(session: Session, *, project_id: int, folder: Path) -> Snapshot:
-    """Current human and imported labels (pseudo-labels never), masks written under ``folder``."""
+def freeze_label_ids(session: Session, *, project_id: int) -> list[int]:
+    """The ids of the project's current human and imported labels (pseudo-labels never)."""
+    return sorted(lb.id for lb in current_labels(session, project_id=project_id) if lb.source != LabelSource.PSEUDO)
+
+
+def take_snapshot(session: Session, *, project_id: int, folder: Path, label_ids: list[int] | None = None) -> Snapshot:
+    """The training set from the frozen ``label_ids`` (default: the current labels), masks
+    written under ``folder``. Labels written after the freeze are not in it."""
     folder.mkdir(parents=True, exist_ok=True)
-    labels = [lb for lb in current_labels(session, project_id=project_id) if lb.source != LabelSource.PSEUDO]
+    if label_ids is None:
+        label_ids = freeze_label_ids(session, project_id=project_id)
+    labels = list(session.scalars(select(Label).where(Label.id.in_(label_ids)).order_by(Label.image_id)))
     images = {
         img.id: img
         for img in session.scalars(select(Image).where(Image.id.in_([lb.image_id for lb in labels])))

@@ -9,6 +9,7 @@ from backend.db.tables import Job, JobKind
 from backend.jobs import queue
 from backend.jobs.rq_executor import submit
 from backend.services.projects import get_project
+from backend.services.snapshot import freeze_label_ids
 
 router = APIRouter(tags=["jobs"])
 
@@ -26,7 +27,9 @@ def retrain(project_id: int, session: SessionDep, settings: SettingsDep) -> JobO
     """Start a retrain job (409 with the running job's id when one is active)."""
     get_project(session, project_id=project_id)
     queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
-    job = queue.enqueue(session, kind=JobKind.TRAIN, project_id=project_id)
+    # the training snapshot is the labels as they are now; later answers wait for the next round
+    label_ids = freeze_label_ids(session, project_id=project_id)
+    job = queue.enqueue(session, kind=JobKind.TRAIN, project_id=project_id, payload={"label_ids": label_ids})
     session.commit()  # the worker must see the job before it is announced on the queue
     submit(settings, job.id)
     return job_out(job)
