@@ -119,7 +119,7 @@ def resize_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def to_tensor_batch(images: list[np.ndarray]) -> "torch.Tensor":  # noqa: F821
+def to_tensor_batch(images: list[np.ndarray]) -> torch.Tensor:  # noqa: F821
     """Stack ``uint8 (H, W, 3)`` arrays of one size into ``float32 (B, 3, H, W)`` in [0, 1]."""
     import torch
 

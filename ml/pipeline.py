@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml.artifact import save_model
-from ml.data import Dataset, Sample
+from ml.data import Dataset
 from ml.errors import TrainingError
 from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
 from ml.predict import Predictor, Thresholds

@@ -66,7 +66,7 @@ def test_writing_is_atomic(trained, tmp_path: Path) -> None:
     tm, samples = trained
     out = save_model(tmp_path / "m", tm, Thresholds(0.3, 0.3), samples)
     before = (out / "config.json").read_text()
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError):  # the fingerprint cannot hash a vanished image
         save_model(tmp_path / "m", tm, Thresholds(0.9, 0.9), samples + [samples[0].__class__(tmp_path / "gone.png", 0)])
     assert (out / "config.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

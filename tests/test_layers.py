@@ -27,3 +27,23 @@ def test_ml_never_reads_the_environment() -> None:
     root = Path(__file__).resolve().parents[1] / "ml"
     offenders = [p.name for p in root.rglob("*.py") if "os.environ" in p.read_text() or "getenv" in p.read_text()]
     assert not offenders
+
+
+def test_routes_never_touch_ml_and_labelstudio_never_imports_ml() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for folder, banned in ((root / "backend" / "api" / "routes", ("from ml", "import ml")), (root / "labelstudio", ("from ml", "import ml"))):
+        for p in folder.rglob("*.py"):
+            lines = [ln.strip() for ln in p.read_text().splitlines()]
+            assert not [ln for ln in lines if ln.startswith(banned)], p
+
+
+def test_only_settings_reads_the_environment() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "backend"
+    reads = re.compile(r"os\\.getenv|os\\.environ\\.get|os\\.environ\\[[^\\]]+\\](?!\\s*=)")
+    offenders = [p.name for p in root.rglob("*.py") if p.name != "settings.py" and reads.search(p.read_text())]
+    assert not offenders

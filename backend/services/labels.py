@@ -25,6 +25,17 @@ def encode_mask(mask: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def parse_mask_upload(data: bytes) -> np.ndarray:
+    """An uploaded mask (0/255 or 0/1 PNG, any bit depth) as bool ``(H, W)``; LabelError if unreadable."""
+    from ml.errors import DataError
+    from ml.images import read_mask
+
+    try:
+        return read_mask(data, "mask")
+    except DataError as e:
+        raise LabelError(str(e)) from None
+
+
 def decode_mask(png: bytes) -> np.ndarray:
     arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
     if arr is None:

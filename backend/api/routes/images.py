@@ -12,6 +12,7 @@ from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, Import
 from backend.db.tables import Image, Split
 from backend.errors import NotFoundError
 from backend.services import images as svc
+from backend.services.overlays import overlay_png
 from backend.services.projects import get_project
 
 router = APIRouter(prefix="/projects/{project_id}/images", tags=["images"])
@@ -91,25 +92,5 @@ def image_file(project_id: int, image_id: int, session: SessionDep) -> FileRespo
 @router.get("/{image_id}/overlay", responses={200: {"content": {"image/png": {}}}})
 def image_overlay(project_id: int, image_id: int, session: SessionDep) -> Response:
     """The image with the active model version's anomaly map (and pseudo-mask outline) drawn over it."""
-    import cv2
-
-    from backend.db.tables import ModelVersion, Prediction
-    from ml.images import read_image
-    from ml.overlay import heatmap_overlay
-
     img = get_image(session, project_id, image_id)
-    pred = session.scalars(
-        select(Prediction)
-        .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-        .where(Prediction.image_id == image_id, ModelVersion.is_active)
-    ).first()
-    if pred is None or not pred.anomaly_map_path or not Path(pred.anomaly_map_path).is_file():
-        raise NotFoundError(f"image {image_id} has no anomaly map from the active model version yet")
-    mv = session.get(ModelVersion, pred.model_version_id)
-    rgb = read_image(Path(img.uri))
-    amap = cv2.imread(pred.anomaly_map_path, cv2.IMREAD_GRAYSCALE).astype("float32") / 255.0
-    if amap.shape != rgb.shape[:2]:
-        amap = cv2.resize(amap, (rgb.shape[1], rgb.shape[0]))
-    over = heatmap_overlay(rgb, amap, amap >= float(mv.thresholds.get("pixel", 0.5)))
-    ok, buf = cv2.imencode(".png", over[:, :, ::-1])
-    return Response(content=buf.tobytes(), media_type="image/png")
+    return Response(content=overlay_png(session, image=img), media_type="image/png")

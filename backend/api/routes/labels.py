@@ -11,8 +11,6 @@ from backend.api.schemas import LabelCounts, LabelHistory, LabelOut
 from backend.db.tables import Image, Label
 from backend.services import labels as svc
 from backend.services.projects import get_project
-from ml.errors import DataError
-from ml.images import read_mask
 
 router = APIRouter(prefix="/projects/{project_id}", tags=["labels"])
 
@@ -51,11 +49,7 @@ async def put_label(
     img = get_image(session, project_id, image_id)
     arr = None
     if mask is not None:
-        data = await mask.read()
-        try:
-            arr = read_mask(data, "mask")
-        except DataError as e:
-            raise svc.LabelError(str(e)) from None
+        arr = svc.parse_mask_upload(await mask.read())
     row = svc.add_label(
         session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
     )
