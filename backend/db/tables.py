@@ -121,14 +121,15 @@ class Image(Base):
 class Label(Base):
     """One answer about an image. The newest row of an image is its current label.
 
-    ``is_defective`` is null only on a retraction (the annotation was deleted); ``mask_png``
+    ``is_defective`` is null only on a retraction (the annotation was deleted) or on an
+    answer flagged for review whose verdict could not be read; ``mask_png``
     is a lossless PNG at the image's resolution, or null for an image-level label.
     ``review_reason`` marks answers stored but needing a human look (e.g. OK with a brush).
     """
 
     __tablename__ = "label"
     __table_args__ = (
-        CheckConstraint("retracted OR is_defective IS NOT NULL", name="verdict_or_retraction"),
+        CheckConstraint("retracted OR is_defective IS NOT NULL OR review_reason IS NOT NULL", name="verdict_or_retraction"),
         Index("ix_label_image_id_id", "image_id", "id"),
     )
 

@@ -62,8 +62,8 @@ def add_label(session: Session, *, image: Image, label: LabelIn) -> Label:
     """Append a label version for ``image`` (validated; nothing stored on error)."""
     if label.retracted and label.mask is not None:
         raise LabelError("mask: a retraction carries no mask")
-    if not label.retracted and label.is_defective is None:
-        raise LabelError("is_defective: required unless the label is a retraction")
+    if not label.retracted and label.is_defective is None and not label.review_reason:
+        raise LabelError("is_defective: required unless the label is a retraction or flagged for review")
     png = None
     if label.mask is not None:
         if label.mask.shape != (image.height, image.width):

@@ -102,7 +102,7 @@ def upgrade() -> None:
     sa.Column('lead_time', sa.Float(), nullable=True),
     sa.Column('review_reason', sa.String(length=500), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint('retracted OR is_defective IS NOT NULL', name=op.f('ck_label_verdict_or_retraction')),
+    sa.CheckConstraint('retracted OR is_defective IS NOT NULL OR review_reason IS NOT NULL', name=op.f('ck_label_verdict_or_retraction')),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_label_image_id_image'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_label'))
     )

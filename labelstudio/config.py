@@ -1,0 +1,33 @@
+"""The labeling config and annotator instructions of a defectloop Label Studio project."""
+
+from __future__ import annotations
+
+IMAGE = "image"
+CHOICES = "verdict"
+BRUSH = "mask"
+OK = "OK"
+DEFECT = "Defect"
+
+
+def label_config() -> str:
+    """Image + OK/Defect choice + a Defect brush: the controls every project uses."""
+    return f"""<View>
+  <Image name="{IMAGE}" value="${IMAGE}" zoom="true"/>
+  <Header value="$instruction"/>
+  <Choices name="{CHOICES}" toName="{IMAGE}" choice="single" showInLine="true" required="false">
+    <Choice value="{OK}"/>
+    <Choice value="{DEFECT}"/>
+  </Choices>
+  <BrushLabels name="{BRUSH}" toName="{IMAGE}">
+    <Label value="{DEFECT}" background="#ff0000"/>
+  </BrushLabels>
+</View>"""
+
+
+INSTRUCTIONS = """<h3>Is this part defective?</h3>
+<p>Choose <b>Defect</b> when the surface shows any flaw that would fail inspection
+(scratch, crack, spot, pit, break, fray, uneven area); otherwise choose <b>OK</b>.</p>
+<p>When the task asks for a mask, paint every defective pixel with the <b>Defect</b> brush;
+a verdict-only task needs no painting.</p>
+<p>The pre-filled verdict and mask are the model's suggestion, not the truth: correct them
+freely. Your answer is what trains the next model.</p>"""
