@@ -44,6 +44,6 @@ def test_only_settings_reads_the_environment() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "backend"
-    reads = re.compile(r"os\\.getenv|os\\.environ\\.get|os\\.environ\\[[^\\]]+\\](?!\\s*=)")
+    reads = re.compile(r"os\.getenv|os\.environ\.get|os\.environ\[[^\]]+\](?!\s*=)")
     offenders = [p.name for p in root.rglob("*.py") if p.name != "settings.py" and reads.search(p.read_text())]
     assert not offenders
