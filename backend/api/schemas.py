@@ -7,18 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class ProjectCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold.")
-    image_height: int | None = Field(default=None, ge=32, le=4096)
-    image_width: int | None = Field(default=None, ge=32, le=4096)
-    backbone: str | None = None
-    profile: str | None = None
-    cost_image_label: float | None = Field(default=None, gt=0)
-    cost_mask_label: float | None = Field(default=None, gt=0)
-
-
 class ProjectUpdate(BaseModel):
+    """Editable project settings (absent fields stay unchanged)."""
+
     train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold.")
     image_height: int | None = Field(default=None, ge=32, le=4096)
     image_width: int | None = Field(default=None, ge=32, le=4096)
@@ -26,6 +17,10 @@ class ProjectUpdate(BaseModel):
     profile: str | None = None
     cost_image_label: float | None = Field(default=None, gt=0)
     cost_mask_label: float | None = Field(default=None, gt=0)
+
+
+class ProjectCreate(ProjectUpdate):
+    name: str = Field(min_length=1, max_length=200)
 
 
 class ProjectOut(BaseModel):
