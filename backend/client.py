@@ -28,11 +28,12 @@ class ClientError(Exception):
 class HttpClient:
     """Talks to a running service (DEFECTLOOP_SERVER_URL, with DEFECTLOOP_API_TOKEN)."""
 
-    def __init__(self, base_url: str, token: str | None) -> None:
+    def __init__(self, base_url: str = "", token: str | None = None, http: object | None = None) -> None:
+        """``http``: an httpx-compatible client to use instead of one built from ``base_url``."""
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=600)
+        self.http = http or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=600)
 
     def _call(self, method: str, url: str, **kw: Any) -> Any:  # noqa: ANN401
         import httpx
@@ -81,7 +82,7 @@ class HttpClient:
         }
 
 
-class LocalClient:
+class LocalClient(HttpClient):
     """Works on the local data directory's database directly (migrated on first use).
 
     Jobs queued here are run by `defectloop worker` / `serve`, or in this process with
@@ -99,17 +100,12 @@ class LocalClient:
         self.engine = make_engine(settings.resolved_database_url())
         upgrade(self.engine)
         # the same routes and validation as the service, in process (no network)
-        self.http = TestClient(create_app(self.settings, engine=self.engine))
-        self._remote = HttpClient.__new__(HttpClient)
-        self._remote.http = self.http
-
-    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - delegate the HTTP-shaped calls
-        return getattr(self._remote, name)
+        super().__init__(http=TestClient(create_app(self.settings, engine=self.engine)))
 
     def import_path(self, project_id: int, path: Path) -> dict:
         if not self.settings.import_roots:  # local use: the folder itself is the import root
             self.http.app.state.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
-        return self._remote.import_path(project_id, path)
+        return super().import_path(project_id, path)
 
     def run_job_here(self, job_id: int) -> None:
         """Run the job in this process, then the jobs it queued (pool scoring) for its project."""

@@ -7,7 +7,7 @@ resized to the image's original resolution. Scores are sigmoid(classification lo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -142,14 +142,6 @@ class Predictor:
             }
             out.append(Prediction(float(s), bool(s >= th.image), full.astype(np.float32), full >= th.pixel, e, unc))
         return out
-
-    def iter_raw(
-        self, loader: Iterator[list[np.ndarray]], progress: Callable[[int], None] | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        for batch in loader:
-            yield self.raw(batch)
-            if progress:
-                progress(len(batch))
 
 
 def calibrate(

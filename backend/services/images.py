@@ -87,7 +87,6 @@ def _import_sample(session: Session, project: Project, s: Sample, roots: Sequenc
     problem = sample_problem(s)
     if problem:
         return ImportResult(name, "rejected", problem)
-    label = None
     if s.label == 0:
         label = LabelIn(is_defective=False, source=LabelSource.IMPORT)
     elif s.pixels_known and s.mask is not None:

@@ -89,6 +89,16 @@ def add_label(session: Session, *, image: Image, label: LabelIn) -> Label:
     return row
 
 
+def label_kind(row: Label) -> str:
+    """``normal``, ``image`` (defective, image-level), ``mask`` (defective with a mask), or
+    ``unknown`` (flagged for review without a readable verdict)."""
+    if row.is_defective is None:
+        return "unknown"
+    if not row.is_defective:
+        return "normal"
+    return "mask" if row.mask_png is not None else "image"
+
+
 def current_label(session: Session, *, image_id: int) -> Label | None:
     """The newest label version of an image (None when never labelled or retracted)."""
     row = session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.id.desc()).limit(1)).first()

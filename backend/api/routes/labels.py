@@ -66,8 +66,7 @@ def list_labels(
     rows = svc.current_labels(session, project_id=project_id)
     out = []
     for r in rows:
-        k = "normal" if not r.is_defective else "mask" if r.mask_png is not None else "image"
-        if (kind is None or k == kind) and (source is None or r.source.value == source):
+        if (kind is None or svc.label_kind(r) == kind) and (source is None or r.source.value == source):
             out.append(label_out(r))
     return out
 
@@ -77,14 +76,10 @@ def label_counts(project_id: int, session: SessionDep) -> LabelCounts:
     get_project(session, project_id=project_id)
     rows = svc.current_labels(session, project_id=project_id)
     n_images = session.scalar(select(func.count(Image.id)).where(Image.project_id == project_id)) or 0
-    by_source: dict[str, int] = {}
-    for r in rows:
-        by_source[r.source.value] = by_source.get(r.source.value, 0) + 1
+    from collections import Counter
+
+    kinds = Counter(svc.label_kind(r) for r in rows)
     return LabelCounts(
-        images=n_images,
-        labelled=len(rows),
-        normal=sum(1 for r in rows if r.is_defective is False),
-        image_level=sum(1 for r in rows if r.is_defective and r.mask_png is None),
-        mask=sum(1 for r in rows if r.is_defective and r.mask_png is not None),
-        by_source=by_source,
+        images=n_images, labelled=len(rows), normal=kinds["normal"], image_level=kinds["image"], mask=kinds["mask"],
+        by_source=dict(Counter(r.source.value for r in rows)),
     )
