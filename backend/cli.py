@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from backend.cli_db import db_app
+from backend.cli_labelstudio import ls_app
 from backend.cli_project import import_images, project_app, retrain, status
 from backend.cli_service import serve, worker
 from backend.progress import ProgressReporter
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.command()(serve)
 app.command()(worker)
 app.add_typer(project_app, name="project")
+app.add_typer(ls_app, name="labelstudio")
 app.command("import")(import_images)
 app.command("retrain")(retrain)
 app.command("status")(status)

@@ -19,6 +19,7 @@ class WorkbenchClient(Protocol):
     def job(self, job_id: int) -> dict: ...
     def run_job_here(self, job_id: int) -> None: ...
     def status(self, project_id: int) -> dict: ...
+    def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict: ...
 
 
 class ClientError(Exception):
@@ -72,6 +73,10 @@ class HttpClient:
 
     def run_job_here(self, job_id: int) -> None:  # the service's workers run it
         return None
+
+    def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict:
+        """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect."""
+        return self._call("POST", f"/projects/{project_id}/labelstudio/{action}", json=body)
 
     def status(self, project_id: int) -> dict:
         return {

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from labelstudio.server import default_environment_dir
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,27 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="Where workers train and predict: auto, cpu or cuda.")
     heartbeat_timeout_s: float = Field(
         default=30.0, gt=0, description="A running job whose worker is silent this long is marked failed."
+    )
+
+    labelstudio_url: str | None = Field(
+        default=None, description="Label Studio server URL (default: the one `defectloop labelstudio start` runs)."
+    )
+    labelstudio_token: str | None = Field(default=None, description="Label Studio API key (legacy token) for labelstudio_url.")
+    labelstudio_document_root: Path | None = Field(
+        default=None,
+        description="Folder Label Studio serves local files from (default: the started server's; images elsewhere get signed links).",
+    )
+    labelstudio_env: Path = Field(
+        default_factory=lambda: default_environment_dir(Path(user_cache_dir("defectloop"))),
+        description="Label Studio's own virtual environment, created by `defectloop labelstudio start` when missing.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="This service's URL as Label Studio reaches it (webhooks, ML backend, signed image links).",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Secret in the URLs Label Studio calls back on (default: generated once into data_dir).",
     )
 
     def resolved_database_url(self) -> str:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from backend.api.deps import require_token
-from backend.api.routes import images, jobs, labels, models, projects, system
+from backend.api.routes import images, jobs, labels, labelstudio, models, projects, system
 from backend.db.engine import make_engine, session_factory
 from backend.errors import ServiceError
 from backend.services.labels import LabelError
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(labels.router, dependencies=auth)
     app.include_router(jobs.router, dependencies=auth)
     app.include_router(models.router, dependencies=auth)
+    app.include_router(labelstudio.router, dependencies=auth)
+    app.include_router(labelstudio.callbacks)  # Label Studio authenticates with the callback secret
     _install_error_handlers(app)
     return app
 

@@ -35,6 +35,7 @@ class ProjectOut(BaseModel):
     cost_image_label: float
     cost_mask_label: float
     train_defaults: dict
+    ls_project_id: int | None = None
     created_at: datetime
 
 
@@ -148,3 +149,11 @@ class SeriesPoint(BaseModel):
     labels_image: int
     labels_mask: int
     metrics: dict
+
+
+class PushRequest(BaseModel):
+    """A ranked batch for Label Studio: ``image_ids`` best first."""
+
+    image_ids: list[int] = Field(min_length=1, max_length=20000)
+    asks: dict[int, str] = Field(default_factory=dict, description="Per image: 'verdict' (default) or 'mask'.")
+    include_labelled: bool = Field(default=False, description="Also send images that already have a human label.")

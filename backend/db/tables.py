@@ -96,6 +96,7 @@ class Project(Base):
     train_defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cost_image_label: Mapped[float] = mapped_column(Float, default=1.0)
     cost_mask_label: Mapped[float] = mapped_column(Float, default=10.0)
+    ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     images: Mapped[list[Image]] = relationship(back_populates="project", lazy="raise")
@@ -240,3 +241,38 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class LsTask(Base):
+    """An image's task in the project's Label Studio project (at most one per image)."""
+
+    __tablename__ = "ls_task"
+    __table_args__ = (UniqueConstraint("ls_project_id", "ls_task_id"), UniqueConstraint("ls_project_id", "image_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    ls_project_id: Mapped[int] = mapped_column(Integer)
+    ls_task_id: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ask: Mapped[str] = mapped_column(String(16), default="verdict")
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LsAnnotation(Base):
+    """What defectloop last took from one Label Studio annotation: the guard that makes
+    webhook deliveries and syncs idempotent and order-safe (older ``updated_at`` and events
+    after a deletion are ignored)."""
+
+    __tablename__ = "ls_annotation"
+    __table_args__ = (UniqueConstraint("ls_project_id", "ls_annotation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    ls_project_id: Mapped[int] = mapped_column(Integer)
+    ls_annotation_id: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), nullable=True)
+    ls_updated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("label.id", ondelete="SET NULL"), nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))

@@ -70,9 +70,10 @@ Handler = Callable[[JobContext], dict]
 
 
 def _handlers() -> dict[JobKind, Handler]:
+    from backend.services.labelstudio_link import run_sync_job
     from backend.services.retrain import run_predict_job, run_train_job
 
-    return {JobKind.TRAIN: run_train_job, JobKind.PREDICT: run_predict_job}
+    return {JobKind.TRAIN: run_train_job, JobKind.PREDICT: run_predict_job, JobKind.SYNC: run_sync_job}
 
 
 def _heartbeat(sessions: sessionmaker[Session], job_id: int, stop: threading.Event) -> None:

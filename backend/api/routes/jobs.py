@@ -5,11 +5,10 @@ from sqlalchemy import select
 
 from backend.api.deps import SessionDep, SettingsDep
 from backend.api.schemas import JobOut
-from backend.db.tables import Job, JobKind
+from backend.db.tables import Job
 from backend.jobs import queue
 from backend.jobs.rq_executor import submit
-from backend.services.projects import get_project
-from backend.services.snapshot import freeze_label_ids
+from backend.services.retrain_request import request_retrain
 
 router = APIRouter(tags=["jobs"])
 
@@ -23,13 +22,13 @@ def job_out(job: Job) -> JobOut:
 
 
 @router.post("/projects/{project_id}/retrain", status_code=202)
-def retrain(project_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
-    """Start a retrain job (409 with the running job's id when one is active)."""
-    get_project(session, project_id=project_id)
-    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
-    # the training snapshot is the labels as they are now; later answers wait for the next round
-    label_ids = freeze_label_ids(session, project_id=project_id)
-    job = queue.enqueue(session, kind=JobKind.TRAIN, project_id=project_id, payload={"label_ids": label_ids})
+def retrain(project_id: int, session: SessionDep, settings: SettingsDep, skip_sync: bool = False) -> JobOut:
+    """Start a retrain job (409 with the running job's id when one is active).
+
+    With a Label Studio project, its answers are synced first (503 when Label Studio cannot
+    be reached; ``skip_sync=true`` retrains on the labels already stored).
+    """
+    job = request_retrain(session, settings, project_id=project_id, skip_sync=skip_sync)
     session.commit()  # the worker must see the job before it is announced on the queue
     submit(settings, job.id)
     return job_out(job)

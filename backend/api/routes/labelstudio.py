@@ -1,0 +1,120 @@
+"""Label Studio: project setup, batches out, sync (bearer auth), and the endpoints Label
+Studio itself calls (webhook, ML backend, signed image links: a secret instead of a token)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from backend.api.deps import SessionDep, SettingsDep
+from backend.api.routes.jobs import job_out
+from backend.api.schemas import JobOut, PushRequest
+from backend.db.tables import Image, JobKind
+from backend.errors import ConflictError
+from backend.jobs import queue
+from backend.jobs.rq_executor import submit
+from backend.services import labelstudio_link as link
+from backend.services.projects import get_project
+from backend.services.retrain_request import request_retrain
+
+router = APIRouter(tags=["labelstudio"])
+callbacks = APIRouter(tags=["labelstudio callbacks"])
+
+
+@router.post("/projects/{project_id}/labelstudio/setup")
+def setup(project_id: int, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Create or update the project's Label Studio project (config, instructions, webhook)."""
+    project = get_project(session, project_id=project_id)
+    return {"ls_project_id": link.setup_project(session, settings, project)}
+
+
+@router.post("/projects/{project_id}/labelstudio/push")
+def push(project_id: int, body: PushRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Send a ranked batch as pre-annotated tasks, in rank order (one bulk request)."""
+    project = get_project(session, project_id=project_id)
+    report = link.push_batch(session, settings, project, body.image_ids, asks=body.asks, include_labelled=body.include_labelled)
+    return report.to_json()
+
+
+@router.post("/projects/{project_id}/labelstudio/sync", status_code=202)
+def sync(project_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
+    """Queue a reconcile job that pulls every annotation and repairs what webhooks missed."""
+    get_project(session, project_id=project_id)
+    job = queue.enqueue(session, kind=JobKind.SYNC, project_id=project_id)
+    session.commit()
+    submit(settings, job.id)
+    return job_out(job)
+
+
+@router.post("/projects/{project_id}/labelstudio/connect")
+def connect(project_id: int, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Register this service as the project's ML backend (fresh proposals inside Label Studio)."""
+    project = get_project(session, project_id=project_id)
+    ls_id = link.setup_project(session, settings, project)
+    backend_id = link.studio(settings).connect_ml_backend(ls_id, link.callback_base(settings), title="defectloop")
+    link.studio(settings).ensure_webhook(ls_id, f"{link.callback_base(settings)}/webhook")  # drop the copy Label Studio adds
+    return {"ls_project_id": ls_id, "ml_backend_id": backend_id}
+
+
+def _check(settings: Any, secret: str) -> None:  # noqa: ANN401
+    if not link.secret_matches(settings, secret):
+        raise HTTPException(status_code=403, detail="wrong Label Studio callback secret")
+
+
+@callbacks.post("/labelstudio/{secret}/webhook")
+def webhook(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+    """Annotation events (created, updated, deleted) and "Start training"."""
+    _check(settings, secret)
+    report = link.handle_webhook(session, body)
+    if report["action"] == "START_TRAINING":
+        try:
+            job = request_retrain(session, settings, project_id=report["project_id"])
+            session.commit()
+            submit(settings, job.id)
+            report["job_id"] = job.id
+        except ConflictError as e:
+            report["job_id"], report["note"] = e.job_id, str(e)
+    return report
+
+
+@callbacks.get("/labelstudio/{secret}/health")
+def ml_health(secret: str, settings: SettingsDep) -> dict[str, str]:
+    _check(settings, secret)
+    return {"status": "UP", "model_class": "SuperSimpleNet"}
+
+
+@callbacks.post("/labelstudio/{secret}/setup")
+def ml_setup(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, str]:
+    """Label Studio connecting: answer with the active model version's name."""
+    _check(settings, secret)
+    project = str((body or {}).get("project", "")).split(".")[0]
+    mv = None
+    if project.isdigit():
+        p = link.project_for_ls(session, int(project))
+        mv = link.active_model_version(session, p.id)
+    return {"model_version": mv.name if mv is not None else "none"}
+
+
+@callbacks.post("/labelstudio/{secret}/predict")
+def ml_predict(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+    """One proposal per task (choice, brush mask at full resolution, score)."""
+    _check(settings, secret)
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=422, detail="predict body: expected an object with 'tasks'")
+    return link.predict_for_tasks(session, settings, body)
+
+
+@callbacks.get("/labelstudio/images/{image_id}", response_class=FileResponse)
+def signed_image(image_id: int, sig: str, request: Request, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """An image for annotators' browsers, authorised by its signature alone."""
+    import hmac
+
+    if not hmac.compare_digest(sig.encode(), link.image_signature(settings, image_id).encode()):
+        raise HTTPException(status_code=403, detail="wrong image signature")
+    image = session.get(Image, image_id)
+    if image is None or not Path(image.uri).is_file():
+        raise HTTPException(status_code=404, detail=f"image {image_id} not found")
+    return FileResponse(image.uri)

@@ -1,0 +1,474 @@
+"""defectloop <-> Label Studio: project setup, ranked batches out, answers in.
+
+Answers arrive by webhook and by the reconcile sync; both go through ``ingest_record`` /
+``ingest_deletion``, which keep one ``LsAnnotation`` row per Label Studio annotation. That
+row makes ingestion idempotent and order-safe: an event whose ``updated_at`` is not newer
+than the last one taken, or any event after a deletion, changes nothing. Labels themselves
+stay append-only (a deletion appends a retraction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Image, LabelSource, LsAnnotation, LsTask, ModelVersion, Prediction, Project
+from backend.errors import NotFoundError, ServiceError
+from backend.jobs.runner import JobContext
+from backend.services.labels import LabelIn, add_label, current_label
+from backend.settings import Settings
+from labelstudio.client import Studio, StudioError, TaskOut
+from labelstudio.conversions import PayloadError, parse_result, prediction_result
+from labelstudio.events import AnnotationRecord, parse_event
+from labelstudio.server import load_credentials
+from labelstudio.server import status as server_status
+
+
+class LabelStudioUnavailable(ServiceError):
+    """Label Studio is not configured or cannot be reached."""
+
+    status_code = 503
+
+
+# ---- connection and secrets ---------------------------------------------------------------
+def home(settings: Settings) -> Path:
+    """Where `defectloop labelstudio start` keeps the local server's data and records."""
+    return settings.data_dir / "labelstudio"
+
+
+def studio(settings: Settings) -> Studio:
+    """A client for the configured Label Studio, or the locally started one."""
+    if settings.labelstudio_url:
+        if not settings.labelstudio_token:
+            raise LabelStudioUnavailable("DEFECTLOOP_LABELSTUDIO_URL is set but DEFECTLOOP_LABELSTUDIO_TOKEN is not")
+        return Studio(settings.labelstudio_url, settings.labelstudio_token)
+    info, creds = server_status(home(settings)), load_credentials(home(settings))
+    if info is None or creds is None:
+        raise LabelStudioUnavailable(
+            "no Label Studio is running: start one with `defectloop labelstudio start` "
+            "or set DEFECTLOOP_LABELSTUDIO_URL and DEFECTLOOP_LABELSTUDIO_TOKEN"
+        )
+    return Studio(info.url, creds.token)
+
+
+def document_root(settings: Settings) -> Path | None:
+    """The folder Label Studio serves local files from (None: every image is a signed link)."""
+    if settings.labelstudio_document_root:
+        return settings.labelstudio_document_root.resolve()
+    if settings.labelstudio_url:
+        return None
+    path = home(settings) / "server.json"
+    if path.is_file():
+        return Path(json.loads(path.read_text())["document_root"])
+    return None
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The secret in every URL Label Studio calls back on (generated once when not configured)."""
+    if settings.webhook_secret:
+        return settings.webhook_secret
+    path = home(settings) / "webhook_secret"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        tmp.write_text(secrets.token_urlsafe(32))
+        tmp.chmod(0o600)
+        try:  # first writer wins; others read its secret
+            tmp.link(path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def secret_matches(settings: Settings, given: str) -> bool:
+    return hmac.compare_digest(given.encode(), webhook_secret(settings).encode())
+
+
+def callback_base(settings: Settings) -> str:
+    """The URL prefix of the webhook and ML backend endpoints, secret included."""
+    return f"{settings.public_url.rstrip('/')}/labelstudio/{webhook_secret(settings)}"
+
+
+def image_signature(settings: Settings, image_id: int) -> str:
+    """An unguessable per-image token for links handed to annotators' browsers."""
+    return hmac.new(webhook_secret(settings).encode(), f"image:{image_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str, Path | None]:
+    """How Label Studio shows ``image``: a local-files URL (plus the storage folder that
+    grants it) when the file is in a subfolder of the document root, else a signed link."""
+    path = Path(image.uri).resolve()
+    if root is not None and path.is_relative_to(root) and len(path.relative_to(root).parts) > 1:
+        rel = path.relative_to(root)
+        return f"/data/local-files/?d={rel.as_posix()}", root / rel.parts[0]
+    sig = image_signature(settings, image.id)
+    return f"{settings.public_url.rstrip('/')}/labelstudio/images/{image.id}?sig={sig}", None
+
+
+# ---- project setup ------------------------------------------------------------------------
+def setup_project(session: Session, settings: Settings, project: Project) -> int:
+    """Create or update the project's Label Studio project and its webhook; its id."""
+    st = studio(settings)
+    ls_id = st.ensure_project(project.ls_project_id, title=f"defectloop: {project.name}")
+    if ls_id != project.ls_project_id:
+        project.ls_project_id = ls_id
+        session.flush()
+    st.ensure_webhook(ls_id, f"{callback_base(settings)}/webhook")
+    return ls_id
+
+
+# ---- out: a ranked, pre-annotated batch ---------------------------------------------------
+@dataclass(frozen=True)
+class Proposal:
+    """The model's proposal for one image: ``mask`` bool ``(H, W)`` at full resolution or None."""
+
+    score: float
+    is_defective: bool
+    mask: np.ndarray | None
+
+
+def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image) -> Proposal:
+    """A proposal from a pool-scoring Prediction (anomaly map PNG thresholded at the pixel threshold)."""
+    mask = None
+    if prediction.decision and prediction.anomaly_map_path and Path(prediction.anomaly_map_path).is_file():
+        amap = cv2.imread(prediction.anomaly_map_path, cv2.IMREAD_GRAYSCALE)
+        if amap is not None:
+            if amap.shape != (image.height, image.width):
+                amap = cv2.resize(amap, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
+            mask = amap.astype(np.float32) / 255.0 >= float(mv.thresholds.get("pixel", 0.5))
+    return Proposal(float(prediction.score), bool(prediction.decision), mask)
+
+
+def active_model_version(session: Session, project_id: int) -> ModelVersion | None:
+    return session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.is_active)).first()
+
+
+def human_labelled(session: Session, image_ids: list[int]) -> set[int]:
+    out = set()
+    for i in image_ids:
+        cur = current_label(session, image_id=i)
+        if cur is not None and cur.source is LabelSource.HUMAN:
+            out.add(i)
+    return out
+
+
+@dataclass
+class PushReport:
+    pushed: list[int] = field(default_factory=list)
+    task_ids: list[int] = field(default_factory=list)
+    already_in_labelstudio: list[int] = field(default_factory=list)
+    already_labelled: list[int] = field(default_factory=list)
+    with_prediction: int = 0
+    model_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pushed": len(self.pushed), "task_ids": self.task_ids, "image_ids": self.pushed,
+            "already_in_labelstudio": self.already_in_labelstudio, "already_labelled": self.already_labelled,
+            "with_prediction": self.with_prediction, "model_version": self.model_version,
+        }
+
+
+def push_batch(
+    session: Session, settings: Settings, project: Project, image_ids: list[int], *,
+    asks: dict[int, str] | None = None, include_labelled: bool = False,
+) -> PushReport:
+    """Create tasks for ``image_ids`` in this (rank) order, each pre-annotated with the
+    active model version's proposal. Images already in Label Studio are never duplicated;
+    images with a human label are skipped unless ``include_labelled``."""
+    if len(set(image_ids)) != len(image_ids):
+        raise ServiceError("image_ids: the ranking lists an image twice")
+    images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(image_ids), Image.project_id == project.id))}
+    missing = [i for i in image_ids if i not in images]
+    if missing:
+        raise NotFoundError(f"image_ids: not images of project {project.id}: {missing[:20]}")
+    ls_id = setup_project(session, settings, project)
+    report = PushReport()
+    in_ls = set(session.scalars(select(LsTask.image_id).where(LsTask.ls_project_id == ls_id, LsTask.image_id.in_(image_ids))))
+    labelled = set() if include_labelled else human_labelled(session, image_ids)
+    mv = active_model_version(session, project.id)
+    preds: dict[int, Prediction] = {}
+    if mv is not None:
+        report.model_version = mv.name
+        preds = {p.image_id: p for p in session.scalars(
+            select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(image_ids)))}
+    root = document_root(settings)
+    st = studio(settings)
+    tasks: list[TaskOut] = []
+    folders: set[Path] = set()
+    for rank, image_id in enumerate(image_ids, start=1):
+        if image_id in in_ls:
+            report.already_in_labelstudio.append(image_id)
+            continue
+        if image_id in labelled:
+            report.already_labelled.append(image_id)
+            continue
+        image = images[image_id]
+        url, folder = image_link(settings, image, root)
+        if folder is not None:
+            folders.add(folder)
+        result = score = None
+        if mv is not None and image_id in preds:
+            prop = stored_proposal(preds[image_id], mv, image)
+            result, score = prediction_result(prop.is_defective, prop.mask), prop.score
+            report.with_prediction += 1
+        ask = (asks or {}).get(image_id, "verdict")
+        if ask not in ("verdict", "mask"):
+            raise ServiceError(f"asks[{image_id}]: expected 'verdict' or 'mask', got {ask!r}")
+        tasks.append(TaskOut(image_id=image_id, image_url=url, rank=rank, ask=ask, score=score, prediction=result,
+                             model_version=mv.name if mv is not None else None))
+    for folder in sorted(folders):
+        st.ensure_local_storage(ls_id, folder)
+    ids = st.import_tasks(ls_id, tasks)
+    for t, tid in zip(tasks, ids):
+        session.add(LsTask(project_id=project.id, image_id=t.image_id, ls_project_id=ls_id, ls_task_id=tid, rank=t.rank,
+                           ask=t.ask, model_version_id=mv.id if (mv is not None and t.prediction is not None) else None))
+        report.pushed.append(t.image_id)
+        report.task_ids.append(tid)
+    session.flush()
+    return report
+
+
+# ---- in: answers, exactly once ------------------------------------------------------------
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one annotation: stored, ignored (duplicate, older, after deletion),
+    retracted, or rejected (with the reason; nothing stored)."""
+
+    annotation_id: int
+    status: str
+    reason: str = ""
+    label_id: int | None = None
+
+
+def _annotation_row(session: Session, project: Project, ls_project_id: int, annotation_id: int) -> tuple[LsAnnotation, bool]:
+    """The row of an annotation, created when new (safe against a concurrent creator)."""
+    q = select(LsAnnotation).where(LsAnnotation.ls_project_id == ls_project_id, LsAnnotation.ls_annotation_id == annotation_id)
+    row = session.scalars(q.with_for_update()).first()
+    if row is not None:
+        return row, False
+    row = LsAnnotation(project_id=project.id, ls_project_id=ls_project_id, ls_annotation_id=annotation_id)
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return session.scalars(q.with_for_update()).one(), False
+    return row, True
+
+
+def _task(session: Session, ls_project_id: int, task_id: int) -> LsTask | None:
+    return session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_project_id, LsTask.ls_task_id == task_id)).first()
+
+
+def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> Outcome:
+    """Store one annotation's current state as a Label (see the module docstring)."""
+    task = _task(session, rec.ls_project_id, rec.task_id)
+    if task is None:
+        return Outcome(rec.annotation_id, "rejected", f"task {rec.task_id} is not a task defectloop created")
+    image = session.get(Image, task.image_id)
+    try:  # read before touching the database, so a bad answer stores nothing
+        answer = None if rec.was_cancelled else parse_result(rec.result, image.height, image.width)
+    except PayloadError as e:
+        return Outcome(rec.annotation_id, "rejected", f"annotation {rec.annotation_id} on task {rec.task_id}: {e}")
+    row, _ = _annotation_row(session, project, rec.ls_project_id, rec.annotation_id)
+    if row.deleted:
+        return Outcome(rec.annotation_id, "ignored", "the annotation was deleted")
+    updated = _utc(rec.updated_at)
+    if row.ls_updated_at is not None and updated <= _utc(row.ls_updated_at):
+        return Outcome(rec.annotation_id, "ignored", "not newer than the version already stored", row.label_id)
+    row.image_id = image.id
+    row.ls_updated_at = updated
+    if answer is None:  # the annotator skipped the task: no verdict to store
+        session.flush()
+        return Outcome(rec.annotation_id, "ignored", "skipped by the annotator")
+    label = add_label(session, image=image, label=LabelIn(
+        is_defective=answer.is_defective, mask=answer.mask, source=LabelSource.HUMAN, annotator=rec.annotator,
+        ls_annotation_id=rec.annotation_id, ls_updated_at=updated, lead_time=rec.lead_time,
+        review_reason=answer.review_reason,
+    ))
+    row.label_id = label.id
+    session.flush()
+    return Outcome(rec.annotation_id, "stored", answer.review_reason or "", label.id)
+
+
+def ingest_deletion(session: Session, project: Project, ls_project_id: int, annotation_id: int) -> Outcome:
+    """A deleted annotation: its label is superseded by a retraction (history kept)."""
+    row, created = _annotation_row(session, project, ls_project_id, annotation_id)
+    if row.deleted:
+        return Outcome(annotation_id, "ignored", "already deleted")
+    row.deleted = True
+    session.flush()
+    if created or row.label_id is None or row.image_id is None:
+        return Outcome(annotation_id, "retracted", "nothing stored for it yet")
+    cur = current_label(session, image_id=row.image_id)
+    if cur is None or cur.id != row.label_id:
+        return Outcome(annotation_id, "retracted", "a newer answer already superseded it")
+    image = session.get(Image, row.image_id)
+    label = add_label(session, image=image, label=LabelIn(
+        is_defective=None, retracted=True, source=LabelSource.HUMAN, ls_annotation_id=annotation_id,
+    ))
+    return Outcome(annotation_id, "retracted", "", label.id)
+
+
+def project_for_ls(session: Session, ls_project_id: int | None) -> Project:
+    if ls_project_id is None:
+        raise PayloadError("the event names no Label Studio project")
+    project = session.scalars(select(Project).where(Project.ls_project_id == ls_project_id)).first()
+    if project is None:
+        raise PayloadError(f"Label Studio project {ls_project_id} is not linked to a defectloop project")
+    return project
+
+
+def handle_webhook(session: Session, body: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Ingest one webhook delivery; PayloadError when it cannot be used at all.
+
+    Returns ``{"action", "project_id", "outcomes": [...]}``; START_TRAINING is reported as
+    ``{"action": "START_TRAINING", "project_id"}`` for the caller to act on.
+    """
+    event = parse_event(body)
+    if event.action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED", "START_TRAINING"):
+        return {"action": event.action, "project_id": None, "outcomes": [], "note": "event not used"}
+    project = project_for_ls(session, event.ls_project_id)
+    outcomes = [ingest_record(session, project, r) for r in event.records]
+    outcomes += [ingest_deletion(session, project, event.ls_project_id, a) for a in event.deleted]
+    return {"action": event.action, "project_id": project.id, "outcomes": [o.__dict__ for o in outcomes]}
+
+
+def sync_project(session: Session, settings: Settings, project: Project) -> dict[str, Any]:
+    """Reconcile with Label Studio: take every annotation (what webhooks missed is stored,
+    what they delivered is ignored as not newer), retract annotations deleted there, adopt
+    tasks defectloop created but never recorded, and forget tasks deleted there."""
+    if project.ls_project_id is None:
+        raise ServiceError(f"project {project.name!r} has no Label Studio project yet: push a batch first")
+    ls_id = project.ls_project_id
+    export = studio(settings).export_annotations(ls_id)
+    known = {t.ls_task_id: t for t in session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_id))}
+    adopted = 0
+    for tid, image_id in export.tasks.items():
+        if tid in known or image_id is None:
+            continue
+        image = session.get(Image, image_id)
+        taken = session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_id, LsTask.image_id == image_id)).first()
+        if image is not None and image.project_id == project.id and taken is None:
+            known[tid] = LsTask(project_id=project.id, image_id=image_id, ls_project_id=ls_id, ls_task_id=tid)
+            session.add(known[tid])
+            adopted += 1
+    session.flush()
+    gone = [t for tid, t in known.items() if tid not in export.tasks]
+    outcomes = [ingest_record(session, project, r) for r in export.records]
+    live = {r.annotation_id for r in export.records}
+    stale = session.scalars(select(LsAnnotation.ls_annotation_id).where(
+        LsAnnotation.ls_project_id == ls_id, LsAnnotation.deleted.is_(False))).all()
+    outcomes += [ingest_deletion(session, project, ls_id, a) for a in stale if a not in live]
+    for t in gone:
+        session.delete(t)
+    session.flush()
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return {
+        "annotations": len(export.records), "tasks": len(export.tasks), "tasks_adopted": adopted,
+        "tasks_gone": len(gone), "counts": counts,
+        "rejected": [o.__dict__ for o in outcomes if o.status == "rejected"],
+    }
+
+
+def sync_before_retrain(session: Session, settings: Settings, project: Project) -> dict[str, Any] | None:
+    """Bring labels up to date before a retrain freezes them (None: no Label Studio project)."""
+    if project.ls_project_id is None:
+        return None
+    try:
+        return sync_project(session, settings, project)
+    except StudioError as e:
+        raise LabelStudioUnavailable(
+            f"{e}; a retrain now could miss answers: retry when Label Studio is back, or retrain with skip_sync"
+        ) from None
+
+
+# ---- Label Studio calling us: the ML backend ----------------------------------------------
+def task_images(session: Session, ls_project_id: int | None, tasks: list[dict[str, Any]]) -> list[Image | None]:
+    """The image of each task (by defectloop's task record, else the id in the task data)."""
+    out: list[Image | None] = []
+    for t in tasks:
+        image = None
+        rec = _task(session, ls_project_id, int(t.get("id", -1))) if ls_project_id is not None and str(t.get("id", "")).isdigit() else None
+        if rec is not None:
+            image = session.get(Image, rec.image_id)
+        else:
+            iid = (t.get("data") or {}).get("defectloop_image_id")
+            image = session.get(Image, iid) if isinstance(iid, int) else None
+        out.append(image)
+    return out
+
+
+_PREDICTORS: dict[int, Any] = {}
+
+
+def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:
+    """Run ``mv`` on images that have no stored prediction (one cached predictor per version)."""
+    from ml.artifact import load_model
+    from ml.images import read_image
+
+    if mv.id not in _PREDICTORS:
+        _PREDICTORS.clear()
+        _PREDICTORS[mv.id] = load_model(Path(mv.artifact_path), device=device).predictor
+    preds = _PREDICTORS[mv.id].predict([read_image(Path(im.uri)) for im in images])
+    return [Proposal(p.score, p.decision, p.pred_mask if p.decision else None) for p in preds]
+
+
+def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
+    """The ML backend's /predict: one result per task from the active model version."""
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list):
+        raise PayloadError("tasks: expected a list")
+    ls_id = None
+    if body.get("project") is not None and str(body["project"]).split(".")[0].isdigit():
+        ls_id = int(str(body["project"]).split(".")[0])
+    project = project_for_ls(session, ls_id)
+    mv = active_model_version(session, project.id)
+    if mv is None:
+        return {"results": [{"result": [], "score": 0.0, "model_version": "none"} for _ in tasks]}
+    images = task_images(session, ls_id, tasks)
+    stored = {p.image_id: p for p in session.scalars(select(Prediction).where(
+        Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images if im is not None])))}
+    proposals: dict[int, Proposal] = {im.id: stored_proposal(stored[im.id], mv, im) for im in images if im is not None and im.id in stored}
+    todo = [im for im in images if im is not None and im.id not in proposals]
+    if todo:
+        proposals.update({im.id: p for im, p in zip(todo, live_proposals(mv, todo, settings.device))})
+    results = []
+    for im in images:
+        if im is None:
+            results.append({"result": [], "score": 0.0, "model_version": mv.name})
+            continue
+        p = proposals[im.id]
+        results.append({"result": prediction_result(p.is_defective, p.mask), "score": p.score, "model_version": mv.name})
+    return {"results": results}
+
+
+def run_sync_job(ctx: JobContext) -> dict[str, Any]:
+    """The reconcile sync as a job (``defectloop labelstudio sync``, the API)."""
+    with ctx.sessions.begin() as s:
+        project = s.get(Project, ctx.project_id)
+        ctx.progress(0.1, "exporting annotations from Label Studio", force=True)
+        return sync_project(s, ctx.settings, project)
