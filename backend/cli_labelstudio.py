@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 ls_app = typer.Typer(help="Label Studio: run a local server, send batches, sync answers.", no_args_is_help=True, add_completion=False)
 
 
-def _settings():  # noqa: ANN202
+def _settings():
     from backend.settings import Settings
 
     return Settings()
@@ -24,9 +24,9 @@ def _fail(e: Exception) -> None:
 @ls_app.command("start")
 def start(
     document_root: Annotated[
-        Optional[Path], typer.Option(help="Folder Label Studio may serve images from (default: the first import root).")
+        Path | None, typer.Option(help="Folder Label Studio may serve images from (default: the first import root).")
     ] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
 ) -> None:
     """Start Label Studio (installing its own environment on first use) and print how to log in."""
     from backend.services.labelstudio_link import home
@@ -90,8 +90,8 @@ def setup(project: Annotated[str, typer.Argument(help="Project name or id.")]) -
 @ls_app.command("push")
 def push(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
-    image_ids: Annotated[Optional[list[int]], typer.Argument(help="Image ids, best first.")] = None,
-    ranking: Annotated[Optional[Path], typer.Option(help="A file of image ids, one per line, best first.")] = None,
+    image_ids: Annotated[list[int] | None, typer.Argument(help="Image ids, best first.")] = None,
+    ranking: Annotated[Path | None, typer.Option(help="A file of image ids, one per line, best first.")] = None,
     masks: Annotated[bool, typer.Option("--masks", help="Ask for masks, not only verdicts.")] = False,
     include_labelled: Annotated[bool, typer.Option(help="Also send images that already have a human label.")] = False,
 ) -> None:

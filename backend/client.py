@@ -36,7 +36,7 @@ class HttpClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = http or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=600)
 
-    def _call(self, method: str, url: str, **kw: Any) -> Any:  # noqa: ANN401
+    def _call(self, method: str, url: str, **kw: Any) -> Any:
         import httpx
 
         try:

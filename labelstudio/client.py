@@ -57,7 +57,7 @@ class Studio:
         self.url = url.rstrip("/")
         self.sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout_s)
 
-    def _call(self, what: str, fn: Any, *args: Any, **kw: Any) -> Any:  # noqa: ANN401
+    def _call(self, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
         try:
             return fn(*args, **kw)
         except Exception as e:  # noqa: BLE001 - SDK, HTTP and network errors alike

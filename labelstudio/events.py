@@ -51,7 +51,7 @@ def _int(d: dict, key: str, where: str) -> int:
     return int(v)
 
 
-def _time(v: Any, where: str) -> datetime:  # noqa: ANN401
+def _time(v: Any, where: str) -> datetime:
     if not isinstance(v, str):
         raise PayloadError(f"{where}: expected an ISO timestamp, got {v!r}")
     try:
@@ -72,7 +72,7 @@ def _annotator(a: dict) -> str | None:
     return f"labelstudio-user:{who}"
 
 
-def annotation_record(a: Any, *, ls_project_id: int | None = None, task_id: int | None = None) -> AnnotationRecord:  # noqa: ANN401
+def annotation_record(a: Any, *, ls_project_id: int | None = None, task_id: int | None = None) -> AnnotationRecord:
     """An annotation object (webhook or export shape) as a record."""
     if not isinstance(a, dict):
         raise PayloadError("annotation: expected an object")
@@ -92,7 +92,7 @@ def annotation_record(a: Any, *, ls_project_id: int | None = None, task_id: int 
     )
 
 
-def parse_event(body: Any) -> Event:  # noqa: ANN401
+def parse_event(body: Any) -> Event:
     """A webhook body as an Event; PayloadError on anything that cannot be trusted."""
     if not isinstance(body, dict) or not isinstance(body.get("action"), str):
         raise PayloadError("webhook body: expected an object with an 'action'")
@@ -128,7 +128,7 @@ class Export:
     tasks: dict[int, int | None]
 
 
-def export_records(tasks: Any, ls_project_id: int) -> Export:  # noqa: ANN401
+def export_records(tasks: Any, ls_project_id: int) -> Export:
     """Read an exported task list (Label Studio's JSON export)."""
     if not isinstance(tasks, list):
         raise PayloadError("export: expected a list of tasks")

@@ -96,28 +96,29 @@ def ensure_environment(venv: Path, say: Callable[[str], None] = lambda _: None) 
         shutil.rmtree(venv, ignore_errors=True)
         uv = _uv()
         say(f"installing Label Studio {VERSION} into {venv} ({'uv' if uv else 'pip'}; about {'15 s' if uv else '2 min'})")
-        clean = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(venv.parent)}
+        # the installers inherit the caller's environment: package index, proxy and CA settings
         try:
             if uv:
-                subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=clean, capture_output=True, text=True)
+                subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, capture_output=True, text=True)
                 subprocess.run(
-                    [uv, "pip", "install", "-q", "--compile-bytecode", f"label-studio=={VERSION}"],
-                    check=True, env={**clean, "VIRTUAL_ENV": str(venv)}, capture_output=True, text=True,
+                    [uv, "pip", "install", "-q", "--system-certs", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
+                     f"label-studio=={VERSION}"],
+                    check=True, capture_output=True, text=True,
                 )
             else:
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean, capture_output=True, text=True)
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
                 subprocess.run(
                     [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"label-studio=={VERSION}"],
-                    check=True, env=clean, capture_output=True, text=True,
+                    check=True, capture_output=True, text=True,
                 )
-                subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")], env=clean, capture_output=True)
+                subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")], check=False, capture_output=True)
         except subprocess.CalledProcessError as e:
             shutil.rmtree(venv, ignore_errors=True)
             raise ServerError(f"installing label-studio=={VERSION} failed: {(e.stderr or '').strip()[-2000:]}") from None
         # `label-studio --version` would start a server: read the version from the package
         got = subprocess.run(
             [str(venv / "bin" / "python"), "-c", "import label_studio; print(label_studio.__version__)"],
-            capture_output=True, text=True, env=clean,
+            check=False, capture_output=True, text=True,
         ).stdout.strip()
         if got != VERSION:
             shutil.rmtree(venv, ignore_errors=True)
@@ -209,7 +210,7 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as r:  # noqa: S310 - our own loopback URL
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as r:
             return r.status == 200
     except OSError:
         return False
@@ -263,6 +264,8 @@ def start(
         return running
     if not document_root.is_dir():
         raise ServerError(f"document root {document_root} is not a folder")
+    if port is not None and not _port_is_free(port):
+        raise ServerError(f"port {port} on 127.0.0.1 is taken; choose another with --port")
     exe = ensure_environment(venv, say)
     if template is not None and not (home / "data").exists() and (template / "data").is_dir():
         home.mkdir(parents=True, exist_ok=True)
@@ -271,8 +274,6 @@ def start(
     creds = _ensure_credentials(home)
     if port is None:
         port = free_port()
-    elif not _port_is_free(port):
-        raise ServerError(f"port {port} on 127.0.0.1 is taken; choose another with --port")
     (home / "data").mkdir(parents=True, exist_ok=True)
     first = not (home / "data" / "label_studio.sqlite3").exists()
     say(f"starting Label Studio {VERSION} on 127.0.0.1:{port}" + (" (first start: database setup, about a minute)" if first else ""))

@@ -8,7 +8,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from backend.api.deps import require_token
-from backend.api.routes import images, jobs, labels, labelstudio, models, projects, system
+from backend.api.routes import (
+    images,
+    jobs,
+    labels,
+    labelstudio,
+    models,
+    projects,
+    system,
+)
 from backend.db.engine import make_engine, session_factory
 from backend.errors import ServiceError
 from backend.services.labels import LabelError
@@ -73,7 +81,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": jsonable(errors)})
 
 
-def jsonable(errors: list) -> list:  # noqa: ANN001
+def jsonable(errors: list) -> list:
     from fastapi.encoders import jsonable_encoder
 
     return jsonable_encoder(errors, custom_encoder={Exception: str, bytes: lambda b: b.decode(errors="replace")})

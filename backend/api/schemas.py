@@ -84,6 +84,7 @@ class LabelOut(BaseModel):
     lead_time: float | None
     review_reason: str | None
     created_at: datetime
+    kind: str = Field(description="normal, image (defective, image-level), mask, unknown (flagged) or retracted")
 
 
 class LabelHistory(BaseModel):

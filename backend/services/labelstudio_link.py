@@ -24,7 +24,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Image, LabelSource, LsAnnotation, LsTask, ModelVersion, Prediction, Project
+from backend.db.tables import (
+    Image,
+    LabelSource,
+    LsAnnotation,
+    LsTask,
+    ModelVersion,
+    Prediction,
+    Project,
+)
 from backend.errors import NotFoundError, ServiceError
 from backend.jobs.runner import JobContext
 from backend.services.labels import LabelIn, add_label, current_label
@@ -340,7 +348,7 @@ def project_for_ls(session: Session, ls_project_id: int | None) -> Project:
     return project
 
 
-def handle_webhook(session: Session, body: Any) -> dict[str, Any]:  # noqa: ANN401
+def handle_webhook(session: Session, body: Any) -> dict[str, Any]:
     """Ingest one webhook delivery; PayloadError when it cannot be used at all.
 
     Returns ``{"action", "project_id", "outcomes": [...]}``; START_TRAINING is reported as

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import func, select
 
 from backend.api.deps import SessionDep
 from backend.api.routes.images import get_image
 from backend.api.schemas import LabelCounts, LabelHistory, LabelOut
 from backend.db.tables import Image, Label
+from backend.errors import NotFoundError
 from backend.services import labels as svc
 from backend.services.projects import get_project
 
@@ -20,7 +21,7 @@ def label_out(row: Label) -> LabelOut:
         id=row.id, image_id=row.image_id, is_defective=row.is_defective, has_mask=row.mask_png is not None,
         retracted=row.retracted, source=row.source.value, annotator=row.annotator,
         ls_annotation_id=row.ls_annotation_id, lead_time=row.lead_time, review_reason=row.review_reason,
-        created_at=row.created_at,
+        created_at=row.created_at, kind="retracted" if row.retracted else svc.label_kind(row),
     )
 
 
@@ -33,6 +34,16 @@ def get_label(project_id: int, image_id: int, session: SessionDep) -> LabelHisto
         current=label_out(cur) if cur else None,
         history=[label_out(r) for r in svc.label_history(session, image_id=image_id)],
     )
+
+
+@router.get("/images/{image_id}/label/mask", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def get_label_mask(project_id: int, image_id: int, session: SessionDep) -> Response:
+    """The current label's mask as a 0/255 PNG at the image's resolution (404 without one)."""
+    get_image(session, project_id, image_id)
+    cur = svc.current_label(session, image_id=image_id)
+    if cur is None or cur.mask_png is None:
+        raise NotFoundError(f"image {image_id} has no current mask label")
+    return Response(content=cur.mask_png, media_type="image/png")
 
 
 @router.put("/images/{image_id}/label")

@@ -59,7 +59,7 @@ def connect(project_id: int, session: SessionDep, settings: SettingsDep) -> dict
     return {"ls_project_id": ls_id, "ml_backend_id": backend_id}
 
 
-def _check(settings: Any, secret: str) -> None:  # noqa: ANN401
+def _check(settings: Any, secret: str) -> None:
     if not link.secret_matches(settings, secret):
         raise HTTPException(status_code=403, detail="wrong Label Studio callback secret")
 
