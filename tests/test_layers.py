@@ -47,3 +47,16 @@ def test_only_settings_reads_the_environment() -> None:
     reads = re.compile(r"os\.getenv|os\.environ\.get|os\.environ\[[^\]]+\](?!\s*=)")
     offenders = [p.name for p in root.rglob("*.py") if p.name != "settings.py" and reads.search(p.read_text())]
     assert not offenders
+
+
+def test_only_labelstudio_imports_the_sdk() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(p.relative_to(root))
+        for folder in ("ml", "backend", "migrations")
+        for p in (root / folder).rglob("*.py")
+        if "label_studio_sdk" in p.read_text()
+    ]
+    assert not offenders
