@@ -67,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     noise_sigma: float = 0.015
+    standardize_features: bool = False  # per-channel (f - mean) / std from the training features
     adaptor_lr: float = 1e-4
     head_lr: float = 2e-4
     perlin_threshold: float | None = None  # overrides the regime default
@@ -287,6 +288,21 @@ def build_extractor(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
     return ext.eval()
 
 
+def feature_stats(cache: CachedSet, max_rows: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std ``(C,)`` of the cached training features (up to ``max_rows`` rows)."""
+    idx = torch.linspace(0, len(cache) - 1, min(len(cache), max_rows)).long().unique()
+    sums = sq = None
+    n = 0
+    for chunk in idx.split(64):
+        f = cache.feature_batch(chunk).double()
+        s1, s2 = f.sum((0, 2, 3)), (f * f).sum((0, 2, 3))
+        sums, sq = (s1, s2) if sums is None else (sums + s1, sq + s2)
+        n += f.shape[0] * f.shape[2] * f.shape[3]
+    mean = sums / n
+    std = (sq / n - mean * mean).clamp_min(0).sqrt()
+    return mean.float(), std.float()
+
+
 def fit(
     train_samples: Sequence[Sample],
     cfg: TrainConfig,
@@ -315,6 +331,8 @@ def fit(
         channels=extractor.channels, seg_hidden=prof.seg_hidden, cls_hidden=prof.cls_hidden, cls_kernel=prof.cls_kernel
     )
     model = SuperSimpleNet(head_cfg)
+    if cfg.standardize_features:
+        model.set_feature_stats(*feature_stats(cache))
     losses = train_heads(cache, model, cfg, settings, device, progress, should_stop)
     counts = {"normal": 0, "mask": 0, "image": 0}
     for s in samples:

@@ -51,3 +51,18 @@ def test_higher_threshold_means_smaller_synthetic_defects() -> None:
     low = torch.stack([perlin_mask((32, 32), 0.2, g) for _ in range(200)]).mean()
     high = torch.stack([perlin_mask((32, 32), 0.6, g) for _ in range(200)]).mean()
     assert low > 2 * high
+
+
+def test_feature_standardisation_is_applied_before_everything_and_saved_with_the_model() -> None:
+    torch.manual_seed(0)
+    cfg = HeadConfig(channels=8, seg_hidden=16, cls_hidden=8, cls_kernel=3)
+    model = SuperSimpleNet(cfg).eval()
+    feats = torch.randn(2, 8, 6, 6) * 3 + 5
+    mean, std = feats.mean((0, 2, 3)), feats.std((0, 2, 3))
+    plain = model(((feats - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)))
+    model.set_feature_stats(mean, std)
+    standardised = model(feats)
+    torch.testing.assert_close(standardised.pred_map, plain.pred_map)
+    torch.testing.assert_close(standardised.pred_score, plain.pred_score)
+    state = model.state_dict()
+    assert torch.equal(state["feature_mean"], mean) and torch.equal(state["feature_std"], std)

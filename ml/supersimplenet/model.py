@@ -99,10 +99,19 @@ class SuperSimpleNet(nn.Module):
         self.seg_head = SegmentationHead(cfg.channels, cfg.seg_hidden)
         self.cls_head = ClassificationHead(cfg.channels, cfg.cls_hidden, cfg.cls_kernel)
         self.apply(_init)
+        # per-channel feature statistics of the training set (identity until ``set_feature_stats``)
+        self.register_buffer("feature_mean", torch.zeros(cfg.channels))
+        self.register_buffer("feature_std", torch.ones(cfg.channels))
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise features per channel from now on: ``(f - mean) / std``, both ``(C,)``."""
+        self.feature_mean.copy_(mean.to(self.feature_mean))
+        self.feature_std.copy_(std.clamp_min(1e-6).to(self.feature_std))
 
     def forward(
         self, features: torch.Tensor, noise: torch.Tensor | None = None, stop_grad: bool = False
     ) -> HeadOutput:
+        features = (features - self.feature_mean.view(1, -1, 1, 1)) / self.feature_std.view(1, -1, 1, 1)
         adapted = self.adaptor(features)
         if noise is not None:
             adapted = adapted + noise

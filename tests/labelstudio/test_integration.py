@@ -347,3 +347,35 @@ def test_conversion_helpers_agree_with_the_sdk_for_an_annotator_mask() -> None:
     m = np.zeros((33, 47), bool)
     m[3:9, 5:40] = True
     assert rle_to_mask(mask_to_rle(m), 33, 47).tolist() == m.tolist()
+
+
+def test_ml_backend_runs_the_model_for_images_without_stored_scores(
+    ls_server: LabelStudioServer, service: Service, tiny_demo: Path
+) -> None:
+    """/predict on a task whose image was never pool-scored: the model itself runs."""
+    from backend.db.tables import ModelVersion
+    from backend.services.retrain import artifact_sha256
+    from labelstudio.conversions import validate_result
+    from ml.data import load_dataset
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    model_dir = service.settings.data_dir / "models" / "live"
+    summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
+    pid, ids = make_project(service, ls_server)
+    with service.sessions().begin() as s:
+        s.add(ModelVersion(project_id=pid, name="v-live", regime=summary.trained.regime.value, profile="fast", config={},
+                           artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir),
+                           thresholds=summary.thresholds.to_json(), is_active=True))
+    order = [ids["part_0.png"], ids["part_3.png"]]
+    res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": order}).raise_for_status().json()
+    assert res["with_prediction"] == 0  # nothing stored to pre-annotate with
+    task = ls_server.sdk().tasks.get(id=res["task_ids"][1])
+    body = {"tasks": [{"id": task.id, "data": task.data}], "project": f"{res_project(service, pid)}.1795354220"}
+    out = httpx.post(f"{service.url}/labelstudio/{SECRET}/predict", json=body, timeout=120).raise_for_status().json()
+    (one,) = out["results"]
+    assert one["model_version"] == "v-live" and 0.0 <= one["score"] <= 1.0
+    validate_result(one["result"])
+    for r in one["result"]:
+        if r["type"] == "brushlabels":  # full resolution of part_3 (100 x 90), not the model's 64 x 64
+            assert (r["original_height"], r["original_width"]) == (100, 90)
