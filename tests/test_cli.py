@@ -13,7 +13,9 @@ from backend.cli import app
 
 runner = CliRunner()
 COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade", "serve", "worker",
-            "project", "project create", "import", "retrain", "status"]
+            "project", "project create", "import", "retrain", "status", "labelstudio", "labelstudio start",
+            "labelstudio stop", "labelstudio status", "labelstudio setup", "labelstudio push", "labelstudio sync",
+            "labelstudio connect"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
