@@ -20,7 +20,8 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, committed when the route returns, rolled back on error."""
+    """One session per request, committed when the route returns (before the response goes
+    out), rolled back on error."""
     with request.app.state.sessions.begin() as session:
         yield session
 
@@ -35,5 +36,7 @@ def require_token(
         raise HTTPException(status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the route returns, before the response is sent, so a client
+# that acts on a response (e.g. imports into the project it just created) sees the write
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
