@@ -92,17 +92,20 @@ def annotation_record(a: Any, *, ls_project_id: int | None = None, task_id: int 
     )
 
 
+def ls_project_ref(value: Any) -> int | None:  # noqa: ANN401
+    """A project id from ``{"id": N}``, ``N`` or the ML backend's ``"<id>.<timestamp>"``; None if absent."""
+    if isinstance(value, dict) and "id" in value:
+        return _int(value, "id", "project")
+    head = str(value).split(".")[0] if value is not None else ""
+    return int(head) if head.isdigit() else None
+
+
 def parse_event(body: Any) -> Event:
     """A webhook body as an Event; PayloadError on anything that cannot be trusted."""
     if not isinstance(body, dict) or not isinstance(body.get("action"), str):
         raise PayloadError("webhook body: expected an object with an 'action'")
     action = body["action"]
-    project = body.get("project")
-    ls_project = None
-    if isinstance(project, dict) and "id" in project:
-        ls_project = _int(project, "id", "project")
-    elif project is not None and str(project).split(".")[0].isdigit():
-        ls_project = int(str(project).split(".")[0])  # ML backend form "<id>.<timestamp>"
+    ls_project = ls_project_ref(body.get("project"))
     if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
         rec = annotation_record(body.get("annotation"), ls_project_id=ls_project)
         return Event(action, rec.ls_project_id, records=(rec,))

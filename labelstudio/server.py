@@ -216,12 +216,18 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def recorded(home: Path) -> ServerInfo | None:
+    """The server recorded in ``home/server.json`` (running or not), or None."""
+    path = home / "server.json"
+    return ServerInfo(**json.loads(path.read_text())) if path.is_file() else None
+
+
 def status(home: Path) -> ServerInfo | None:
     """The running server of ``home``, or None when none runs (stale records are removed)."""
-    path = home / "server.json"
-    if not path.is_file():
+    info = recorded(home)
+    if info is None:
         return None
-    info = ServerInfo(**json.loads(path.read_text()))
+    path = home / "server.json"
     if _pid_alive(info.pid) and _healthy(info.url):
         return info
     if not _pid_alive(info.pid):
@@ -321,10 +327,10 @@ def _terminate(pid: int, grace_s: float = 15.0) -> None:
 
 def stop(home: Path) -> bool:
     """Stop the server of ``home``; False when none was running."""
-    path = home.resolve() / "server.json"
-    if not path.is_file():
+    info = recorded(home.resolve())
+    if info is None:
         return False
-    info = ServerInfo(**json.loads(path.read_text()))
+    path = home.resolve() / "server.json"
     was_running = _pid_alive(info.pid)
     _terminate(info.pid)
     path.unlink(missing_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,12 +34,12 @@ from backend.db.tables import (
 )
 from backend.errors import NotFoundError, ServiceError
 from backend.jobs.runner import JobContext
-from backend.services.labels import LabelIn, add_label, current_label
+from backend.services.labels import LabelIn, add_label, current_label, current_labels
 from backend.settings import Settings
 from labelstudio.client import Studio, StudioError, TaskOut
 from labelstudio.conversions import PayloadError, parse_result, prediction_result
-from labelstudio.events import AnnotationRecord, parse_event
-from labelstudio.server import load_credentials
+from labelstudio.events import ANNOTATION_ACTIONS, TRAINING_ACTION, AnnotationRecord, ls_project_ref, parse_event
+from labelstudio.server import load_credentials, recorded
 from labelstudio.server import status as server_status
 
 
@@ -77,10 +76,8 @@ def document_root(settings: Settings) -> Path | None:
         return settings.labelstudio_document_root.resolve()
     if settings.labelstudio_url:
         return None
-    path = home(settings) / "server.json"
-    if path.is_file():
-        return Path(json.loads(path.read_text())["document_root"])
-    return None
+    info = recorded(home(settings))
+    return Path(info.document_root) if info is not None else None
 
 
 def webhook_secret(settings: Settings) -> str:
@@ -116,6 +113,10 @@ def image_signature(settings: Settings, image_id: int) -> str:
     return hmac.new(webhook_secret(settings).encode(), f"image:{image_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def signature_matches(settings: Settings, image_id: int, sig: str) -> bool:
+    return hmac.compare_digest(sig.encode(), image_signature(settings, image_id).encode())
+
+
 def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str, Path | None]:
     """How Label Studio shows ``image``: a local-files URL (plus the storage folder that
     grants it) when the file is in a subfolder of the document root, else a signed link."""
@@ -128,9 +129,9 @@ def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str
 
 
 # ---- project setup ------------------------------------------------------------------------
-def setup_project(session: Session, settings: Settings, project: Project) -> int:
+def setup_project(session: Session, settings: Settings, project: Project, st: Studio | None = None) -> int:
     """Create or update the project's Label Studio project and its webhook; its id."""
-    st = studio(settings)
+    st = st or studio(settings)
     ls_id = st.ensure_project(project.ls_project_id, title=f"defectloop: {project.name}")
     if ls_id != project.ls_project_id:
         project.ls_project_id = ls_id
@@ -165,13 +166,9 @@ def active_model_version(session: Session, project_id: int) -> ModelVersion | No
     return session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.is_active)).first()
 
 
-def human_labelled(session: Session, image_ids: list[int]) -> set[int]:
-    out = set()
-    for i in image_ids:
-        cur = current_label(session, image_id=i)
-        if cur is not None and cur.source is LabelSource.HUMAN:
-            out.add(i)
-    return out
+def human_labelled(session: Session, project_id: int) -> set[int]:
+    """The project's images whose current label comes from a person."""
+    return {r.image_id for r in current_labels(session, project_id=project_id) if r.source is LabelSource.HUMAN}
 
 
 @dataclass
@@ -204,10 +201,11 @@ def push_batch(
     missing = [i for i in image_ids if i not in images]
     if missing:
         raise NotFoundError(f"image_ids: not images of project {project.id}: {missing[:20]}")
-    ls_id = setup_project(session, settings, project)
+    st = studio(settings)
+    ls_id = setup_project(session, settings, project, st)
     report = PushReport()
     in_ls = set(session.scalars(select(LsTask.image_id).where(LsTask.ls_project_id == ls_id, LsTask.image_id.in_(image_ids))))
-    labelled = set() if include_labelled else human_labelled(session, image_ids)
+    labelled = set() if include_labelled else human_labelled(session, project.id)
     mv = active_model_version(session, project.id)
     preds: dict[int, Prediction] = {}
     if mv is not None:
@@ -215,7 +213,6 @@ def push_batch(
         preds = {p.image_id: p for p in session.scalars(
             select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(image_ids)))}
     root = document_root(settings)
-    st = studio(settings)
     tasks: list[TaskOut] = []
     folders: set[Path] = set()
     for rank, image_id in enumerate(image_ids, start=1):
@@ -249,6 +246,16 @@ def push_batch(
         report.task_ids.append(tid)
     session.flush()
     return report
+
+
+def connect_ml_backend(session: Session, settings: Settings, project: Project) -> dict[str, int]:
+    """Register this service as the project's ML backend; Label Studio adds a webhook to the
+    backend's /webhook, which ``ensure_webhook`` then keeps to a single one."""
+    st = studio(settings)
+    ls_id = setup_project(session, settings, project, st)
+    backend_id = st.connect_ml_backend(ls_id, callback_base(settings), title="defectloop")
+    st.ensure_webhook(ls_id, f"{callback_base(settings)}/webhook")
+    return {"ls_project_id": ls_id, "ml_backend_id": backend_id}
 
 
 # ---- in: answers, exactly once ------------------------------------------------------------
@@ -355,7 +362,7 @@ def handle_webhook(session: Session, body: Any) -> dict[str, Any]:
     ``{"action": "START_TRAINING", "project_id"}`` for the caller to act on.
     """
     event = parse_event(body)
-    if event.action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED", "START_TRAINING"):
+    if event.action not in (*ANNOTATION_ACTIONS, TRAINING_ACTION):
         return {"action": event.action, "project_id": None, "outcomes": [], "note": "event not used"}
     project = project_for_ls(session, event.ls_project_id)
     outcomes = [ingest_record(session, project, r) for r in event.records]
@@ -450,9 +457,7 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
     tasks = body.get("tasks")
     if not isinstance(tasks, list):
         raise PayloadError("tasks: expected a list")
-    ls_id = None
-    if body.get("project") is not None and str(body["project"]).split(".")[0].isdigit():
-        ls_id = int(str(body["project"]).split(".")[0])
+    ls_id = ls_project_ref(body.get("project"))
     project = project_for_ls(session, ls_id)
     mv = active_model_version(session, project.id)
     if mv is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import FileResponse
 
 from backend.api.deps import SessionDep, SettingsDep
@@ -19,6 +19,7 @@ from backend.jobs.rq_executor import submit
 from backend.services import labelstudio_link as link
 from backend.services.projects import get_project
 from backend.services.retrain_request import request_retrain
+from labelstudio.events import ls_project_ref
 
 router = APIRouter(tags=["labelstudio"])
 callbacks = APIRouter(tags=["labelstudio callbacks"])
@@ -52,11 +53,7 @@ def sync(project_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
 @router.post("/projects/{project_id}/labelstudio/connect")
 def connect(project_id: int, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Register this service as the project's ML backend (fresh proposals inside Label Studio)."""
-    project = get_project(session, project_id=project_id)
-    ls_id = link.setup_project(session, settings, project)
-    backend_id = link.studio(settings).connect_ml_backend(ls_id, link.callback_base(settings), title="defectloop")
-    link.studio(settings).ensure_webhook(ls_id, f"{link.callback_base(settings)}/webhook")  # drop the copy Label Studio adds
-    return {"ls_project_id": ls_id, "ml_backend_id": backend_id}
+    return link.connect_ml_backend(session, settings, get_project(session, project_id=project_id))
 
 
 def _check(settings: Any, secret: str) -> None:
@@ -90,11 +87,10 @@ def ml_health(secret: str, settings: SettingsDep) -> dict[str, str]:
 def ml_setup(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, str]:
     """Label Studio connecting: answer with the active model version's name."""
     _check(settings, secret)
-    project = str((body or {}).get("project", "")).split(".")[0]
+    ls_id = ls_project_ref((body or {}).get("project")) if isinstance(body, dict) else None
     mv = None
-    if project.isdigit():
-        p = link.project_for_ls(session, int(project))
-        mv = link.active_model_version(session, p.id)
+    if ls_id is not None:
+        mv = link.active_model_version(session, link.project_for_ls(session, ls_id).id)
     return {"model_version": mv.name if mv is not None else "none"}
 
 
@@ -108,11 +104,9 @@ def ml_predict(secret: str, session: SessionDep, settings: SettingsDep, body: An
 
 
 @callbacks.get("/labelstudio/images/{image_id}", response_class=FileResponse)
-def signed_image(image_id: int, sig: str, request: Request, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def signed_image(image_id: int, sig: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """An image for annotators' browsers, authorised by its signature alone."""
-    import hmac
-
-    if not hmac.compare_digest(sig.encode(), link.image_signature(settings, image_id).encode()):
+    if not link.signature_matches(settings, image_id, sig):
         raise HTTPException(status_code=403, detail="wrong image signature")
     image = session.get(Image, image_id)
     if image is None or not Path(image.uri).is_file():
