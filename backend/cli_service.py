@@ -29,18 +29,23 @@ def serve(
         if not dev:
             typer.echo("error: set DEFECTLOOP_API_TOKEN (or pass --dev for a local, token-less server on 127.0.0.1)", err=True)
             raise typer.Exit(2)
+        if host != "127.0.0.1":
+            typer.echo(f"note: --dev serves without a token, so it binds to 127.0.0.1 instead of {host}", err=True)
         host = "127.0.0.1"
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
     worker = None
     if workers and not settings.redis_url:
-        worker = subprocess.Popen([sys.executable, "-m", "backend.jobs.worker"])
+        worker = subprocess.Popen([sys.executable, "-m", "backend.jobs.worker", "--parent-pid", str(os.getpid())])
     try:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
     finally:
-        if worker is not None:
+        if worker is not None:  # also stops by itself when this process dies (--parent-pid)
             worker.terminate()
-            worker.wait(30)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def worker(

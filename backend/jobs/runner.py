@@ -36,6 +36,7 @@ class JobContext:
     payload: dict
     sessions: sessionmaker[Session]
     settings: Settings
+    shutdown: threading.Event = field(default_factory=threading.Event)
     _last_progress: float = 0.0
     _last_check: float = 0.0
     _cancelled: bool = False
@@ -53,7 +54,9 @@ class JobContext:
             )
 
     def should_stop(self) -> bool:
-        """True once cancellation was requested (checked at most once a second)."""
+        """True once cancellation was requested or the worker is shutting down (DB checked at most once a second)."""
+        if self.shutdown.is_set():
+            return True
         now = time.monotonic()
         if not self._cancelled and now - self._last_check >= CHECK_S:
             self._last_check = now
@@ -85,8 +88,20 @@ def _heartbeat(sessions: sessionmaker[Session], job_id: int, stop: threading.Eve
             pass
 
 
-def execute(job_id: int, sessions: sessionmaker[Session], settings: Settings) -> JobStatus | None:
-    """Run a queued job to completion; returns its final status (None if not claimed here)."""
+def _stopped(ctx: JobContext) -> tuple[JobStatus, str]:
+    if ctx._cancelled:
+        return JobStatus.CANCELLED, "cancelled"
+    return JobStatus.FAILED, "interrupted: the worker stopped; request the job again"
+
+
+def execute(
+    job_id: int, sessions: sessionmaker[Session], settings: Settings, shutdown: threading.Event | None = None
+) -> JobStatus | None:
+    """Run a queued job to completion; returns its final status (None if not claimed here).
+
+    Setting ``shutdown`` stops the job at its next cancellation check; it then ends FAILED
+    ("interrupted"), not CANCELLED, since nobody asked for that. Nothing half-written is registered.
+    """
     with sessions.begin() as s:
         if not claim(s, job_id=job_id):
             return None
@@ -95,7 +110,7 @@ def execute(job_id: int, sessions: sessionmaker[Session], settings: Settings) ->
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(sessions, job_id, stop), daemon=True)
     beat.start()
-    ctx = JobContext(job_id, project_id, payload, sessions, settings)
+    ctx = JobContext(job_id, project_id, payload, sessions, settings, shutdown=shutdown or threading.Event())
     status, result, error, message = JobStatus.FAILED, {}, None, "failed"
     try:
         handler = _handlers().get(kind)
@@ -104,10 +119,10 @@ def execute(job_id: int, sessions: sessionmaker[Session], settings: Settings) ->
         result = handler(ctx)
         status, message = JobStatus.SUCCEEDED, "done"
     except JobCancelled:
-        status, message = JobStatus.CANCELLED, "cancelled"
+        status, message = _stopped(ctx)
     except Exception as e:  # noqa: BLE001 - every failure ends up on the job record
-        if ctx._cancelled:
-            status, message = JobStatus.CANCELLED, "cancelled"
+        if ctx._cancelled or ctx.shutdown.is_set():
+            status, message = _stopped(ctx)
         else:
             error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"[:4000]
             message = f"failed: {e}"[:500]

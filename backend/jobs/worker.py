@@ -7,6 +7,8 @@ lapsed, so a killed worker's job ends up failed.
 
 from __future__ import annotations
 
+import argparse
+import os
 import signal
 import threading
 
@@ -16,8 +18,21 @@ from backend.jobs.runner import execute
 from backend.settings import Settings
 
 
-def worker_loop(settings: Settings, stop: threading.Event | None = None, poll_s: float = 0.5) -> None:
-    """Run queued jobs one at a time until ``stop`` is set (or SIGTERM/SIGINT)."""
+def _watch_parent(parent_pid: int, stop: threading.Event, poll_s: float) -> None:
+    """Set ``stop`` once the parent is gone (the worker is then re-parented)."""
+    while not stop.wait(poll_s):
+        if os.getppid() != parent_pid:
+            stop.set()
+
+
+def worker_loop(
+    settings: Settings, stop: threading.Event | None = None, poll_s: float = 0.5, parent_pid: int | None = None
+) -> None:
+    """Run queued jobs one at a time until ``stop`` is set (or SIGTERM/SIGINT, or ``parent_pid`` exits).
+
+    A running job is interrupted at its next cancellation check when the worker stops, and
+    ends FAILED ("interrupted"); the worker never outlives the server that started it.
+    """
     from backend.runtime import tune_process
 
     tune_process()
@@ -25,6 +40,8 @@ def worker_loop(settings: Settings, stop: threading.Event | None = None, poll_s:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(parent_pid, stop, poll_s), daemon=True).start()
     engine = make_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
     try:
@@ -35,13 +52,16 @@ def worker_loop(settings: Settings, stop: threading.Event | None = None, poll_s:
             if job_id is None:
                 stop.wait(poll_s)
                 continue
-            execute(job_id, sessions, settings)
+            execute(job_id, sessions, settings, shutdown=stop)
     finally:
         engine.dispose()
 
 
-def main() -> None:
-    worker_loop(Settings())
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The embedded job worker (started by `defectloop serve`).")
+    parser.add_argument("--parent-pid", type=int, help="stop when this process exits")
+    args = parser.parse_args(argv)
+    worker_loop(Settings(), parent_pid=args.parent_pid)
 
 
 if __name__ == "__main__":

@@ -226,3 +226,18 @@ def test_killed_worker_fails_the_job_and_keeps_the_active_version(
     assert [v["id"] for v in versions if v["is_active"]] == [active[0]["id"]] and len(versions) == 1
     hist = st.client.get(f"/projects/{pid}/images/{images[0]['id']}/label").json()
     assert hist["current"]["is_defective"] is True and hist["current"]["source"] == "human"
+
+
+def test_stopping_the_worker_interrupts_its_job(make_stack, tiny_demo: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    st = make_stack()
+    pid = _setup_project(st, tiny_demo, tmp_path, epochs=500)
+    job_id = st.client.post(f"/projects/{pid}/retrain").json()["id"]
+    st.start_worker()
+    st.wait_job(job_id, lambda j: j["status"] == "running" and "train" in j["message"])
+    t0 = time.monotonic()
+    st.worker.send_signal(signal.SIGTERM)
+    st.worker.wait(30)
+    assert time.monotonic() - t0 < 20
+    job = st.client.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["message"].startswith("interrupted")
+    assert _n_versions(st.engine) == 0

@@ -23,26 +23,82 @@ def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert res.returncode == 2 and "DEFECTLOOP_API_TOKEN" in res.stderr
 
 
-def test_serve_upgrades_the_database_and_answers(tmp_path: Path) -> None:
+def _serve(tmp_path: Path, token: str | None, *args: str) -> tuple[subprocess.Popen, int]:
+    """Start `defectloop serve` on a free port and wait until /health answers."""
     port = _free_port()
-    env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path), "DEFECTLOOP_API_TOKEN": "tok"}
-    env.pop("DEFECTLOOP_DATABASE_URL", None)
-    env.pop("DEFECTLOOP_REDIS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)], env=env)
+    env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
+    for var in ("DEFECTLOOP_DATABASE_URL", "DEFECTLOOP_REDIS_URL", "DEFECTLOOP_API_TOKEN"):
+        env.pop(var, None)
+    if token:
+        env["DEFECTLOOP_API_TOKEN"] = token
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), *args], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            assert r.json() == {"status": "ok"}
+            return proc, port
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"server did not come up: {proc.communicate()[1]}") from None
+            time.sleep(0.5)
+
+
+def _local_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses (may be empty in a sandbox)."""
     try:
-        deadline = time.monotonic() + 90
-        while True:
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [a for a in out.split() if "." in a and not a.startswith("127.")]
+
+
+def test_serve_dev_needs_no_token_and_binds_loopback_only(tmp_path: Path) -> None:
+    proc, port = _serve(tmp_path, None, "--dev", "--host", "0.0.0.0")
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/projects").status_code == 200  # no token asked
+        for addr in _local_addresses():  # not reachable from the network
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
+                httpx.get(f"http://{addr}:{port}/health", timeout=2)
             except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
-                time.sleep(0.5)
-        assert r.json() == {"status": "ok"}
+                continue
+            raise AssertionError(f"--dev server answered on {addr}")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "binds to 127.0.0.1 instead of 0.0.0.0" in err
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_serve_upgrades_the_database_and_answers(tmp_path: Path) -> None:
+    proc, port = _serve(tmp_path, "tok")
+    workers = _children(proc.pid)
+    assert len(workers) == 1  # the embedded job worker
+    try:
         assert httpx.get(f"http://127.0.0.1:{port}/projects").status_code == 401
         ok = httpx.get(f"http://127.0.0.1:{port}/projects", headers={"Authorization": "Bearer tok"})
         assert ok.status_code == 200 and ok.json() == []
         assert (tmp_path / "defectloop.db").is_file()
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.communicate(timeout=30)
+    assert _gone(workers[0], 10), "the job worker outlived the server"
