@@ -174,7 +174,8 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
         raise ArtifactError(f"{model_dir / WEIGHTS}: weights do not fit the recorded heads ({str(e)[:300]})") from e
     dev = resolve_device(device)
     predictor = Predictor(
-        extractor, model.to(dev), tuple(config["image_size"]), Thresholds.from_json(config["thresholds"]), dev
+        extractor, model.to(dev), tuple(config["image_size"]), Thresholds.from_json(config["thresholds"]), dev,
+        image_score=config["regime_settings"].get("image_score", "head"),
     )
     return LoadedModel(predictor, config, model_dir)
 

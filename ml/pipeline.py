@@ -50,7 +50,7 @@ def train_and_save(
         train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed)
         source = "holdout"
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)
-    predictor = Predictor(trained.extractor, trained.model, cfg.image_size)
+    predictor = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
     cal = val
     outputs = run_samples(
         predictor, cal, progress=(lambda d, t: progress("calibrate", d, t, {})) if progress else None

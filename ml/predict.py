@@ -92,7 +92,13 @@ class Predictor:
         image_size: tuple[int, int],
         thresholds: Thresholds | None = None,
         device: torch.device | None = None,
+        image_score: str = "head",
     ) -> None:
+        """``image_score``: "head" (sigmoid of the classification logit) or "map_max" (maximum
+        of the blurred, sigmoid anomaly map), as the model was trained to be read."""
+        if image_score not in ("head", "map_max"):
+            raise ValueError(f"image_score must be 'head' or 'map_max', got {image_score!r}")
+        self.image_score = image_score
         self.device = device or next(model.parameters()).device
         self.extractor = extractor.to(self.device).eval()
         self.model = model.to(self.device).eval()
@@ -112,7 +118,8 @@ class Predictor:
             out = self.model(feats)
         seg = F.interpolate(out.pred_map.float(), size=self.image_size, mode="bilinear", align_corners=False)
         maps = torch.sigmoid(blur(seg, self.kernel))[:, 0]
-        return torch.sigmoid(out.pred_score.float()), maps, out.adapted.float().mean(dim=(2, 3))
+        scores = maps.amax(dim=(1, 2)) if self.image_score == "map_max" else torch.sigmoid(out.pred_score.float())
+        return scores, maps, out.adapted.float().mean(dim=(2, 3))
 
     def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores ``(B,)``, maps ``(B, H, W)`` at input size (sigmoid), embeddings ``(B, C)``.

@@ -20,7 +20,7 @@ import torch
 from ml.data import Sample
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
-from ml.regimes import REGIME_DEFAULTS, Regime, RegimeSettings, apply_regime, derive_regime
+from ml.regimes import PUBLISHED_NOISE_BACKBONES, REGIME_DEFAULTS, UNSUPERVISED_LITE, Regime, RegimeSettings, apply_regime, derive_regime
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
 from ml.supersimplenet.features import DEFAULT_BACKBONE, FeatureExtractor, get_backbone_spec
 from ml.supersimplenet.loss import distance_weights, supersimplenet_loss
@@ -66,8 +66,9 @@ class TrainConfig:
     regime: str = "auto"
     seed: int = 0
     device: str = "auto"
-    noise_sigma: float = 0.015
-    standardize_features: bool = False  # per-channel (f - mean) / std from the training features
+    noise_sigma: float | None = None  # overrides the regime/backbone default
+    standardize_features: bool | None = None  # overrides the regime/backbone default
+    image_score: str | None = None  # "head" or "map_max"; overrides the regime/backbone default
     adaptor_lr: float = 1e-4
     head_lr: float = 2e-4
     perlin_threshold: float | None = None  # overrides the regime default
@@ -84,7 +85,18 @@ class TrainConfig:
         return replace(p, epochs=self.epochs, max_steps=None) if self.epochs is not None else p
 
     def regime_settings(self, regime: Regime) -> RegimeSettings:
+        """The regime's defaults for this backbone, with this config's explicit overrides."""
         s = REGIME_DEFAULTS[regime]
+        if regime is Regime.UNSUPERVISED and self.backbone not in PUBLISHED_NOISE_BACKBONES:
+            s = replace(s, **UNSUPERVISED_LITE)
+        if self.noise_sigma is not None:
+            s = replace(s, noise_sigma=self.noise_sigma)
+        if self.standardize_features is not None:
+            s = replace(s, standardize=self.standardize_features)
+        if self.image_score is not None:
+            if self.image_score not in ("head", "map_max"):
+                raise TrainingError(f"image_score must be 'head' or 'map_max', got {self.image_score!r}")
+            s = replace(s, image_score=self.image_score)
         if self.perlin_threshold is not None:
             s = replace(s, perlin_threshold=self.perlin_threshold)
         if self.distance_weighting is not None:
@@ -244,7 +256,7 @@ def train_heads(
             two = lambda t: torch.cat([t, t])  # noqa: E731 - the published batch duplication
             noise, tmap, tlabel, pw = training_targets(
                 two(cache.gt_mask[idx]), two(cache.known[idx]), two(cache.label[idx]), two(dt[idx]),
-                channels, settings, cfg.noise_sigma, gen,
+                channels, settings, settings.noise_sigma, gen,
             )
             x = two(feats).to(device).contiguous(memory_format=torch.channels_last)
             noise = noise.to(device).contiguous(memory_format=torch.channels_last)
@@ -331,7 +343,7 @@ def fit(
         channels=extractor.channels, seg_hidden=prof.seg_hidden, cls_hidden=prof.cls_hidden, cls_kernel=prof.cls_kernel
     )
     model = SuperSimpleNet(head_cfg)
-    if cfg.standardize_features:
+    if settings.standardize:
         model.set_feature_stats(*feature_stats(cache))
     losses = train_heads(cache, model, cfg, settings, device, progress, should_stop)
     counts = {"normal": 0, "mask": 0, "image": 0}

@@ -41,3 +41,16 @@ def test_predictions_come_back_at_original_resolution() -> None:
     assert all(0 <= p.score <= 1 and p.embedding.shape == (ext.channels,) for p in out)
     assert all(0 <= p.pred_map.min() and p.pred_map.max() <= 1 for p in out)
     assert set(out[0].uncertainty) >= {"score_margin", "score_entropy", "map_max", "map_score_disagreement"}
+
+
+def test_map_max_score_reads_the_anomaly_map() -> None:
+    ext = FeatureExtractor(get_backbone_spec("tf_efficientnet_lite0"), "random", upscale=1)
+    model = SuperSimpleNet(HeadConfig(ext.channels, 16, 8, 3))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    head = Predictor(ext, model, (64, 64)).raw(images)
+    by_map = Predictor(ext, model, (64, 64), image_score="map_max").raw(images)
+    assert np.allclose(by_map[0], by_map[1].max(axis=(1, 2)))
+    assert np.allclose(head[1], by_map[1]) and not np.allclose(head[0], by_map[0])
+    with pytest.raises(ValueError, match="image_score"):
+        Predictor(ext, model, (64, 64), image_score="mean")

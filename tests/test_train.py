@@ -38,10 +38,25 @@ def test_each_regime_is_derived_trains_and_the_loss_falls(tiny_demo: Path, regim
     assert derive_regime(samples) is regime
     trained = fit(samples, TrainConfig(**TINY, epochs=12))
     assert trained.regime is regime
-    assert trained.settings == REGIME_DEFAULTS[regime]
+    assert trained.settings == TrainConfig(**TINY).regime_settings(regime)
+    if regime is Regime.UNSUPERVISED:  # standardised features: the model holds their statistics
+        assert trained.model.feature_mean.abs().sum() > 0
     losses = trained.losses
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+
+
+def test_noise_scale_and_score_follow_backbone_and_regime() -> None:
+    lite = TrainConfig(backbone="tf_efficientnet_lite0")
+    unsup = lite.regime_settings(Regime.UNSUPERVISED)
+    assert (unsup.noise_sigma, unsup.standardize, unsup.image_score) == (0.5, True, "map_max")
+    full = lite.regime_settings(Regime.FULL)
+    assert (full.noise_sigma, full.standardize, full.image_score) == (0.015, False, "head")
+    assert TrainConfig(backbone="wide_resnet50_2").regime_settings(Regime.UNSUPERVISED) == REGIME_DEFAULTS[Regime.UNSUPERVISED]
+    forced = TrainConfig(noise_sigma=0.1, standardize_features=False, image_score="head").regime_settings(Regime.UNSUPERVISED)
+    assert (forced.noise_sigma, forced.standardize, forced.image_score) == (0.1, False, "head")
+    with pytest.raises(TrainingError, match="image_score"):
+        TrainConfig(image_score="mean").regime_settings(Regime.FULL)
 
 
 def test_training_is_reproducible(tiny_demo: Path) -> None:
