@@ -78,6 +78,13 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
 
 
+def _region_entropy(m: np.ndarray, pixel_threshold: float) -> float:
+    """Mean binary entropy of the map over its suspicious region (``m >= pixel_threshold / 2``),
+    0 where no pixel is suspicious: how unsure the map is about the extent of a defect."""
+    region = m >= pixel_threshold / 2
+    return float(_entropy(m[region]).mean()) if region.any() else 0.0
+
+
 class Predictor:
     """Runs a trained model on images of any size.
 
@@ -146,6 +153,7 @@ class Predictor:
                 "map_score_gap": float(abs(s - mmax)),
                 "map_uncertain_fraction": float((np.abs(m - th.pixel) < 0.1).mean()),
                 "map_entropy": float(_entropy(m).mean()),
+                "map_region_entropy": _region_entropy(m, th.pixel),
             }
             out.append(Prediction(float(s), bool(s >= th.image), full.astype(np.float32), full >= th.pixel, e, unc))
         return out
