@@ -16,6 +16,7 @@ import typer
 from backend.cli_db import db_app
 from backend.cli_labelstudio import ls_app
 from backend.cli_project import import_images, project_app, retrain, status
+from backend.cli_round import round_cmd
 from backend.cli_service import serve, worker
 from backend.progress import ProgressReporter
 
@@ -35,6 +36,7 @@ app.add_typer(ls_app, name="labelstudio")
 app.command("import")(import_images)
 app.command("retrain")(retrain)
 app.command("status")(status)
+app.command("round")(round_cmd)
 
 _state = {"verbose": False}
 

@@ -20,6 +20,8 @@ class WorkbenchClient(Protocol):
     def run_job_here(self, job_id: int) -> None: ...
     def status(self, project_id: int) -> dict: ...
     def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict: ...
+    def rounds(self, project_id: int) -> list[dict]: ...
+    def round_action(self, project_id: int, action: str, body: dict | None = None) -> dict: ...
 
 
 class ClientError(Exception):
@@ -77,6 +79,14 @@ class HttpClient:
     def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict:
         """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect."""
         return self._call("POST", f"/projects/{project_id}/labelstudio/{action}", json=body)
+
+    def rounds(self, project_id: int) -> list[dict]:
+        return self._call("GET", f"/projects/{project_id}/rounds")
+
+    def round_action(self, project_id: int, action: str, body: dict | None = None) -> dict:
+        """``action``: bootstrap, start (body: budget, strategy, ask, seed, push) or close (body: skip_sync)."""
+        url = f"/projects/{project_id}/rounds" + ("" if action == "start" else f"/{action}")
+        return self._call("POST", url, json=body)
 
     def status(self, project_id: int) -> dict:
         return {

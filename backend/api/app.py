@@ -15,6 +15,7 @@ from backend.api.routes import (
     labelstudio,
     models,
     projects,
+    rounds,
     system,
 )
 from backend.db.engine import make_engine, session_factory
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(jobs.router, dependencies=auth)
     app.include_router(models.router, dependencies=auth)
     app.include_router(labelstudio.router, dependencies=auth)
+    app.include_router(rounds.router, dependencies=auth)
     app.include_router(labelstudio.callbacks)  # Label Studio authenticates with the callback secret
     _install_error_handlers(app)
     return app

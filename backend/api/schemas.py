@@ -17,6 +17,10 @@ class ProjectUpdate(BaseModel):
     profile: str | None = None
     cost_image_label: float | None = Field(default=None, gt=0)
     cost_mask_label: float | None = Field(default=None, gt=0)
+    strategy: str | None = Field(default=None, description="Acquisition strategy of the rounds.")
+    round_budget: float | None = Field(default=None, ge=0, description="Cost units a round spends by default.")
+    mask_share: float | None = Field(default=None, ge=0, le=1, description="At most this share of a round's budget buys masks.")
+    auto_round_labels: int | None = Field(default=None, ge=1, description="Close the open round once this many of its images are answered.")
 
 
 class ProjectCreate(ProjectUpdate):
@@ -35,6 +39,10 @@ class ProjectOut(BaseModel):
     cost_image_label: float
     cost_mask_label: float
     train_defaults: dict
+    strategy: str
+    round_budget: float
+    mask_share: float
+    auto_round_labels: int | None = None
     ls_project_id: int | None = None
     created_at: datetime
 

@@ -96,6 +96,10 @@ class Project(Base):
     train_defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cost_image_label: Mapped[float] = mapped_column(Float, default=1.0)
     cost_mask_label: Mapped[float] = mapped_column(Float, default=10.0)
+    strategy: Mapped[str] = mapped_column(String(50), default="hybrid", server_default="hybrid")
+    round_budget: Mapped[float] = mapped_column(Float, default=30.0, server_default=text("30"))
+    mask_share: Mapped[float] = mapped_column(Float, default=0.5, server_default=text("0.5"))
+    auto_round_labels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -160,6 +164,9 @@ class Round(Base):
     strategy: Mapped[str] = mapped_column(String(50))
     budget: Mapped[int] = mapped_column(Integer)
     status: Mapped[RoundStatus] = mapped_column(_enum(RoundStatus, "round_status"), default=RoundStatus.PLANNED)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # seed, ask policy, mask share, the asks
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the round's point on the curves
+    message: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

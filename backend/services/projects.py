@@ -23,6 +23,10 @@ class ProjectSettings:
     cost_image_label: float | None = None
     cost_mask_label: float | None = None
     train_defaults: dict | None = None
+    strategy: str | None = None
+    round_budget: float | None = None
+    mask_share: float | None = None
+    auto_round_labels: int | None = None
 
 TRAIN_DEFAULT_KEYS = {"epochs": int, "perlin_threshold": float}
 
@@ -68,6 +72,7 @@ def update_project(session: Session, *, project_id: int, settings: ProjectSettin
 
 
 def _apply(project: Project, settings: ProjectSettings) -> None:
+    from ml.acquisition import STRATEGIES
     from ml.supersimplenet.features import BACKBONES
     from ml.train import PROFILES
 
@@ -75,6 +80,12 @@ def _apply(project: Project, settings: ProjectSettings) -> None:
         raise ValueError(f"backbone: unknown {settings.backbone!r}; choose one of {', '.join(BACKBONES)}")
     if settings.profile is not None and settings.profile not in PROFILES:
         raise ValueError(f"profile: unknown {settings.profile!r}; choose one of {', '.join(PROFILES)}")
+    if settings.strategy is not None and settings.strategy not in STRATEGIES:
+        raise ValueError(f"strategy: unknown {settings.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if settings.mask_share is not None and not 0 <= settings.mask_share <= 1:
+        raise ValueError(f"mask_share: must lie in [0, 1], got {settings.mask_share}")
+    if settings.round_budget is not None and settings.round_budget < 0:
+        raise ValueError(f"round_budget: must be >= 0, got {settings.round_budget}")
     for name in ("image_height", "image_width"):
         v = getattr(settings, name)
         if v is not None and not 32 <= v <= 4096:

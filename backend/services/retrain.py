@@ -21,6 +21,7 @@ from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project,
 from backend.jobs.queue import enqueue
 from backend.jobs.rq_executor import submit
 from backend.jobs.runner import JobCancelled, JobContext
+from backend.services.rounds import fail_round, finish_round
 from backend.services.snapshot import take_snapshot
 from ml.data import Dataset, file_sha256
 from ml.errors import TrainingError
@@ -45,7 +46,8 @@ def run_train_job(ctx: JobContext) -> dict:
     with ctx.sessions() as s:
         project = s.get(Project, ctx.project_id)
         snapshot = take_snapshot(
-            s, project_id=ctx.project_id, folder=work / "masks", label_ids=ctx.payload.get("label_ids")
+            s, project_id=ctx.project_id, folder=work / "masks", label_ids=ctx.payload.get("label_ids"),
+            pseudo_normal_ids=ctx.payload.get("pseudo_normal_ids"),
         )
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
         cfg = TrainConfig(
@@ -54,6 +56,7 @@ def run_train_job(ctx: JobContext) -> dict:
             profile=project.profile,
             device=ctx.settings.device,
             seed=int(ctx.payload.get("seed", 0)),
+            regime=str(ctx.payload.get("regime", "auto")),
             **{k: v for k, v in (project.train_defaults or {}).items() if k in ("epochs", "perlin_threshold")},
         )
     if not snapshot.train:
@@ -69,12 +72,18 @@ def run_train_job(ctx: JobContext) -> dict:
         ctx.progress(lo + (hi - lo) * done / max(total, 1), msg)
         ctx.check_cancel()
 
+    round_id = ctx.payload.get("round_id")
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")
     try:
         summary = train_and_save(ds, final_dir, cfg, progress=progress, should_stop=ctx.should_stop)
-    except TrainingError:
+    except TrainingError as e:
         if ctx.should_stop():
+            _fail_round(ctx, round_id, "cancelled")
             raise JobCancelled() from None
+        _fail_round(ctx, round_id, f"training failed: {e}")
+        raise
+    except BaseException as e:
+        _fail_round(ctx, round_id, f"training failed: {type(e).__name__}: {e}")
         raise
     try:
         if snapshot.test:
@@ -88,17 +97,29 @@ def run_train_job(ctx: JobContext) -> dict:
                 s, project_id=ctx.project_id, name=name, model_dir=final_dir, regime=summary.trained.regime.value,
                 profile=cfg.profile, thresholds=summary.thresholds.to_json(), metrics=metrics, label_ids=snapshot.label_ids,
             )
+            if round_id is not None:
+                finish_round(s, round_id=int(round_id), mv=mv)
             predict_jobs = enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)
             mv_id = mv.id
         for job_id in predict_jobs:
             submit(ctx.settings, job_id)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(final_dir, ignore_errors=True)  # never leave an unregistered artifact behind
+        _fail_round(ctx, round_id, "cancelled" if isinstance(e, JobCancelled) else f"failed: {type(e).__name__}: {e}")
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ctx.progress(1.0, "registered", force=True)
-    return {"model_version_id": mv_id, "regime": summary.trained.regime.value, "metrics": metrics, "n_labels": len(snapshot.label_ids)}
+    return {
+        "model_version_id": mv_id, "regime": summary.trained.regime.value, "metrics": metrics,
+        "n_labels": len(snapshot.label_ids), "round_id": round_id,
+    }
+
+
+def _fail_round(ctx: JobContext, round_id: int | None, message: str) -> None:
+    if round_id is not None:
+        with ctx.sessions.begin() as s:
+            fail_round(s, round_id=int(round_id), message=message)
 
 
 POOL_CHUNK = 500

@@ -12,8 +12,12 @@ from backend.services.snapshot import freeze_label_ids
 from backend.settings import Settings
 
 
-def request_retrain(session: Session, settings: Settings, *, project_id: int, skip_sync: bool = False) -> Job:
+def request_retrain(
+    session: Session, settings: Settings, *, project_id: int, skip_sync: bool = False, extra: dict | None = None
+) -> Job:
     """Queue a train job on the labels as they are now (ConflictError when one is active).
+
+    ``extra`` joins the job payload (rounds: ``round_id``, ``pseudo_normal_ids``, ``regime``, ``seed``).
 
     A project linked to Label Studio syncs first, so answers whose webhook was lost are in
     the snapshot; ``skip_sync`` trains on the stored labels when Label Studio is down.
@@ -23,7 +27,7 @@ def request_retrain(session: Session, settings: Settings, *, project_id: int, sk
     sync = None if skip_sync else sync_before_retrain(session, settings, project)
     # the training snapshot is the labels as they are now; later answers wait for the next round
     label_ids = freeze_label_ids(session, project_id=project_id)
-    payload: dict = {"label_ids": label_ids}
+    payload: dict = {**(extra or {}), "label_ids": label_ids}
     if sync is not None:
         payload["sync"] = {k: sync[k] for k in ("annotations", "counts")}
     return queue.enqueue(session, kind=JobKind.TRAIN, project_id=project_id, payload=payload)

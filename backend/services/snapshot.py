@@ -34,9 +34,17 @@ def freeze_label_ids(session: Session, *, project_id: int) -> list[int]:
     return sorted(lb.id for lb in current_labels(session, project_id=project_id) if lb.source != LabelSource.PSEUDO)
 
 
-def take_snapshot(session: Session, *, project_id: int, folder: Path, label_ids: list[int] | None = None) -> Snapshot:
+def take_snapshot(
+    session: Session, *, project_id: int, folder: Path, label_ids: list[int] | None = None,
+    pseudo_normal_ids: list[int] | None = None,
+) -> Snapshot:
     """The training set from the frozen ``label_ids`` (default: the current labels), masks
-    written under ``folder``. Labels written after the freeze are not in it."""
+    written under ``folder``. Labels written after the freeze are not in it.
+
+    A labelled pool image is training data (that is how annotated images enter training).
+    ``pseudo_normal_ids``: unlabelled pool images presumed normal; they join training as
+    normal samples marked ``pseudo`` and never count as labels (an image with a label in
+    the snapshot keeps its label)."""
     folder.mkdir(parents=True, exist_ok=True)
     if label_ids is None:
         label_ids = freeze_label_ids(session, project_id=project_id)
@@ -49,15 +57,29 @@ def take_snapshot(session: Session, *, project_id: int, folder: Path, label_ids:
     used: list[int] = []
     for lb in labels:
         img = images[lb.image_id]
-        if img.split not in by_split or lb.review_reason:
-            continue  # pool images are not training data; flagged answers wait for review
-        by_split[img.split].append(_sample(lb, img, folder))
-        if img.split is not Split.TEST:
+        split = Split.TRAIN if img.split is Split.POOL else img.split
+        if split not in by_split or lb.review_reason:
+            continue  # flagged answers wait for review
+        by_split[split].append(_sample(lb, img, split, folder))
+        if split is not Split.TEST:
             used.append(lb.id)
+    if pseudo_normal_ids:
+        labelled = {lb.image_id for lb in labels}
+        pool = session.scalars(
+            select(Image).where(
+                Image.id.in_([i for i in pseudo_normal_ids if i not in labelled]),
+                Image.project_id == project_id, Image.split == Split.POOL,
+            ).order_by(Image.id)
+        )
+        by_split[Split.TRAIN] += [
+            Sample(image=Path(img.uri), label=0, mask=None, has_mask=True, split="train", row=img.id,
+                   extra=(("image_id", str(img.id)), ("pseudo", "normal")))
+            for img in pool
+        ]
     return Snapshot(by_split[Split.TRAIN], by_split[Split.VAL], by_split[Split.TEST], sorted(used))
 
 
-def _sample(lb: Label, img: Image, folder: Path) -> Sample:
+def _sample(lb: Label, img: Image, split: Split, folder: Path) -> Sample:
     mask_path = None
     if lb.is_defective and lb.mask_png is not None:
         mask_path = folder / f"label-{lb.id}.png"
@@ -67,7 +89,7 @@ def _sample(lb: Label, img: Image, folder: Path) -> Sample:
         label=1 if lb.is_defective else 0,
         mask=mask_path,
         has_mask=mask_path is not None or not lb.is_defective,
-        split=img.split.value,
+        split=split.value,
         row=img.id,
         extra=(("image_id", str(img.id)), ("label_id", str(lb.id))),
     )

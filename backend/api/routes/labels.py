@@ -5,12 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import func, select
 
-from backend.api.deps import SessionDep
+from backend.api.deps import SessionDep, SettingsDep
 from backend.api.routes.images import get_image
 from backend.api.schemas import LabelCounts, LabelHistory, LabelOut
 from backend.db.tables import Image, Label
 from backend.errors import NotFoundError
+from backend.jobs.rq_executor import submit
 from backend.services import labels as svc
+from backend.services import rounds
 from backend.services.projects import get_project
 
 router = APIRouter(prefix="/projects/{project_id}", tags=["labels"])
@@ -51,6 +53,7 @@ async def put_label(
     project_id: int,
     image_id: int,
     session: SessionDep,
+    settings: SettingsDep,
     is_defective: Annotated[bool, Form()],
     mask: Annotated[UploadFile | None, File(description="PNG mask at the image's size (0/255)")] = None,
     annotator: Annotated[str | None, Form()] = None,
@@ -64,7 +67,11 @@ async def put_label(
     row = svc.add_label(
         session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
     )
-    return label_out(row)
+    out = label_out(row)
+    if (job := rounds.after_labels(session, settings, project_id=project_id)) is not None:
+        session.commit()  # the worker must see the job before it is announced on the queue
+        submit(settings, job.id)
+    return out
 
 
 @router.get("/labels")

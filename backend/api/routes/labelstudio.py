@@ -17,6 +17,7 @@ from backend.errors import ConflictError
 from backend.jobs import queue
 from backend.jobs.rq_executor import submit
 from backend.services import labelstudio_link as link
+from backend.services import rounds
 from backend.services.projects import get_project
 from backend.services.retrain_request import request_retrain
 from labelstudio.events import ls_project_ref
@@ -66,14 +67,23 @@ def webhook(secret: str, session: SessionDep, settings: SettingsDep, body: Annot
     """Annotation events (created, updated, deleted) and "Start training"."""
     _check(settings, secret)
     report = link.handle_webhook(session, body)
-    if report["action"] == "START_TRAINING":
-        try:
-            job = request_retrain(session, settings, project_id=report["project_id"])
-            session.commit()
-            submit(settings, job.id)
-            report["job_id"] = job.id
-        except ConflictError as e:
-            report["job_id"], report["note"] = e.job_id, str(e)
+    if report["project_id"] is None:
+        return report
+    project = get_project(session, project_id=report["project_id"])
+    try:
+        if report["action"] == "START_TRAINING":  # closes the open round, or a plain retrain
+            has_round = rounds.open_round(session, project_id=project.id) is not None
+            job = (rounds.close_round(session, settings, project=project)[1] if has_round
+                   else request_retrain(session, settings, project_id=project.id))
+        else:
+            job = rounds.auto_close(session, settings, project=project)
+    except ConflictError as e:
+        report["job_id"], report["note"] = e.job_id, str(e)
+        return report
+    if job is not None:
+        session.commit()
+        submit(settings, job.id)
+        report["job_id"] = job.id
     return report
 
 

@@ -1,0 +1,70 @@
+"""Active-learning rounds: bootstrap, start (select + push), close (sync + retrain), list."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from backend.api.deps import SessionDep, SettingsDep
+from backend.api.routes.jobs import job_out
+from backend.jobs.rq_executor import submit
+from backend.services import rounds
+from backend.services.projects import get_project
+
+router = APIRouter(tags=["rounds"])
+
+
+class StartRound(BaseModel):
+    budget: float | None = Field(default=None, ge=0, description="Cost units to spend (default: the project's round_budget).")
+    strategy: str | None = Field(default=None, description=f"One of: {', '.join(rounds.STRATEGY_NAMES)} (default: the project's).")
+    ask: Literal["auto", "verdict", "mask"] = Field(default="auto", description="Which labels to ask for.")
+    seed: int | None = Field(default=None, description="Seed of the strategy (default: the round index).")
+    push: bool = Field(default=True, description="Send the batch to Label Studio.")
+
+
+class CloseRound(BaseModel):
+    skip_sync: bool = Field(default=False, description="Retrain on the stored labels without syncing Label Studio.")
+
+
+@router.get("/projects/{project_id}/rounds")
+def list_rounds(project_id: int, session: SessionDep) -> list[dict[str, Any]]:
+    """Every round of the project with its status and its point on the curves."""
+    get_project(session, project_id=project_id)
+    return [rounds.round_json(r) for r in rounds.rounds_of(session, project_id=project_id)]
+
+
+@router.get("/projects/{project_id}/rounds/{index}")
+def get_round(project_id: int, index: int, session: SessionDep) -> dict[str, Any]:
+    return rounds.round_json(rounds.get_round(session, project_id=project_id, index=index))
+
+
+@router.post("/projects/{project_id}/rounds/bootstrap", status_code=202)
+def bootstrap(project_id: int, session: SessionDep, settings: SettingsDep, seed: int = 0) -> dict[str, Any]:
+    """Round 0: train UNSUPERVISED on the unlabelled pool presumed normal, then score it (a job)."""
+    rnd, job = rounds.bootstrap(session, settings, project=get_project(session, project_id=project_id), seed=seed)
+    session.commit()
+    submit(settings, job.id)
+    return {"round": rounds.round_json(rnd), "job": job_out(job).model_dump(mode="json")}
+
+
+@router.post("/projects/{project_id}/rounds", status_code=201)
+def start_round(project_id: int, body: StartRound, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Round k: select a batch with the acquisition strategy and push it to Label Studio pre-annotated."""
+    rnd = rounds.start_round(
+        session, settings, project=get_project(session, project_id=project_id), budget=body.budget,
+        strategy=body.strategy, ask=body.ask, seed=body.seed, push=body.push,
+    )
+    return rounds.round_json(rnd)
+
+
+@router.post("/projects/{project_id}/rounds/close", status_code=202)
+def close_round(project_id: int, session: SessionDep, settings: SettingsDep, body: CloseRound | None = None) -> dict[str, Any]:
+    """Sync the open round's answers and retrain on them (a job); the round is recorded when it registers."""
+    rnd, job = rounds.close_round(
+        session, settings, project=get_project(session, project_id=project_id), skip_sync=bool(body and body.skip_sync)
+    )
+    session.commit()
+    submit(settings, job.id)
+    return {"round": rounds.round_json(rnd), "job": job_out(job).model_dump(mode="json")}

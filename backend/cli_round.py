@@ -1,0 +1,50 @@
+"""`defectloop round`: one step of the active-learning loop for a project."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from backend.cli_project import _client, _fail, _follow
+
+
+def round_cmd(
+    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    budget: Annotated[Optional[float], typer.Option(help="Cost units to spend (a verdict costs 1, a mask 10 by default; default: the project's round budget).")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's).")] = None,
+    ask: Annotated[str, typer.Option(help="auto (verdicts and masks), verdict or mask.")] = "auto",
+    close: Annotated[bool, typer.Option("--close", help="Close the open round: sync its answers and retrain.")] = False,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Select the batch without sending it to Label Studio.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a bootstrap or close retrain, with a progress bar.")] = False,
+) -> None:
+    """Run the next step of the loop.
+
+    A project without rounds gets round 0 (the bootstrap: unsupervised training on the pool, then pool scoring). Otherwise a new round selects a batch with the strategy and pushes it to Label Studio pre-annotated; `--close` then syncs the answers, retrains and records the round.
+    """
+    from backend.client import ClientError, LocalClient
+
+    try:
+        client = _client()
+        pid = client.find_project(project)["id"]
+        if close:
+            res = client.round_action(pid, "close")
+        elif not client.rounds(pid):
+            res = client.round_action(pid, "bootstrap")
+        else:
+            rnd = client.round_action(pid, "start", {"budget": budget, "strategy": strategy, "ask": ask, "push": not no_push})
+            kinds = [k for _, k in rnd["asks"]]
+            typer.echo(f"round {rnd['index']} ({rnd['strategy']}): {len(kinds)} images, {kinds.count('mask')} asking for a mask")
+            typer.echo(rnd["message"] or "selected (not pushed)")
+            return
+    except ClientError as e:
+        _fail(e)
+    job = res["job"]
+    typer.echo(f"round {res['round']['index']}: retrain job {job['id']} queued")
+    if not wait:
+        return
+    if isinstance(client, LocalClient):
+        import threading
+
+        threading.Thread(target=client.run_job_here, args=(job["id"],), daemon=True).start()
+    _follow(client, job["id"])

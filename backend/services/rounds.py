@@ -1,0 +1,286 @@
+"""Active-learning rounds: bootstrap, select and push a batch, close (sync, retrain), record.
+
+Round 0 (bootstrap) trains UNSUPERVISED on the unlabelled pool presumed normal
+(pseudo-normal samples, never Labels) and scores the pool. Round k selects a batch with the
+project's acquisition strategy from the active ModelVersion's pool predictions, pushes it to
+Label Studio pre-annotated with what to ask (verdict or mask), and waits; closing it syncs
+the answers, retrains with the regime the labels allow, evaluates on the fixed test split
+and records the round's point on the label-efficiency curves (see :func:`curve_point`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Image, Job, Label, LsTask, ModelVersion, Prediction, Project, Round, RoundStatus, Split, utcnow
+from backend.errors import ConflictError, NotFoundError, ServiceError
+from backend.services.labels import current_labels
+from backend.settings import Settings
+from ml.acquisition import STRATEGIES, AskKind, Candidates, Costs
+from ml.acquisition import select as acquire
+
+STRATEGY_NAMES = tuple(STRATEGIES)
+OPEN = (RoundStatus.PLANNED, RoundStatus.ANNOTATING, RoundStatus.TRAINING)
+
+
+class RoundError(ConflictError):
+    """A round cannot start or close in the project's current state (the message says why)."""
+
+
+def rounds_of(session: Session, *, project_id: int) -> list[Round]:
+    return list(session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.index)))
+
+
+def open_round(session: Session, *, project_id: int) -> Round | None:
+    return session.scalars(
+        select(Round).where(Round.project_id == project_id, Round.status.in_(OPEN)).order_by(Round.index.desc())
+    ).first()
+
+
+def _next_index(session: Session, project_id: int) -> int:
+    last = session.scalar(select(func.max(Round.index)).where(Round.project_id == project_id))
+    return 0 if last is None else last + 1
+
+
+def _unlabelled_pool(session: Session, project_id: int) -> list[int]:
+    labelled = {lb.image_id for lb in current_labels(session, project_id=project_id)}
+    pool = session.scalars(select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id))
+    return [i for i in pool if i not in labelled]
+
+
+def bootstrap(session: Session, settings: Settings, *, project: Project, seed: int = 0) -> tuple[Round, Job]:
+    """Round 0: queue an UNSUPERVISED train on the unlabelled pool presumed normal."""
+    from backend.services.retrain_request import request_retrain
+
+    if session.scalar(select(func.count(Round.id)).where(Round.project_id == project.id)):
+        raise RoundError(f"project {project.id} has rounds already: the bootstrap is round 0")
+    pool = _unlabelled_pool(session, project.id)
+    if not pool:
+        raise RoundError("the pool holds no unlabelled image: import the line's images first")
+    rnd = Round(project_id=project.id, index=0, strategy="bootstrap", budget=0, status=RoundStatus.TRAINING,
+                params={"seed": seed, "pseudo_normal": len(pool)}, started_at=utcnow())
+    session.add(rnd)
+    session.flush()
+    job = request_retrain(
+        session, settings, project_id=project.id, skip_sync=True,
+        extra={"round_id": rnd.id, "pseudo_normal_ids": pool, "regime": "unsupervised", "seed": seed},
+    )
+    return rnd, job
+
+
+def _active(session: Session, project_id: int) -> ModelVersion:
+    mv = session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.is_active)).first()
+    if mv is None:
+        raise RoundError("no active model version: run the bootstrap round first (defectloop round PROJECT)")
+    return mv
+
+
+def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candidates:
+    """The pool as the active ModelVersion scored it, with what is labelled already.
+
+    Raises RoundError while pool images still lack a prediction of ``mv`` (scoring running).
+    """
+    pool = list(session.scalars(select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)))
+    preds = {p.image_id: p for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))}
+    missing = [i for i in pool if i not in preds]
+    if missing:
+        raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
+    current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
+    in_ls = set(session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id)))
+    ids = np.array(pool, np.int64)
+    u = [preds[i].uncertainty for i in pool]
+    labelled = np.array([i in current and not _upgradable(current[i], i in in_ls) for i in pool], bool)
+    upgradable = np.array([i in current and _upgradable(current[i], i in in_ls) for i in pool], bool)
+    emb = np.array([x.get("embedding", []) for x in u], np.float32)
+    if emb.ndim != 2:
+        emb = np.zeros((len(pool), 1), np.float32)
+    lab_emb = emb[labelled | upgradable] if len(pool) else np.zeros((0, emb.shape[1]), np.float32)
+    return Candidates(
+        ids=ids, scores=np.array([preds[i].score for i in pool], float),
+        map_max=np.array([x.get("map_max", 0.0) for x in u], float),
+        map_entropy=np.array([x.get("map_region_entropy", 0.0) for x in u], float),
+        embeddings=emb, labelled=labelled, upgradable=upgradable,
+        image_threshold=float(mv.thresholds.get("image", 0.5)), pixel_threshold=float(mv.thresholds.get("pixel", 0.5)),
+        labelled_embeddings=lab_emb,
+    )
+
+
+def _upgradable(label: Label, in_labelstudio: bool) -> bool:
+    """A defective verdict without a mask, not yet in Label Studio (a task there is answered already)."""
+    return bool(label.is_defective) and label.mask_png is None and not in_labelstudio
+
+
+def start_round(
+    session: Session, settings: Settings, *, project: Project, budget: float | None = None, strategy: str | None = None,
+    ask: str = "auto", seed: int | None = None, push: bool = True,
+) -> Round:
+    """Round k: select a batch from the active ModelVersion's pool scores and push it pre-annotated."""
+    if (r := open_round(session, project_id=project.id)) is not None:
+        raise ConflictError(f"round {r.index} is still {r.status.value}: close it first (defectloop round PROJECT --close)")
+    mv = _active(session, project.id)
+    index = _next_index(session, project.id)
+    strategy = strategy or project.strategy
+    budget = float(project.round_budget if budget is None else budget)
+    seed = index if seed is None else seed
+    try:
+        asks = acquire(
+            candidates(session, project_id=project.id, mv=mv), strategy=strategy, budget=budget,
+            costs=Costs(project.cost_image_label, project.cost_mask_label), mask_share=project.mask_share, ask=ask, seed=seed,
+        )
+    except ValueError as e:
+        raise RoundError(str(e)) from None
+    if not asks:
+        raise RoundError("nothing to ask: every pool image is labelled (or the budget buys no label)")
+    rnd = Round(
+        project_id=project.id, index=index, strategy=strategy, budget=int(round(budget)), status=RoundStatus.ANNOTATING,
+        params={"seed": seed, "ask": ask, "mask_share": project.mask_share, "model_version_id": mv.id,
+                "asks": [[a.image_id, a.kind.value] for a in asks]},
+        started_at=utcnow(),
+    )
+    session.add(rnd)
+    session.flush()
+    if push:
+        from backend.services.labelstudio_link import push_batch
+
+        report = push_batch(session, settings, project, [a.image_id for a in asks],
+                            asks={a.image_id: a.kind.value for a in asks}, include_labelled=True)
+        rnd.params = {**rnd.params, "pushed": len(report.pushed)}
+        rnd.message = f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a mask)"
+    return rnd
+
+
+def close_round(session: Session, settings: Settings, *, project: Project, skip_sync: bool = False) -> tuple[Round, Job]:
+    """Sync the answers, then retrain on them; the round is recorded when the model is registered."""
+    from backend.services.retrain_request import request_retrain
+
+    rnd = open_round(session, project_id=project.id)
+    if rnd is None or rnd.status is not RoundStatus.ANNOTATING:
+        failed = session.scalars(
+            select(Round).where(Round.project_id == project.id, Round.status == RoundStatus.FAILED).order_by(Round.index.desc())
+        ).first()
+        if rnd is None and failed is not None and failed.index == _next_index(session, project.id) - 1:
+            rnd = failed  # a failed retrain may be closed again
+        else:
+            what = "no round is open" if rnd is None else f"round {rnd.index} is {rnd.status.value}"
+            raise RoundError(f"{what}: start one with defectloop round PROJECT")
+    job = request_retrain(session, settings, project_id=project.id, skip_sync=skip_sync,
+                          extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index))})
+    rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
+    return rnd, job
+
+
+def answered(session: Session, *, round_: Round) -> int:
+    """How many of the round's asked images have a current label."""
+    asked = {int(i) for i, _ in round_.params.get("asks", [])}
+    return sum(1 for lb in current_labels(session, project_id=round_.project_id) if lb.image_id in asked)
+
+
+def auto_close(session: Session, settings: Settings, *, project: Project) -> Job | None:
+    """Close the open round once ``project.auto_round_labels`` of its images are answered
+    (or all of them, when fewer were asked); None when it is not time yet."""
+    rnd = open_round(session, project_id=project.id)
+    if project.auto_round_labels is None or rnd is None or rnd.status is not RoundStatus.ANNOTATING:
+        return None
+    needed = min(project.auto_round_labels, len(rnd.params.get("asks", [])))
+    if answered(session, round_=rnd) < needed:
+        return None
+    return close_round(session, settings, project=project, skip_sync=True)[1]
+
+
+def after_labels(session: Session, settings: Settings, *, project_id: int) -> Job | None:
+    """Labels arrived: close the open round if it is time (:func:`auto_close`). A retrain
+    already running is not an error here: the round closes with a later answer or by hand."""
+    try:
+        return auto_close(session, settings, project=session.get(Project, project_id))
+    except ConflictError:
+        return None
+
+
+def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_: Round) -> dict[str, Any]:
+    """The round's point on the label-efficiency curves: labels by kind, cost units,
+    annotation time, regime, test metrics, and the pseudo-label audit of its answers."""
+    labels = list(session.scalars(select(Label).where(Label.id.in_(mv.label_ids))))
+    normal = sum(1 for lb in labels if not lb.is_defective)
+    masks = sum(1 for lb in labels if lb.is_defective and lb.mask_png is not None)
+    image_level = sum(1 for lb in labels if lb.is_defective and lb.mask_png is None)
+    cost = (normal + image_level) * project.cost_image_label + masks * project.cost_mask_label
+    return {
+        "round": round_.index, "strategy": round_.strategy, "model_version": mv.name, "regime": mv.regime,
+        "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
+        "cost": cost, "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
+        "metrics": {k: v for k, v in (mv.metrics or {}).items() if isinstance(v, int | float | str)},
+        "audit": audit(session, round_=round_),
+    }
+
+
+def audit(session: Session, *, round_: Round) -> dict[str, Any]:
+    """How much annotators changed the proposals of this round's batch: verdict flips and the
+    IoU of proposed vs final masks (over answered images whose proposal or answer has a mask)."""
+    from backend.services.labelstudio_link import stored_proposal
+    from backend.services.labels import decode_mask
+
+    asks = [int(i) for i, _ in round_.params.get("asks", [])]
+    mv = session.get(ModelVersion, round_.params.get("model_version_id") or -1)
+    if not asks or mv is None:
+        return {"answered": 0}
+    current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id) if lb.image_id in asks}
+    preds = {p.image_id: p for p in session.scalars(
+        select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current))))}
+    images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(list(current))))}
+    flips, ious = 0, []
+    for image_id, lb in current.items():
+        if image_id not in preds:
+            continue
+        prop = stored_proposal(preds[image_id], mv, images[image_id])
+        flips += int(bool(lb.is_defective) != prop.is_defective)
+        final = decode_mask(lb.mask_png) if lb.mask_png is not None else None
+        if final is not None or prop.mask is not None:
+            a = final if final is not None else np.zeros((images[image_id].height, images[image_id].width), bool)
+            b = prop.mask if prop.mask is not None else np.zeros_like(a)
+            union = np.logical_or(a, b).sum()
+            ious.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
+    n = sum(1 for i in current if i in preds)
+    return {"asked": len(asks), "answered": n, "verdict_flips": flips,
+            "flip_rate": flips / n if n else None, "mask_iou_mean": float(np.mean(ious)) if ious else None,
+            "masks_compared": len(ious)}
+
+
+def finish_round(session: Session, *, round_id: int, mv: ModelVersion) -> None:
+    """Called when a round's retrain registered ``mv``: link it and record the curve point."""
+    rnd = session.get(Round, round_id)
+    if rnd is None:
+        return
+    mv.round_id = rnd.id
+    project = session.get(Project, rnd.project_id)
+    rnd.metrics = curve_point(session, project=project, mv=mv, round_=rnd)
+    rnd.status, rnd.finished_at, rnd.message = RoundStatus.DONE, utcnow(), f"trained {mv.name} ({mv.regime})"
+
+
+def fail_round(session: Session, *, round_id: int, message: str) -> None:
+    rnd = session.get(Round, round_id)
+    if rnd is not None and rnd.status is not RoundStatus.DONE:
+        rnd.status, rnd.message = RoundStatus.FAILED, message[:500]
+
+
+def get_round(session: Session, *, project_id: int, index: int) -> Round:
+    rnd = session.scalars(select(Round).where(Round.project_id == project_id, Round.index == index)).first()
+    if rnd is None:
+        raise NotFoundError(f"project {project_id} has no round {index}")
+    return rnd
+
+
+def round_json(rnd: Round) -> dict[str, Any]:
+    def ts(d: datetime | None) -> str | None:
+        return d.isoformat() if d else None
+
+    return {
+        "id": rnd.id, "index": rnd.index, "strategy": rnd.strategy, "budget": rnd.budget, "status": rnd.status.value,
+        "message": rnd.message, "asks": rnd.params.get("asks", []), "metrics": rnd.metrics,
+        "created_at": ts(rnd.created_at), "started_at": ts(rnd.started_at), "finished_at": ts(rnd.finished_at),
+    }
+

@@ -1,0 +1,106 @@
+"""Rounds through the service: bootstrap, select, answer, close; the regime moves and each
+round records its point on the curves. Answers go through the label API here; the Label
+Studio path (push, webhooks, sync) has its own integration tests and the simulate test."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backend.client import ClientError, LocalClient
+from backend.settings import Settings
+
+
+def _split_demo(tiny_demo: Path, out: Path) -> tuple[Path, Path, dict[str, dict]]:
+    """A pool folder (the train and val images, unlabelled) and an evaluation folder
+    (labels.csv with the test rows), plus the ground truth of the pool by file name."""
+    pool, evalset = out / "pool", out / "evalset"
+    pool.mkdir(parents=True)
+    (evalset / "images").mkdir(parents=True)
+    (evalset / "masks").mkdir()
+    rows = list(csv.DictReader((tiny_demo / "labels.csv").open()))
+    truth, test_rows = {}, []
+    for r in rows:
+        if r["split"] == "test":
+            shutil.copy(tiny_demo / r["file"], evalset / r["file"])
+            if r["mask"]:
+                shutil.copy(tiny_demo / r["mask"], evalset / r["mask"])
+            test_rows.append(r)
+        else:
+            shutil.copy(tiny_demo / r["file"], pool / Path(r["file"]).name)
+            truth[Path(r["file"]).name] = r
+    with (evalset / "labels.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(test_rows)
+    return pool, evalset, truth
+
+
+@pytest.fixture
+def loop(tmp_path: Path, tiny_demo: Path, db_url: str):  # noqa: ANN201
+    pool, evalset, truth = _split_demo(tiny_demo, tmp_path / "src")
+    client = LocalClient(Settings(data_dir=tmp_path / "data", database_url=db_url, device="cpu"))
+    pid = client.create_project(
+        {"name": "line", "image_height": 64, "image_width": 64, "train_defaults": {"epochs": 3}, "mask_share": 0.5}
+    )["id"]
+    assert client.import_path(pid, pool)["imported"] == 32
+    assert client.import_path(pid, evalset)["imported"] == 12
+    return client, pid, truth, tiny_demo
+
+
+def _answer(client: LocalClient, pid: int, asks: list, truth: dict, root: Path) -> None:
+    images = {im["id"]: im for im in client.http.get(f"/projects/{pid}/images", params={"limit": 1000}).json()}
+    for image_id, kind in asks:
+        gt = truth[Path(images[image_id]["uri"]).name]
+        files = {}
+        if gt["label"] == "1" and kind == "mask":
+            files["mask"] = ("m.png", (root / gt["mask"]).read_bytes(), "image/png")
+        r = client.http.put(f"/projects/{pid}/images/{image_id}/label",
+                            data={"is_defective": gt["label"] == "1", "lead_time": "4.0"}, files=files or None)
+        assert r.status_code == 200, r.text
+
+
+def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:  # noqa: ANN001
+    client, pid, truth, root = loop
+    with pytest.raises(ClientError, match="no active model version"):
+        client.round_action(pid, "start", {"push": False})
+    boot = client.round_action(pid, "bootstrap")
+    client.run_job_here(boot["job"]["id"])
+    r0 = client.rounds(pid)[0]
+    assert r0["status"] == "done" and r0["metrics"]["regime"] == "unsupervised"
+    assert r0["metrics"]["labels"]["total"] == 0 and r0["metrics"]["cost"] == 0
+    assert "image_auroc" in r0["metrics"]["metrics"]  # evaluated on the fixed test split
+    with pytest.raises(ClientError, match="409"):
+        client.round_action(pid, "bootstrap")
+
+    r1 = client.round_action(pid, "start", {"budget": 24, "strategy": "top_score", "push": False})
+    asks = r1["asks"]
+    assert r1["status"] == "annotating" and asks and len({i for i, _ in asks}) == len(asks)
+    assert sum(10 if k == "mask" else 1 for _, k in asks) <= 24
+    with pytest.raises(ClientError, match="still annotating"):
+        client.round_action(pid, "start", {"push": False})
+    _answer(client, pid, asks, truth, root)
+    close = client.round_action(pid, "close")
+    client.run_job_here(close["job"]["id"])
+    r1 = client.rounds(pid)[1]
+    m = r1["metrics"]
+    assert r1["status"] == "done", r1["message"]
+    assert m["labels"]["total"] == len(asks)
+    assert m["labels"]["image"] + m["labels"]["mask"] > 0, "top_score found no defect in a pool of 10/32"
+    assert m["regime"] in ("weak", "mixed", "full")
+    assert m["annotation_seconds"] == pytest.approx(4.0 * len(asks))
+    assert m["cost"] == m["labels"]["normal"] + m["labels"]["image"] + 10 * m["labels"]["mask"]
+    assert m["audit"]["answered"] == len(asks)
+
+    # the next round never asks for what is labelled, and closes by itself once answered
+    r2 = client.round_action(pid, "start", {"budget": 4, "strategy": "uncertainty", "ask": "verdict", "push": False})
+    assert len(r2["asks"]) == 4 and not {i for i, _ in r2["asks"]} & {i for i, _ in asks}
+    client.http.patch(f"/projects/{pid}", json={"auto_round_labels": 4})
+    _answer(client, pid, r2["asks"][:3], truth, root)
+    assert client.rounds(pid)[2]["status"] == "annotating"
+    _answer(client, pid, r2["asks"][3:], truth, root)
+    r2 = client.rounds(pid)[2]
+    assert r2["status"] == "training" and "retraining (job" in r2["message"]
