@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,8 +11,8 @@ from backend.cli_project import _client, _fail, _follow
 
 def round_cmd(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
-    budget: Annotated[Optional[float], typer.Option(help="Cost units to spend (a verdict costs 1, a mask 10 by default; default: the project's round budget).")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Cost units to spend (a verdict costs 1, a mask 10 by default; default: the project's round budget).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's).")] = None,
     ask: Annotated[str, typer.Option(help="auto (verdicts and masks), verdict or mask.")] = "auto",
     close: Annotated[bool, typer.Option("--close", help="Close the open round: sync its answers and retrain.")] = False,
     no_push: Annotated[bool, typer.Option("--no-push", help="Select the batch without sending it to Label Studio.")] = False,

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from ml.acquisition import STRATEGIES, AskKind, Candidates, Costs, cost_of, k_center_greedy, select
+from ml.acquisition import (
+    STRATEGIES,
+    AskKind,
+    Candidates,
+    Costs,
+    cost_of,
+    k_center_greedy,
+    select,
+)
 
 
 def _clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -83,7 +83,7 @@ def run_train_job(ctx: JobContext) -> dict:
         _fail_round(ctx, round_id, f"training failed: {e}")
         raise
     except BaseException as e:
-        _fail_round(ctx, round_id, f"training failed: {type(e).__name__}: {e}")
+        _fail_round(ctx, round_id, "cancelled" if isinstance(e, JobCancelled) else f"training failed: {type(e).__name__}: {e}")
         raise
     try:
         if snapshot.test:

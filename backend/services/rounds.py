@@ -17,8 +17,20 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Image, Job, Label, LsTask, ModelVersion, Prediction, Project, Round, RoundStatus, Split, utcnow
-from backend.errors import ConflictError, NotFoundError, ServiceError
+from backend.db.tables import (
+    Image,
+    Job,
+    Label,
+    LsTask,
+    ModelVersion,
+    Prediction,
+    Project,
+    Round,
+    RoundStatus,
+    Split,
+    utcnow,
+)
+from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
 from backend.settings import Settings
 from ml.acquisition import STRATEGIES, AskKind, Candidates, Costs
@@ -137,7 +149,7 @@ def start_round(
     if not asks:
         raise RoundError("nothing to ask: every pool image is labelled (or the budget buys no label)")
     rnd = Round(
-        project_id=project.id, index=index, strategy=strategy, budget=int(round(budget)), status=RoundStatus.ANNOTATING,
+        project_id=project.id, index=index, strategy=strategy, budget=round(budget), status=RoundStatus.ANNOTATING,
         params={"seed": seed, "ask": ask, "mask_share": project.mask_share, "model_version_id": mv.id,
                 "asks": [[a.image_id, a.kind.value] for a in asks]},
         started_at=utcnow(),
@@ -221,8 +233,8 @@ def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_:
 def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     """How much annotators changed the proposals of this round's batch: verdict flips and the
     IoU of proposed vs final masks (over answered images whose proposal or answer has a mask)."""
-    from backend.services.labelstudio_link import stored_proposal
     from backend.services.labels import decode_mask
+    from backend.services.labelstudio_link import stored_proposal
 
     asks = [int(i) for i, _ in round_.params.get("asks", [])]
     mv = session.get(ModelVersion, round_.params.get("model_version_id") or -1)

@@ -40,7 +40,7 @@ def _split_demo(tiny_demo: Path, out: Path) -> tuple[Path, Path, dict[str, dict]
 
 
 @pytest.fixture
-def loop(tmp_path: Path, tiny_demo: Path, db_url: str):  # noqa: ANN201
+def loop(tmp_path: Path, tiny_demo: Path, db_url: str):
     pool, evalset, truth = _split_demo(tiny_demo, tmp_path / "src")
     client = LocalClient(Settings(data_dir=tmp_path / "data", database_url=db_url, device="cpu"))
     pid = client.create_project(
@@ -63,7 +63,7 @@ def _answer(client: LocalClient, pid: int, asks: list, truth: dict, root: Path) 
         assert r.status_code == 200, r.text
 
 
-def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:  # noqa: ANN001
+def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     client, pid, truth, root = loop
     with pytest.raises(ClientError, match="no active model version"):
         client.round_action(pid, "start", {"push": False})
