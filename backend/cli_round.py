@@ -29,7 +29,7 @@ def round_cmd(
         pid = client.find_project(project)["id"]
         if close:
             res = client.round_action(pid, "close")
-        elif not client.rounds(pid):
+        elif [r["status"] for r in client.rounds(pid)] in ([], ["failed"]):  # no bootstrap yet, or it failed
             res = client.round_action(pid, "bootstrap")
         else:
             rnd = client.round_action(pid, "start", {"budget": budget, "strategy": strategy, "ask": ask, "push": not no_push})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -110,13 +111,16 @@ def label_history(session: Session, *, image_id: int) -> list[Label]:
     return list(session.scalars(select(Label).where(Label.image_id == image_id).order_by(Label.id)))
 
 
-def current_labels(session: Session, *, project_id: int) -> list[Label]:
-    """The current (newest, not retracted) label of every labelled image of a project."""
+def current_labels(session: Session, *, project_id: int, image_ids: Collection[int] | None = None) -> list[Label]:
+    """The current (newest, not retracted) label of every labelled image of a project
+    (of those among ``image_ids`` only, when given)."""
     newest = (
         select(func.max(Label.id))
         .join(Image, Image.id == Label.image_id)
         .where(Image.project_id == project_id)
         .group_by(Label.image_id)
     )
+    if image_ids is not None:
+        newest = newest.where(Label.image_id.in_(list(image_ids)))
     rows = session.scalars(select(Label).where(Label.id.in_(newest)).order_by(Label.image_id))
     return [r for r in rows if not r.retracted]

@@ -36,6 +36,19 @@ def artifact_sha256(model_dir: Path) -> str:
 
 
 def run_train_job(ctx: JobContext) -> dict:
+    """Train, evaluate, register; a round this retrain closes is recorded, or marked failed."""
+    round_id = ctx.payload.get("round_id")
+    try:
+        return _train(ctx, round_id)
+    except BaseException as e:
+        if round_id is not None:
+            with ctx.sessions.begin() as s:
+                fail_round(s, round_id=int(round_id),
+                           message="cancelled" if isinstance(e, JobCancelled) else f"failed: {type(e).__name__}: {e}")
+        raise
+
+
+def _train(ctx: JobContext, round_id: int | None) -> dict:
     from ml.artifact import load_model
     from ml.evaluate import evaluate
     from ml.pipeline import train_and_save
@@ -72,18 +85,12 @@ def run_train_job(ctx: JobContext) -> dict:
         ctx.progress(lo + (hi - lo) * done / max(total, 1), msg)
         ctx.check_cancel()
 
-    round_id = ctx.payload.get("round_id")
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")
     try:
         summary = train_and_save(ds, final_dir, cfg, progress=progress, should_stop=ctx.should_stop)
-    except TrainingError as e:
+    except TrainingError:
         if ctx.should_stop():
-            _fail_round(ctx, round_id, "cancelled")
             raise JobCancelled() from None
-        _fail_round(ctx, round_id, f"training failed: {e}")
-        raise
-    except BaseException as e:
-        _fail_round(ctx, round_id, "cancelled" if isinstance(e, JobCancelled) else f"training failed: {type(e).__name__}: {e}")
         raise
     try:
         if snapshot.test:
@@ -103,9 +110,8 @@ def run_train_job(ctx: JobContext) -> dict:
             mv_id = mv.id
         for job_id in predict_jobs:
             submit(ctx.settings, job_id)
-    except BaseException as e:
+    except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)  # never leave an unregistered artifact behind
-        _fail_round(ctx, round_id, "cancelled" if isinstance(e, JobCancelled) else f"failed: {type(e).__name__}: {e}")
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -114,12 +120,6 @@ def run_train_job(ctx: JobContext) -> dict:
         "model_version_id": mv_id, "regime": summary.trained.regime.value, "metrics": metrics,
         "n_labels": len(snapshot.label_ids), "round_id": round_id,
     }
-
-
-def _fail_round(ctx: JobContext, round_id: int | None, message: str) -> None:
-    if round_id is not None:
-        with ctx.sessions.begin() as s:
-            fail_round(s, round_id=int(round_id), message=message)
 
 
 POOL_CHUNK = 500

@@ -17,19 +17,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.tables import (
-    Image,
-    Job,
-    Label,
-    LsTask,
-    ModelVersion,
-    Prediction,
-    Project,
-    Round,
-    RoundStatus,
-    Split,
-    utcnow,
-)
+from backend.db.tables import Image, Job, JobStatus, Label, LsTask, ModelVersion, Prediction, Project, Round, RoundStatus, Split, utcnow
 from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
 from backend.settings import Settings
@@ -44,14 +32,28 @@ class RoundError(ConflictError):
     """A round cannot start or close in the project's current state (the message says why)."""
 
 
+def _reconcile(session: Session, rnd: Round) -> Round:
+    """A TRAINING round whose job ended without running its handler (cancelled while queued,
+    reaped after its worker died) is FAILED: the job record is the truth."""
+    job_id = rnd.params.get("job_id")
+    if rnd.status is RoundStatus.TRAINING and job_id is not None:
+        job = session.get(Job, int(job_id))
+        if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            rnd.status = RoundStatus.FAILED
+            rnd.message = f"retrain job {job_id} {job.status.value if job else 'vanished'}: {job.message if job else ''}"[:500]
+    return rnd
+
+
 def rounds_of(session: Session, *, project_id: int) -> list[Round]:
-    return list(session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.index)))
+    rows = session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.index))
+    return [_reconcile(session, r) for r in rows]
 
 
 def open_round(session: Session, *, project_id: int) -> Round | None:
-    return session.scalars(
+    rnd = session.scalars(
         select(Round).where(Round.project_id == project_id, Round.status.in_(OPEN)).order_by(Round.index.desc())
     ).first()
+    return None if rnd is None or _reconcile(session, rnd).status not in OPEN else rnd
 
 
 def _next_index(session: Session, project_id: int) -> int:
@@ -69,24 +71,30 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
     """Round 0: queue an UNSUPERVISED train on the unlabelled pool presumed normal."""
     from backend.services.retrain_request import request_retrain
 
-    if session.scalar(select(func.count(Round.id)).where(Round.project_id == project.id)):
+    existing = rounds_of(session, project_id=project.id)
+    retry = len(existing) == 1 and existing[0].status is RoundStatus.FAILED  # a failed bootstrap runs again
+    if existing and not retry:
         raise RoundError(f"project {project.id} has rounds already: the bootstrap is round 0")
     pool = _unlabelled_pool(session, project.id)
     if not pool:
         raise RoundError("the pool holds no unlabelled image: import the line's images first")
-    rnd = Round(project_id=project.id, index=0, strategy="bootstrap", budget=0, status=RoundStatus.TRAINING,
-                params={"seed": seed, "pseudo_normal": len(pool)}, started_at=utcnow())
+    rnd = existing[0] if retry else Round(project_id=project.id, index=0, strategy="bootstrap", budget=0)
+    rnd.status, rnd.message, rnd.started_at = RoundStatus.TRAINING, "", utcnow()
+    rnd.params = {"seed": seed, "pseudo_normal": len(pool)}
     session.add(rnd)
     session.flush()
     job = request_retrain(
         session, settings, project_id=project.id, skip_sync=True,
         extra={"round_id": rnd.id, "pseudo_normal_ids": pool, "regime": "unsupervised", "seed": seed},
     )
+    rnd.params = {**rnd.params, "job_id": job.id}
     return rnd, job
 
 
 def _active(session: Session, project_id: int) -> ModelVersion:
-    mv = session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.is_active)).first()
+    from backend.services.labelstudio_link import active_model_version
+
+    mv = active_model_version(session, project_id)
     if mv is None:
         raise RoundError("no active model version: run the bootstrap round first (defectloop round PROJECT)")
     return mv
@@ -106,8 +114,8 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
     in_ls = set(session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id)))
     ids = np.array(pool, np.int64)
     u = [preds[i].uncertainty for i in pool]
-    labelled = np.array([i in current and not _upgradable(current[i], i in in_ls) for i in pool], bool)
     upgradable = np.array([i in current and _upgradable(current[i], i in in_ls) for i in pool], bool)
+    labelled = np.array([i in current for i in pool], bool) & ~upgradable
     emb = np.array([x.get("embedding", []) for x in u], np.float32)
     if emb.ndim != 2:
         emb = np.zeros((len(pool), 1), np.float32)
@@ -175,6 +183,8 @@ def close_round(session: Session, settings: Settings, *, project: Project, skip_
         failed = session.scalars(
             select(Round).where(Round.project_id == project.id, Round.status == RoundStatus.FAILED).order_by(Round.index.desc())
         ).first()
+        if failed is not None and failed.index == 0 and rnd is None:
+            raise RoundError("the bootstrap (round 0) failed: run it again with defectloop round PROJECT")
         if rnd is None and failed is not None and failed.index == _next_index(session, project.id) - 1:
             rnd = failed  # a failed retrain may be closed again
         else:
@@ -183,13 +193,14 @@ def close_round(session: Session, settings: Settings, *, project: Project, skip_
     job = request_retrain(session, settings, project_id=project.id, skip_sync=skip_sync,
                           extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index))})
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
+    rnd.params = {**rnd.params, "job_id": job.id}
     return rnd, job
 
 
 def answered(session: Session, *, round_: Round) -> int:
     """How many of the round's asked images have a current label."""
     asked = {int(i) for i, _ in round_.params.get("asks", [])}
-    return sum(1 for lb in current_labels(session, project_id=round_.project_id) if lb.image_id in asked)
+    return len(current_labels(session, project_id=round_.project_id, image_ids=asked))
 
 
 def auto_close(session: Session, settings: Settings, *, project: Project) -> Job | None:
@@ -240,7 +251,7 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     mv = session.get(ModelVersion, round_.params.get("model_version_id") or -1)
     if not asks or mv is None:
         return {"answered": 0}
-    current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id) if lb.image_id in asks}
+    current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id, image_ids=asks)}
     preds = {p.image_id: p for p in session.scalars(
         select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current))))}
     images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(list(current))))}

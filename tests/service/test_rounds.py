@@ -104,3 +104,16 @@ def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     _answer(client, pid, r2["asks"][3:], truth, root)
     r2 = client.rounds(pid)[2]
     assert r2["status"] == "training" and "retraining (job" in r2["message"]
+
+
+def test_a_failed_bootstrap_is_run_again(loop) -> None:  # noqa: ANN001
+    client, pid, _, _ = loop
+    first = client.round_action(pid, "bootstrap")
+    assert client.http.post(f"/jobs/{first['job']['id']}/cancel").status_code == 200  # cancelled while queued
+    r0 = client.rounds(pid)[0]
+    assert r0["status"] == "failed" and "cancelled" in r0["message"]
+    with pytest.raises(ClientError, match="bootstrap .* failed"):
+        client.round_action(pid, "close")
+    again = client.round_action(pid, "bootstrap")
+    client.run_job_here(again["job"]["id"])
+    assert [r["status"] for r in client.rounds(pid)] == ["done"]
