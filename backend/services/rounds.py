@@ -17,7 +17,20 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Image, Job, JobStatus, Label, LsTask, ModelVersion, Prediction, Project, Round, RoundStatus, Split, utcnow
+from backend.db.tables import (
+    Image,
+    Job,
+    JobStatus,
+    Label,
+    LsTask,
+    ModelVersion,
+    Prediction,
+    Project,
+    Round,
+    RoundStatus,
+    Split,
+    utcnow,
+)
 from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
 from backend.settings import Settings

@@ -106,7 +106,7 @@ def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     assert r2["status"] == "training" and "retraining (job" in r2["message"]
 
 
-def test_a_failed_bootstrap_is_run_again(loop) -> None:  # noqa: ANN001
+def test_a_failed_bootstrap_is_run_again(loop) -> None:
     client, pid, _, _ = loop
     first = client.round_action(pid, "bootstrap")
     assert client.http.post(f"/jobs/{first['job']['id']}/cancel").status_code == 200  # cancelled while queued
