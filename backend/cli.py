@@ -17,6 +17,7 @@ from backend.cli_db import db_app
 from backend.cli_labelstudio import ls_app
 from backend.cli_project import import_images, project_app, retrain, status
 from backend.cli_round import round_cmd
+from backend.cli_simulate import simulate_cmd
 from backend.cli_service import serve, worker
 from backend.progress import ProgressReporter
 
@@ -37,6 +38,7 @@ app.command("import")(import_images)
 app.command("retrain")(retrain)
 app.command("status")(status)
 app.command("round")(round_cmd)
+app.command("simulate")(simulate_cmd)
 
 _state = {"verbose": False}
 

@@ -124,20 +124,10 @@ class LocalClient(HttpClient):
 
     def run_job_here(self, job_id: int) -> None:
         """Run the job in this process, then the jobs it queued (pool scoring) for its project."""
-        from sqlalchemy import select
-
         from backend.db.engine import session_factory
-        from backend.db.tables import Job, JobStatus
-        from backend.jobs.runner import execute
+        from backend.jobs.runner import run_here
 
-        sessions = session_factory(self.engine)
-        execute(job_id, sessions, self.settings)
-        with sessions() as s:
-            project_id = s.get(Job, job_id).project_id
-            follow = list(s.scalars(select(Job.id).where(
-                Job.project_id == project_id, Job.status == JobStatus.QUEUED, Job.id > job_id).order_by(Job.id)))
-        for jid in follow:
-            execute(jid, sessions, self.settings)
+        run_here(job_id, session_factory(self.engine), self.settings)
 
 
 def make_client(settings: Settings) -> WorkbenchClient:

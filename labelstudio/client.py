@@ -36,6 +36,14 @@ class TaskOut:
     model_version: str | None = None
 
 
+@dataclass(frozen=True)
+class OpenTask:
+    """A task without an answer: its id and the data Label Studio shows with the image."""
+
+    task_id: int
+    data: dict[str, Any]
+
+
 ASK_TEXT = {
     "verdict": "Verdict only: choose OK or Defect (no painting needed).",
     "mask": "Verdict and mask: choose OK or Defect and, for a defect, paint every defective pixel.",
@@ -133,6 +141,21 @@ class Studio:
         """Every annotation and task of the project (one export request)."""
         tasks = self._call("exporting annotations", self.sdk.projects.exports.as_json, ls_project_id)
         return export_records(tasks, ls_project_id)
+
+    def open_tasks(self, ls_project_id: int) -> list[OpenTask]:
+        """The project's tasks nobody has answered yet, in id (serving) order."""
+        tasks = self._call("exporting tasks", self.sdk.projects.exports.as_json, ls_project_id)
+        out = []
+        for t in tasks if isinstance(tasks, list) else []:
+            if not any(not a.get("was_cancelled") for a in t.get("annotations") or []):
+                out.append(OpenTask(task_id=int(t["id"]), data=dict(t.get("data") or {})))
+        return sorted(out, key=lambda t: t.task_id)
+
+    def annotate(self, task_id: int, result: list[dict[str, Any]], lead_time: float | None = None) -> int:
+        """Submit an annotation to a task as the API token's user would (Label Studio then
+        sends its ANNOTATION_CREATED webhook); its id. ``result`` must be validated already."""
+        a = self._call(f"annotating task {task_id}", self.sdk.annotations.create, id=task_id, result=result, lead_time=lead_time)
+        return int(a.id)
 
     # ---- ML backend ----------------------------------------------------------------------
     def connect_ml_backend(self, ls_project_id: int, url: str, title: str) -> int:

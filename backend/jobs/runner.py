@@ -139,3 +139,18 @@ def execute(
             )
         )
     return status
+
+
+def run_here(job_id: int, sessions: sessionmaker[Session], settings: Settings) -> JobStatus | None:
+    """Run a queued job in this process, then the jobs it queued for its project (a train's
+    pool scoring); the first job's final status."""
+    from sqlalchemy import select
+
+    status = execute(job_id, sessions, settings)
+    with sessions() as s:
+        project_id = s.get(Job, job_id).project_id
+        follow = list(s.scalars(select(Job.id).where(
+            Job.project_id == project_id, Job.status == JobStatus.QUEUED, Job.id > job_id).order_by(Job.id)))
+    for jid in follow:
+        execute(jid, sessions, settings)
+    return status

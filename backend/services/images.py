@@ -80,13 +80,25 @@ def import_path(session: Session, *, project: Project, path: Path, roots: Sequen
     return results
 
 
-def _import_sample(session: Session, project: Project, s: Sample, roots: Sequence[Path]) -> ImportResult:
+def import_samples(
+    session: Session, *, project: Project, samples: Sequence[Sample], roots: Sequence[Path], with_labels: bool = True,
+) -> list[ImportResult]:
+    """Import dataset samples; ``with_labels=False`` imports them into the pool unlabelled
+    (what a new line's images are), whatever their split and label say."""
+    return [_import_sample(session, project, s, roots, with_labels=with_labels) for s in samples]
+
+
+def _import_sample(
+    session: Session, project: Project, s: Sample, roots: Sequence[Path], *, with_labels: bool = True,
+) -> ImportResult:
     name = str(s.image)
     if not _under_roots(s.image, roots) or (s.mask is not None and s.mask.exists() and not _under_roots(s.mask, roots)):
         return ImportResult(name, "rejected", "links outside the import roots")
     problem = sample_problem(s)
     if problem:
         return ImportResult(name, "rejected", problem)
+    if not with_labels:
+        return _store(session, project, s.image.read_bytes(), name, uri=str(s.image))
     if s.label == 0:
         label = LabelIn(is_defective=False, source=LabelSource.IMPORT)
     elif s.pixels_known and s.mask is not None:

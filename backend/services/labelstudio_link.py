@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,7 +92,7 @@ def webhook_secret(settings: Settings) -> str:
         tmp.write_text(secrets.token_urlsafe(32))
         tmp.chmod(0o600)
         try:  # first writer wins; others read its secret
-            tmp.link(path)
+            os.link(tmp, path)
         except FileExistsError:
             pass
         finally:

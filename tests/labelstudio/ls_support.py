@@ -9,8 +9,6 @@ answers (SQLite otherwise), with no job worker: queued jobs stay queued for insp
 from __future__ import annotations
 
 import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,31 +49,14 @@ class Service:
         self._server = None
 
     def start(self) -> None:
-        import uvicorn
-
         from backend.api.app import create_app
+        from backend.api.threaded import ThreadedServer
 
-        app = create_app(self.settings, engine=self.engine)
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        threading.Thread(target=self._server.run, daemon=True).start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test service did not start")
-            time.sleep(0.05)
+        self._server = ThreadedServer(create_app(self.settings, engine=self.engine), self.port).start()
 
     def stop(self) -> None:
         """Take the service off the network (webhooks sent now are lost)."""
-        self._server.should_exit = True
-        while self._server.started and not self._server.should_exit:
-            time.sleep(0.05)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{self.url}/health", timeout=0.5)
-            except httpx.HTTPError:
-                return
-            time.sleep(0.1)
+        self._server.stop()
 
     def sessions(self):
         from backend.db.engine import session_factory

@@ -1,0 +1,65 @@
+"""`defectloop simulate`: plan a line's labelling on a fully labelled dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _pair(text: str, what: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected two numbers like 4,40, got {text!r}") from None
+    return a, b
+
+
+def simulate_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="A fully labelled dataset: labels.csv (with masks) or the MVTec layout.")],
+    out: Annotated[Path, typer.Option(help="Where the runs, curves (PNG, JSON) and summary go; a finished run there is reused.")] = Path("simulation"),
+    strategies: Annotated[str, typer.Option(help="Comma-separated: random, uncertainty, disagreement, diversity, hybrid, top_score.")] = "random,uncertainty,hybrid,top_score",
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds after the bootstrap.")] = 4,
+    budget: Annotated[float, typer.Option(min=1, help="Cost units per round (a verdict costs --costs[0], a mask --costs[1]).")] = 30.0,
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds 0..N-1): the bands on the curves.")] = 3,
+    ask: Annotated[str, typer.Option(help="auto (the strategy decides verdict or mask), verdict or mask.")] = "auto",
+    mask_share: Annotated[float, typer.Option(min=0, max=1, help="At most this share of a round's budget goes to masks.")] = 0.5,
+    costs: Annotated[str, typer.Option(help="Cost units of a verdict and of a mask.")] = "1,10",
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="Probability that the simulated annotator gives the wrong verdict.")] = 0.0,
+    lead_time: Annotated[str, typer.Option(help="Seconds the annotator spends on a verdict and on a mask (jittered).")] = "4,40",
+    image_size: Annotated[int, typer.Option(help="Square training resolution.")] = 256,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per round (default: the fast profile's step-capped schedule).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone (default: the project default).")] = None,
+    test_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Test share when the dataset has no test split (seeded, stratified).")] = 0.3,
+    no_reference: Annotated[bool, typer.Option("--no-reference", help="Skip the full-supervision reference (no summary targets).")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Run the whole loop unattended against a real Label Studio, answered by a simulated annotator.
+
+    Each strategy and seed is its own project: the test split is the fixed evaluation set, every other image starts unlabelled in the pool. Per round the service selects and pushes a batch, the simulated annotator answers each task in Label Studio from the ground truth (as asked: verdict or mask), webhooks and the sync bring the answers in, and the model retrains. Writes curves_vs_{labels,cost,annotation_seconds}.png, curves.json and summary.md: the cost each strategy needed to reach 95% and 99% of full supervision's image AP, relative to random.
+    """
+    from backend.simulate import AnnotatorModel, SimConfig, SimulationError, simulate
+    from labelstudio.server import ServerError
+    from ml.errors import DataError
+
+    c_img, c_mask = _pair(costs, "--costs")
+    t_verdict, t_mask = _pair(lead_time, "--lead-time")
+    if ask not in ("auto", "verdict", "mask"):
+        raise typer.BadParameter(f"--ask: auto, verdict or mask, got {ask!r}")
+    cfg = SimConfig(
+        data=data_dir, out=out, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), rounds=rounds,
+        budget=budget, seeds=tuple(range(seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
+        annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
+        image_size=(image_size, image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
+        reference=not no_reference, device=device,
+    )
+    try:
+        curves = simulate(cfg, say=lambda m: typer.echo(m, err=True))
+    except (DataError, SimulationError, ServerError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo((out / "summary.md").read_text())
+    typer.echo(f"curves: {out}/curves_vs_cost.png (and _labels, _annotation_seconds), numbers: {out}/curves.json")
+    if not curves["summary"]:
+        typer.echo("no reference was trained: the summary has no targets", err=True)

@@ -1,0 +1,385 @@
+"""The whole loop, unattended: a simulated annotator answers through Label Studio.
+
+Given a fully labelled dataset, each (strategy, seed) run is a project of its own: the
+dataset's test split is imported with its labels (the fixed evaluation set), every other
+image goes into the pool unlabelled. Then the real loop runs: bootstrap, and per round the
+service selects and pushes a batch to a real Label Studio, the simulated annotator answers
+each open task there from the ground truth (verdict only or with a mask, as the task asks,
+with an optional error rate and a lead time), Label Studio's webhooks bring the answers in,
+closing the round syncs and retrains. A full-supervision model trained on the same pool
+with every label is the reference that the summary measures strategies against.
+
+Runs are written as they finish (``runs/<strategy>-seed<k>/rounds.json``); a finished run
+is not repeated when the same command is run again, so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.curves import X_AXES, Run, curves_json, plot, summary_markdown
+from ml.data import Dataset, Sample, SplitPlan, assign_splits, load_dataset
+from ml.errors import DataError
+
+Say = Callable[[str], None]
+
+
+class SimulationError(RuntimeError):
+    """The simulation cannot go on; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class AnnotatorModel:
+    """How the simulated annotator behaves.
+
+    ``error_rate``: probability of giving the wrong verdict (a wrong Defect comes without a
+    mask; a wrong OK drops the mask). Lead times are seconds per verdict and per painted
+    mask, jittered (lognormal, sigma 0.25) per answer.
+    """
+
+    error_rate: float = 0.0
+    verdict_seconds: float = 4.0
+    mask_seconds: float = 40.0
+
+
+class SimulatedAnnotator:
+    """Answers a task from the ground truth of the image it shows (seeded)."""
+
+    def __init__(self, truth: dict[int, Sample], model: AnnotatorModel, seed: int) -> None:
+        if not 0.0 <= model.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be in [0, 1], got {model.error_rate}")
+        self.truth, self.model = truth, model
+        self.rng = np.random.default_rng(seed)
+        self.mistakes = 0
+
+    def answer(self, data: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+        """The annotation result for a task's ``data`` and the seconds it took."""
+        from labelstudio.conversions import brush_result, choice_result, validate_result
+        from ml.images import read_mask
+
+        image_id = data.get("defectloop_image_id")
+        if image_id not in self.truth:
+            raise SimulationError(f"task shows image {image_id!r}, which has no ground truth in this simulation")
+        s = self.truth[image_id]
+        truth = s.label == 1
+        verdict = truth
+        if self.rng.random() < self.model.error_rate:
+            verdict, self.mistakes = not truth, self.mistakes + 1
+        result = [choice_result(verdict)]
+        seconds = self.model.verdict_seconds
+        if data.get("ask") == "mask" and verdict:
+            seconds = self.model.mask_seconds
+            if truth and s.pixels_known and s.mask is not None:
+                mask = read_mask(s.mask)
+                if mask.any():
+                    result.append(brush_result(mask))
+        validate_result(result)
+        return result, float(seconds * self.rng.lognormal(0.0, 0.25))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One study: strategies x seeds runs of ``rounds`` rounds of ``budget`` cost units."""
+
+    data: Path
+    out: Path
+    strategies: tuple[str, ...] = ("random", "hybrid")
+    rounds: int = 4
+    budget: float = 30.0
+    seeds: tuple[int, ...] = (0,)
+    ask: str = "auto"
+    mask_share: float = 0.5
+    cost_image: float = 1.0
+    cost_mask: float = 10.0
+    annotator: AnnotatorModel = field(default_factory=AnnotatorModel)
+    image_size: tuple[int, int] = (256, 256)
+    backbone: str | None = None
+    epochs: int | None = None
+    test_fraction: float = 0.3
+    reference: bool = True
+    device: str = "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"], d["out"] = str(self.data), str(self.out)
+        return d
+
+    def run_key(self) -> dict[str, Any]:
+        """What makes a finished run reusable: everything but the list of strategies and seeds."""
+        d = self.to_json()
+        for k in ("out", "strategies", "seeds", "reference", "device"):
+            d.pop(k)
+        return json.loads(json.dumps(d))  # as it reads back from rounds.json
+
+
+# ---- the data ------------------------------------------------------------------------------
+def prepare_data(cfg: SimConfig) -> tuple[Dataset, list[Sample], list[Sample]]:
+    """The dataset with a test split (seeded 0 and stratified when it has none), the pool
+    samples (everything not test) and the test samples."""
+    ds = load_dataset(cfg.data)
+    if not any(s.split == "test" for s in ds.samples):
+        ds = assign_splits(ds, SplitPlan(seed=0, val_fraction=0.0, test_fraction=cfg.test_fraction, keep_existing=False))
+    test = [s for s in ds.samples if s.split == "test"]
+    pool = [s for s in ds.samples if s.split != "test"]
+    problems = []
+    if not test or len({s.label for s in test}) < 2:
+        problems.append("the test split needs normal and defective images")
+    if not pool:
+        problems.append("no images left for the pool")
+    if not any(s.label == 1 for s in pool):
+        problems.append("the pool holds no defective image: there is nothing for annotators to find")
+    if problems:
+        raise DataError(f"{ds.root}: " + "; ".join(problems))
+    return ds, pool, test
+
+
+# ---- the services --------------------------------------------------------------------------
+@dataclass
+class Environment:
+    """A private defectloop service (SQLite, jobs run here) and the Label Studio it talks to."""
+
+    settings: Any
+    engine: Any
+    sessions: Any
+    client: Any
+    studio: Any
+
+
+@contextmanager
+def environment(cfg: SimConfig, data_root: Path, say: Say) -> Iterator[Environment]:
+    """Start (or connect to) Label Studio and serve the API on a free port until the block ends.
+
+    A Label Studio configured with DEFECTLOOP_LABELSTUDIO_URL/TOKEN is used as is; otherwise
+    one is started for the study under ``out/labelstudio`` and stopped afterwards.
+    """
+    from platformdirs import user_cache_dir
+
+    from backend.api.app import create_app
+    from backend.api.threaded import ThreadedServer
+    from backend.client import HttpClient
+    from backend.db.engine import make_engine, session_factory
+    from backend.db.migrate import upgrade
+    from backend.services.labelstudio_link import studio
+    from backend.settings import Settings
+    from labelstudio import server
+
+    base = Settings()
+    home = (cfg.out / "labelstudio").resolve()
+    started = False
+    if base.labelstudio_url:
+        ls_url, ls_token, doc_root = base.labelstudio_url, base.labelstudio_token, base.labelstudio_document_root
+    else:
+        template = server.prepare_template(
+            Path(user_cache_dir("defectloop")) / f"labelstudio-template-{server.VERSION}", venv=base.labelstudio_env, say=say)
+        info = server.start(home, document_root=data_root, venv=base.labelstudio_env, template=template, say=say)
+        ls_url, ls_token, doc_root, started = info.url, server.load_credentials(home).token, data_root, True
+    port = server.free_port()
+    token = secrets.token_urlsafe(24)
+    settings = Settings(
+        data_dir=(cfg.out / "service").resolve(), database_url=f"sqlite:///{(cfg.out / 'service' / 'defectloop.db').resolve()}",
+        api_token=token, import_roots=[data_root], labelstudio_url=ls_url, labelstudio_token=ls_token,
+        labelstudio_document_root=doc_root, public_url=f"http://127.0.0.1:{port}", device=cfg.device,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    api = ThreadedServer(create_app(settings, engine=engine), port).start()
+    try:
+        yield Environment(settings, engine, session_factory(engine), HttpClient(api.url, token), studio(settings))
+    finally:
+        api.stop()
+        engine.dispose()
+        if started:
+            server.stop(home)
+
+
+# ---- one run ---------------------------------------------------------------------------------
+def _run_dir(cfg: SimConfig, strategy: str, seed: int) -> Path:
+    return cfg.out / "runs" / f"{strategy}-seed{seed}"
+
+
+def finished_run(cfg: SimConfig, strategy: str, seed: int) -> dict[str, Any] | None:
+    """The recorded run when it finished with this study's settings, else None."""
+    path = _run_dir(cfg, strategy, seed) / "rounds.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("complete") and rec.get("config") == cfg.run_key() else None
+
+
+def _wait_for_labels(env: Environment, project_id: int, image_ids: list[int], timeout_s: float = 60.0) -> int:
+    """Wait until the webhooks delivered labels for ``image_ids``; how many arrived."""
+    from backend.services.labels import current_labels
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with env.sessions() as s:
+            n = len(current_labels(s, project_id=project_id, image_ids=image_ids))
+        if n >= len(image_ids) or time.monotonic() > deadline:
+            return n
+        time.sleep(0.2)
+
+
+def _run_job(env: Environment, job_id: int, what: str) -> None:
+    from backend.db.tables import Job
+    from backend.jobs.runner import run_here
+
+    run_here(job_id, env.sessions, env.settings)
+    with env.sessions() as s:
+        job = s.get(Job, job_id)
+        if job.status.value != "succeeded":
+            raise SimulationError(f"{what}: job {job_id} {job.status.value}: {job.message}\n{job.error or ''}")
+
+
+def run_one(
+    env: Environment, cfg: SimConfig, strategy: str, seed: int, pool: Sequence[Sample], test: Sequence[Sample],
+    say: Say, step: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Bootstrap and ``cfg.rounds`` rounds of ``strategy`` in a new project; the run's record."""
+    from backend.db.tables import Project
+    from backend.services.images import import_samples
+
+    name = f"{strategy}-seed{seed}"
+    run_dir = _run_dir(cfg, strategy, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    body = {
+        "name": f"{name}-{secrets.token_hex(3)}", "image_height": cfg.image_size[0], "image_width": cfg.image_size[1],
+        "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
+        "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask,
+        "train_defaults": {"epochs": cfg.epochs} if cfg.epochs else {},
+        **({"backbone": cfg.backbone} if cfg.backbone else {}),
+    }
+    pid = env.client.create_project(body)["id"]
+    truth: dict[int, Sample] = {}
+    with env.sessions.begin() as s:
+        project = s.get(Project, pid)
+        for samples, with_labels in ((test, True), (pool, False)):
+            results = import_samples(s, project=project, samples=samples, roots=env.settings.import_roots, with_labels=with_labels)
+            bad = [f"{r.file}: {r.status} ({r.reason})" for r in results if r.status != "imported"]
+            if bad:
+                raise SimulationError(f"{len(bad)} images could not be imported, e.g. " + "; ".join(bad[:3]))
+            if not with_labels:
+                truth.update({r.image_id: smp for r, smp in zip(results, samples, strict=True)})
+    annotator = SimulatedAnnotator(truth, cfg.annotator, seed=seed)
+    record: dict[str, Any] = {"config": cfg.run_key(), "strategy": strategy, "seed": seed, "project_id": pid,
+                              "complete": False, "rounds": [], "webhooks": []}
+
+    def save() -> None:
+        record["rounds"] = [r for r in env.client.rounds(pid) if r["status"] == "done"]
+        tmp = run_dir / "rounds.json.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(run_dir / "rounds.json")
+
+    t0 = time.monotonic()
+    boot = env.client.round_action(pid, f"bootstrap?seed={seed}")
+    _run_job(env, boot["job"]["id"], f"{name} bootstrap")
+    save()
+    step()
+    say(f"{name}: bootstrap done ({time.monotonic() - t0:.0f} s)")
+    for k in range(1, cfg.rounds + 1):
+        t0 = time.monotonic()
+        rnd = env.client.round_action(pid, "start", {"budget": cfg.budget, "strategy": strategy, "ask": cfg.ask,
+                                                     "seed": seed * 1000 + k})
+        asked = [int(i) for i, _ in rnd["asks"]]
+        ls_id = env.client.labelstudio(pid, "setup")["ls_project_id"]
+        answered = 0
+        for task in env.studio.open_tasks(ls_id):
+            result, seconds = annotator.answer(task.data)
+            env.studio.annotate(task.task_id, result, lead_time=seconds)
+            answered += 1
+        by_webhook = _wait_for_labels(env, pid, asked)
+        record["webhooks"].append({"round": k, "asked": len(asked), "answered": answered, "by_webhook": by_webhook})
+        close = env.client.round_action(pid, "close")
+        _run_job(env, close["job"]["id"], f"{name} round {k}")
+        save()
+        step()
+        last = record["rounds"][-1]["metrics"]
+        say(f"{name}: round {k}/{cfg.rounds}: {len(asked)} asked ({sum(kind == 'mask' for _, kind in rnd['asks'])} masks), "
+            f"{last['regime']}, image AP {last['metrics'].get('image_ap', float('nan')):.3f}, cost {last['cost']:.0f} "
+            f"({time.monotonic() - t0:.0f} s)")
+    record["complete"], record["annotator_mistakes"] = True, annotator.mistakes
+    save()
+    return record
+
+
+# ---- the full-supervision reference ---------------------------------------------------------
+def reference(cfg: SimConfig, ds: Dataset, pool: Sequence[Sample], test: Sequence[Sample], seed: int, say: Say) -> dict[str, float]:
+    """Test metrics of a model trained on the whole pool with every label (cached per seed)."""
+    from ml.artifact import load_model
+    from ml.evaluate import evaluate
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    path = cfg.out / "reference" / f"seed{seed}.json"
+    try:
+        rec = json.loads(path.read_text())
+        if rec.get("config") == cfg.run_key():
+            return rec["metrics"]
+    except (OSError, ValueError):
+        pass
+    t0 = time.monotonic()
+    train = Dataset(root=ds.root, samples=tuple(replace(s, split="train") for s in pool), source=f"{ds.source} (pool, all labels)")
+    tc = TrainConfig(image_size=cfg.image_size, epochs=cfg.epochs, seed=seed, device=cfg.device,
+                     **({"backbone": cfg.backbone} if cfg.backbone else {}))
+    model_dir = cfg.out / "reference" / f"seed{seed}-model"
+    summary = train_and_save(train, model_dir, tc)
+    metrics = evaluate(load_model(model_dir, device=cfg.device).predictor, list(test))
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": cfg.run_key(), "regime": summary.trained.regime.value, "metrics": metrics}, indent=1))
+    say(f"reference seed {seed}: {summary.trained.regime.value}, image AP {metrics.get('image_ap', float('nan')):.3f} "
+        f"({time.monotonic() - t0:.0f} s)")
+    return metrics
+
+
+# ---- the study -------------------------------------------------------------------------------
+def write_outputs(out: Path, runs: Sequence[Run], title: str) -> dict[str, Any]:
+    """curves.json, one PNG per x axis, summary.md and summary.json under ``out``."""
+    curves = curves_json(runs)
+    (out / "curves.json").write_text(json.dumps(curves, indent=1))
+    for x in X_AXES:
+        plot(runs, x, out / f"curves_vs_{x}.png", title=title)
+    (out / "summary.json").write_text(json.dumps(curves["summary"], indent=1))
+    (out / "summary.md").write_text(summary_markdown(curves["summary"]) if curves["summary"] else "no full-supervision reference\n")
+    return curves
+
+
+def simulate(cfg: SimConfig, say: Say = print) -> dict[str, Any]:
+    """Run (or resume) the study; its curves (also written under ``cfg.out``)."""
+    from rich.progress import Progress
+
+    from backend.services.rounds import STRATEGY_NAMES
+
+    unknown = [s for s in cfg.strategies if s not in STRATEGY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}")
+    if cfg.rounds < 1 or cfg.budget <= 0:
+        raise ValueError("rounds must be >= 1 and budget > 0")
+    ds, pool, test = prepare_data(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=1))
+    say(f"{ds.root}: pool {len(pool)} images ({sum(s.label for s in pool)} defective), "
+        f"test {len(test)} ({sum(s.label for s in test)} defective)")
+    refs = {seed: reference(cfg, ds, pool, test, seed, say) for seed in cfg.seeds} if cfg.reference else {}
+    todo = [(st, seed) for seed in cfg.seeds for st in cfg.strategies if finished_run(cfg, st, seed) is None]
+    if todo:
+        with Progress(transient=True) as bar, environment(cfg, ds.root.resolve(), say) as env:
+            task = bar.add_task("rounds", total=len(todo) * (cfg.rounds + 1))
+            for strategy, seed in todo:
+                run_one(env, cfg, strategy, seed, pool, test, lambda m: bar.console.print(m), step=lambda: bar.advance(task))
+    runs = []
+    for seed in cfg.seeds:
+        for strategy in cfg.strategies:
+            rec = finished_run(cfg, strategy, seed)
+            runs.append(Run(f"{strategy}-seed{seed}", strategy, seed, [r["metrics"] for r in rec["rounds"]], refs.get(seed, {})))
+    return write_outputs(cfg.out, runs, title=f"{ds.root.name}: budget {cfg.budget:g}/round, {len(cfg.seeds)} seed(s)")
