@@ -356,6 +356,7 @@ def write_outputs(out: Path, runs: Sequence[Run], title: str) -> dict[str, Any]:
 
 def simulate(cfg: SimConfig, say: Say = print) -> dict[str, Any]:
     """Run (or resume) the study; its curves (also written under ``cfg.out``)."""
+    from rich.console import Console
     from rich.progress import Progress
 
     from backend.services.rounds import STRATEGY_NAMES
@@ -373,7 +374,7 @@ def simulate(cfg: SimConfig, say: Say = print) -> dict[str, Any]:
     refs = {seed: reference(cfg, ds, pool, test, seed, say) for seed in cfg.seeds} if cfg.reference else {}
     todo = [(st, seed) for seed in cfg.seeds for st in cfg.strategies if finished_run(cfg, st, seed) is None]
     if todo:
-        with Progress(transient=True) as bar, environment(cfg, ds.root.resolve(), say) as env:
+        with Progress(console=Console(stderr=True), transient=True) as bar, environment(cfg, ds.root.resolve(), say) as env:
             task = bar.add_task("rounds", total=len(todo) * (cfg.rounds + 1))
             for strategy, seed in todo:
                 run_one(env, cfg, strategy, seed, pool, test, lambda m: bar.console.print(m), step=lambda: bar.advance(task))

@@ -1,0 +1,99 @@
+"""The whole loop end to end: `defectloop simulate` on generated data, with a real Label
+Studio (started by the command from the cached template), the real webhooks and sync, and
+the simulated annotator; two rounds on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.curves import METRICS
+from ml.demo_data import DemoSpec, generate
+
+ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "--seeds", "1", "--image-size", "64",
+        "--epochs", "3", "--device", "cpu", "--error-rate", "0.1"]
+
+
+def _simulate(data: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEFECTLOOP_")}
+    cmd = [str(Path(sys.executable).parent / "defectloop"), "simulate", str(data), "--out", str(out), *ARGS]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, ls_server) -> tuple[Path, Path, subprocess.CompletedProcess, float]:
+    """One simulated study (``ls_server`` guarantees the Label Studio environment and template)."""
+    root = tmp_path_factory.mktemp("simulate")
+    generate(root / "data", DemoSpec(train_normal=16, train_defective=6, val_normal=6, val_defective=4,
+                                     test_normal=8, test_defective=4, size=64, seed=3))
+    t0 = time.monotonic()
+    res = _simulate(root / "data", root / "out")
+    return root / "data", root / "out", res, time.monotonic() - t0
+
+
+def test_two_rounds_move_the_regime_and_record_their_numbers(study) -> None:
+    _, out, res, _ = study
+    assert res.returncode == 0, res.stderr[-3000:]
+    for strategy in ("random", "top_score"):
+        rec = json.loads((out / "runs" / f"{strategy}-seed0" / "rounds.json").read_text())
+        assert rec["complete"]
+        rounds = rec["rounds"]
+        assert [r["index"] for r in rounds] == [0, 1, 2]
+        regimes = [r["metrics"]["regime"] for r in rounds]
+        assert regimes[0] == "unsupervised" and set(regimes[1:]) <= {"weak", "mixed", "full"}, regimes
+        totals = [r["metrics"]["labels"]["total"] for r in rounds]
+        assert totals[0] == 0 and totals[0] < totals[1] < totals[2]
+        costs = [r["metrics"]["cost"] for r in rounds]
+        assert costs[0] == 0 and 0 < costs[1] <= 24 and costs[2] <= 48
+        assert all(r["metrics"]["annotation_seconds"] > 0 for r in rounds[1:])
+        for r in rounds:
+            assert 0.0 <= r["metrics"]["metrics"]["image_ap"] <= 1.0
+        # every answer came in through Label Studio's webhook before the round closed
+        for w in rec["webhooks"]:
+            assert w["answered"] == w["asked"] == w["by_webhook"] > 0
+
+
+def test_curve_files_hold_the_recorded_numbers(study) -> None:
+    _, out, res, _ = study
+    assert res.returncode == 0, res.stderr[-3000:]
+    curves = json.loads((out / "curves.json").read_text())
+    by_name = {r["name"]: r for r in curves["runs"]}
+    for strategy in ("random", "top_score"):
+        rec = json.loads((out / "runs" / f"{strategy}-seed0" / "rounds.json").read_text())
+        points = by_name[f"{strategy}-seed0"]["points"]
+        assert [p["cost"] for p in points] == [r["metrics"]["cost"] for r in rec["rounds"]]
+        assert [p["image_ap"] for p in points] == [r["metrics"]["metrics"]["image_ap"] for r in rec["rounds"]]
+        assert [p["labels"] for p in points] == [r["metrics"]["labels"]["total"] for r in rec["rounds"]]
+    ref = json.loads((out / "reference" / "seed0.json").read_text())
+    assert curves["reference"]["image_ap"] == pytest.approx(ref["metrics"]["image_ap"])
+    assert {row["strategy"] for row in curves["summary"]} == {"random", "top_score"}
+    for x in ("labels", "cost", "annotation_seconds"):
+        png = (out / f"curves_vs_{x}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    md = (out / "summary.md").read_text()
+    assert "| random | 1 |" in md and "| top_score | 1 |" in md
+    assert set(METRICS) <= set(curves["metrics"])
+
+
+def test_the_same_command_reuses_finished_runs(study) -> None:
+    data, out, res, first_s = study
+    assert res.returncode == 0, res.stderr[-3000:]
+    before = (out / "runs" / "random-seed0" / "rounds.json").read_text()
+    t0 = time.monotonic()
+    again = _simulate(data, out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "runs" / "random-seed0" / "rounds.json").read_text() == before
+    assert "bootstrap done" not in again.stderr  # nothing retrained
+    assert time.monotonic() - t0 < first_s
+
+
+def test_bad_input_is_named(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    res = _simulate(tmp_path / "data", tmp_path / "out")
+    assert res.returncode == 2 and "error:" in res.stderr and str(tmp_path / "data") in res.stderr
