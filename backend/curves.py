@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 METRICS = ("image_ap", "image_auroc", "image_f1", "pixel_aupro", "pixel_ap")
 X_AXES = {"labels": "labels (images answered)", "cost": "annotation cost (units)", "annotation_seconds": "annotation time (s)"}
@@ -127,8 +127,8 @@ def curves_json(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
-def plot(runs: Sequence[Run], x: str, path: Path, title: str = "") -> Path:
-    """One PNG: a panel per metric (plus the proposal audit) against ``x``; a line per
+def plot(runs: Sequence[Run], x: str, path: Path | BinaryIO, title: str = "") -> Path | BinaryIO:
+    """One PNG (to a file or a binary stream): a panel per metric (plus the proposal audit) against ``x``; a line per
     strategy (mean over its runs) with a min-max band, and full supervision dashed."""
     import matplotlib
 
@@ -162,8 +162,9 @@ def plot(runs: Sequence[Run], x: str, path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from backend.api.deps import require_token
 from backend.api.routes import (
+    curves,
     images,
     jobs,
     labels,
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(models.router, dependencies=auth)
     app.include_router(labelstudio.router, dependencies=auth)
     app.include_router(rounds.router, dependencies=auth)
+    app.include_router(curves.router, dependencies=auth)
+    app.include_router(curves.public)  # the page holds no data: its script calls the API with the token
     app.include_router(labelstudio.callbacks)  # Label Studio authenticates with the callback secret
     _install_error_handlers(app)
     return app
