@@ -48,14 +48,17 @@ def create(
 def import_images(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
     path: Annotated[Path, typer.Argument(help="Folder of images, labels.csv folder or MVTec layout.")],
+    labels: Annotated[str, typer.Option(help="For a labelled dataset: all, test (only the test split keeps its labels; the rest joins the pool unlabelled) or none.")] = "all",
 ) -> None:
     """Import images (and their labels, if any) from a folder."""
+    if labels not in ("all", "test", "none"):
+        _fail(ValueError(f"--labels must be all, test or none, got {labels!r}"))
     from backend.client import ClientError
 
     try:
         client = _client()
         pid = client.find_project(project)["id"]
-        res = client.import_path(pid, path)
+        res = client.import_path(pid, path, labels)
     except ClientError as e:
         _fail(e)
     for r in res["results"]:

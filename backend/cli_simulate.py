@@ -32,6 +32,7 @@ def simulate_cmd(
     epochs: Annotated[int | None, typer.Option(help="Training epochs per round (default: the fast profile's step-capped schedule).")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone (default: the project default).")] = None,
     test_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Test share when the dataset has no test split (seeded, stratified).")] = 0.3,
+    pseudo_normal: Annotated[float | None, typer.Option(min=0, max=0.99, help="Share of the pool (lowest scores) joining each round's training as pseudo-normal (default: the project default, 0.5; 0: off).")] = None,
     no_reference: Annotated[bool, typer.Option("--no-reference", help="Skip the full-supervision reference (no summary targets).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -52,7 +53,7 @@ def simulate_cmd(
         budget=budget, seeds=tuple(range(seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
         annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
         image_size=(image_size, image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
-        reference=not no_reference, device=device,
+        pseudo_normal_fraction=pseudo_normal, reference=not no_reference, device=device,
     )
     try:
         curves = simulate(cfg, say=lambda m: typer.echo(m, err=True))

@@ -14,7 +14,7 @@ from backend.settings import Settings
 class WorkbenchClient(Protocol):
     def create_project(self, body: dict[str, Any]) -> dict: ...
     def find_project(self, ref: str) -> dict: ...
-    def import_path(self, project_id: int, path: Path) -> dict: ...
+    def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict: ...
     def retrain(self, project_id: int) -> dict: ...
     def job(self, job_id: int) -> dict: ...
     def run_job_here(self, job_id: int) -> None: ...
@@ -64,8 +64,9 @@ class HttpClient:
                 return p
         raise ClientError(f"project {ref!r} not found")
 
-    def import_path(self, project_id: int, path: Path) -> dict:
-        return self._call("POST", f"/projects/{project_id}/images/import", json={"path": str(path.resolve())})
+    def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict:
+        """``labels``: all, test (only the test split keeps its labels) or none (see the import route)."""
+        return self._call("POST", f"/projects/{project_id}/images/import", json={"path": str(path.resolve()), "labels": labels})
 
     def retrain(self, project_id: int) -> dict:
         return self._call("POST", f"/projects/{project_id}/retrain")
@@ -117,10 +118,10 @@ class LocalClient(HttpClient):
         # the same routes and validation as the service, in process (no network)
         super().__init__(http=TestClient(create_app(self.settings, engine=self.engine)))
 
-    def import_path(self, project_id: int, path: Path) -> dict:
+    def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict:
         if not self.settings.import_roots:  # local use: the folder itself is the import root
             self.http.app.state.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
-        return super().import_path(project_id, path)
+        return super().import_path(project_id, path, labels)
 
     def run_job_here(self, job_id: int) -> None:
         """Run the job in this process, then the jobs it queued (pool scoring) for its project."""

@@ -105,6 +105,7 @@ class SimConfig:
     backbone: str | None = None
     epochs: int | None = None
     test_fraction: float = 0.3
+    pseudo_normal_fraction: float | None = None  # None: the project default
     reference: bool = True
     device: str = "auto"
 
@@ -256,7 +257,8 @@ def run_one(
         "name": f"{name}-{secrets.token_hex(3)}", "image_height": cfg.image_size[0], "image_width": cfg.image_size[1],
         "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
         "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask,
-        "train_defaults": {"epochs": cfg.epochs} if cfg.epochs else {},
+        "train_defaults": {**({"epochs": cfg.epochs} if cfg.epochs else {}),
+                           **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {})},
         **({"backbone": cfg.backbone} if cfg.backbone else {}),
     }
     pid = env.client.create_project(body)["id"]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProjectUpdate(BaseModel):
     """Editable project settings (absent fields stay unchanged)."""
 
-    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold.")
+    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold, pseudo_normal_fraction (share of the pool, lowest scores first, that joins a round's training as pseudo-normal; default 0.5, 0 turns it off).")
     image_height: int | None = Field(default=None, ge=32, le=4096)
     image_width: int | None = Field(default=None, ge=32, le=4096)
     backbone: str | None = None
@@ -49,6 +51,11 @@ class ProjectOut(BaseModel):
 
 class ImportRequest(BaseModel):
     path: str = Field(description="A folder (or labels CSV) on the server, under an import root.")
+    labels: Literal["all", "test", "none"] = Field(
+        default="all",
+        description="For a labelled dataset: import every label (all); only the test split's, the rest going "
+        "into the pool unlabelled as on a new line (test); or none (every image into the pool).",
+    )
 
 
 class ImportResultOut(BaseModel):

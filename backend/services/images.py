@@ -56,12 +56,26 @@ def _under_roots(path: Path, roots: Sequence[Path]) -> bool:
     return any(real.is_relative_to(Path(r).resolve()) for r in roots)
 
 
-def import_path(session: Session, *, project: Project, path: Path, roots: Sequence[Path]) -> list[ImportResult]:
-    """Import a folder of images, a labels.csv folder or an MVTec-layout folder from the server."""
+def import_path(
+    session: Session, *, project: Project, path: Path, roots: Sequence[Path], labels: str = "all",
+) -> list[ImportResult]:
+    """Import a folder of images, a labels.csv folder or an MVTec-layout folder from the server.
+
+    ``labels`` (datasets only): ``all`` imports every label; ``test`` only the test split's
+    (the fixed evaluation set), every other image going into the pool unlabelled; ``none``
+    puts every image into the pool unlabelled.
+    """
+    if labels not in ("all", "test", "none"):
+        raise ValueError(f"labels must be all, test or none, got {labels!r}")
     real = resolve_import_path(path, roots)
     if is_dataset(real):
         dataset = read_dataset(real)
-        return [_import_sample(session, project, s, roots) for s in dataset.samples]
+        if labels == "all":
+            return import_samples(session, project=project, samples=dataset.samples, roots=roots)
+        test = [s for s in dataset.samples if s.split == "test"] if labels == "test" else []
+        rest = [s for s in dataset.samples if labels == "none" or s.split != "test"]
+        return (import_samples(session, project=project, samples=test, roots=roots)
+                + import_samples(session, project=project, samples=rest, roots=roots, with_labels=False))
     if real.is_file():
         files = [real]
     else:

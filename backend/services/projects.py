@@ -28,7 +28,7 @@ class ProjectSettings:
     mask_share: float | None = None
     auto_round_labels: int | None = None
 
-TRAIN_DEFAULT_KEYS = {"epochs": int, "perlin_threshold": float}
+TRAIN_DEFAULT_KEYS = {"epochs": int, "perlin_threshold": float, "pseudo_normal_fraction": float}
 
 
 def create_project(session: Session, *, name: str, settings: ProjectSettings = ProjectSettings()) -> Project:
@@ -98,7 +98,11 @@ def _apply(project: Project, settings: ProjectSettings) -> None:
         for k, v in settings.train_defaults.items():
             if k not in TRAIN_DEFAULT_KEYS:
                 raise ValueError(f"train_defaults.{k}: unknown; allowed: {', '.join(TRAIN_DEFAULT_KEYS)}")
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ValueError(f"train_defaults.{k}: must be a number, got {v!r}")
+            if k == "pseudo_normal_fraction" and not 0 <= v < 1:
+                raise ValueError(f"train_defaults.{k}: must be within [0, 1), got {v!r}")
+            if k != "pseudo_normal_fraction" and v <= 0:
                 raise ValueError(f"train_defaults.{k}: must be a positive number, got {v!r}")
     for f in fields(settings):
         v = getattr(settings, f.name)

@@ -203,11 +203,34 @@ def close_round(session: Session, settings: Settings, *, project: Project, skip_
         else:
             what = "no round is open" if rnd is None else f"round {rnd.index} is {rnd.status.value}"
             raise RoundError(f"{what}: start one with defectloop round PROJECT")
+    pseudo = pseudo_normals(session, project=project)
     job = request_retrain(session, settings, project_id=project.id, skip_sync=skip_sync,
-                          extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index))})
+                          extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index)), "pseudo_normal_ids": pseudo})
+    rnd.params = {**rnd.params, "pseudo_normal": len(pseudo)}
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
     rnd.params = {**rnd.params, "job_id": job.id}
     return rnd, job
+
+
+DEFAULT_PSEUDO_NORMAL_FRACTION = 0.5
+
+
+def pseudo_normals(session: Session, *, project: Project) -> list[int]:
+    """The unlabelled pool images the active model scores lowest: the lowest
+    ``train_defaults["pseudo_normal_fraction"]`` (default 0.5; 0 turns it off) of the pool.
+
+    They join the round's training as normal samples (pseudo-labels, never Labels), so a
+    supervised round still sees the line's normal variation, not only the few answered images.
+    """
+    fraction = float((project.train_defaults or {}).get("pseudo_normal_fraction", DEFAULT_PSEUDO_NORMAL_FRACTION))
+    mv = _active(session, project.id) if fraction > 0 else None
+    if mv is None:
+        return []
+    pool = set(_unlabelled_pool(session, project.id))
+    scored = sorted((p.score, p.image_id) for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
+                    if p.image_id in pool)
+    n_pool = session.scalar(select(func.count(Image.id)).where(Image.project_id == project.id, Image.split == Split.POOL)) or 0
+    return sorted(i for _, i in scored[: int(fraction * n_pool)])
 
 
 def answered(session: Session, *, round_: Round) -> int:
@@ -249,6 +272,7 @@ def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_:
         "round": round_.index, "strategy": round_.strategy, "model_version": mv.name, "regime": mv.regime,
         "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
         "cost": cost, "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
+        "pseudo_normal": int(round_.params.get("pseudo_normal", 0)),
         "metrics": {k: v for k, v in (mv.metrics or {}).items() if isinstance(v, int | float | str)},
         "audit": audit(session, round_=round_),
     }

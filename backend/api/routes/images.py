@@ -33,7 +33,7 @@ def _summary(results: list[svc.ImportResult]) -> ImportSummary:
 def import_images(project_id: int, body: ImportRequest, session: SessionDep, settings: SettingsDep) -> ImportSummary:
     """Import a server folder (plain images, labels.csv or MVTec layout) under an import root."""
     project = get_project(session, project_id=project_id)
-    return _summary(svc.import_path(session, project=project, path=Path(body.path), roots=settings.import_roots))
+    return _summary(svc.import_path(session, project=project, path=Path(body.path), roots=settings.import_roots, labels=body.labels))
 
 
 @router.post("/upload")
