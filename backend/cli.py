@@ -18,6 +18,7 @@ from backend.cli_labelstudio import ls_app
 from backend.cli_project import import_images, project_app, retrain, status
 from backend.cli_round import round_cmd
 from backend.cli_simulate import simulate_cmd
+from backend.cli_demo import demo_cmd
 from backend.cli_service import serve, worker
 from backend.progress import ProgressReporter
 
@@ -39,6 +40,7 @@ app.command("retrain")(retrain)
 app.command("status")(status)
 app.command("round")(round_cmd)
 app.command("simulate")(simulate_cmd)
+app.command("demo")(demo_cmd)
 
 _state = {"verbose": False}
 

@@ -1,0 +1,175 @@
+"""`defectloop demo`: the whole workbench on one machine, ready for an annotator.
+
+Generates the demo data (or takes ``--data``), starts Label Studio and the service on the
+embedded default (SQLite, in-process job worker), imports the images as a new line would
+have them (the test split labelled, everything else unlabelled in the pool), runs the
+bootstrap round, pushes the first ranked batch and prints where to click. Everything lives
+under ``--dir``; ``--stop`` ends both servers; running it again continues where it stands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+PROJECT = "demo"
+
+
+def _env(out: Path, data_root: Path, port: int, token: str) -> dict[str, str]:
+    return {
+        "DEFECTLOOP_DATA_DIR": str(out / "workbench"), "DEFECTLOOP_API_TOKEN": token,
+        "DEFECTLOOP_SERVER_URL": f"http://127.0.0.1:{port}", "DEFECTLOOP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "DEFECTLOOP_IMPORT_ROOTS": json.dumps([str(data_root)]),
+    }
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _start_service(out: Path, env: dict[str, str], port: int) -> None:
+    url = env["DEFECTLOOP_SERVER_URL"]
+    if _healthy(url):
+        return
+    log = (out / "serve.log").open("ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "defectloop"), "serve", "--port", str(port)],
+        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    (out / "serve.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 90
+    while not _healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = (out / "serve.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the service did not start on {url} (log {out / 'serve.log'}):\n{tail}")
+        time.sleep(0.5)
+
+
+def _stop(out: Path) -> None:
+    from backend.services.labelstudio_link import home
+    from backend.settings import Settings
+    from labelstudio.server import stop as stop_ls
+
+    pid_file = out / "serve.pid"
+    if pid_file.is_file():
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            typer.echo("service stopped")
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink(missing_ok=True)
+    settings = Settings(data_dir=out / "workbench")
+    typer.echo("Label Studio stopped" if stop_ls(home(settings)) else "no Label Studio was running")
+
+
+def _bootstrapped(client, pid: int) -> None:  # noqa: ANN001
+    """Run round 0 unless it is done, and wait for it and for the pool scoring."""
+    from backend.cli_project import _follow
+
+    rounds = client.rounds(pid)
+    if not rounds or rounds[0]["status"] == "failed":
+        res = client.round_action(pid, "bootstrap")
+        typer.echo("round 0 (bootstrap): unsupervised training on the pool, then scoring it")
+        _follow(client, res["job"]["id"])
+    elif rounds[0]["status"] == "training":
+        typer.echo("round 0 is training: waiting")
+        while client.rounds(pid)[0]["status"] == "training":
+            time.sleep(2)
+
+
+def _first_batch(client, pid: int) -> dict | None:  # noqa: ANN001
+    """Push round 1 once the pool is scored (None when a round is open already)."""
+    from backend.client import ClientError
+
+    if any(r["status"] in ("annotating", "training", "planned") for r in client.rounds(pid)):
+        return None
+    deadline = time.monotonic() + 900
+    while True:
+        try:
+            return client.round_action(pid, "start", {})
+        except ClientError as e:
+            if "not scored" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def demo_cmd(
+    data: Annotated[Path | None, typer.Option(help="Your own dataset (labels.csv with a test split, or MVTec layout) instead of the generated one.")] = None,
+    workdir: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its data, workbench, logs and env.sh.")] = Path("out/demo"),
+    port: Annotated[int, typer.Option(help="Port of the defectloop service on 127.0.0.1.")] = 8000,
+    image_size: Annotated[int, typer.Option(help="Training resolution of the demo project.")] = 256,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's service and Label Studio.")] = False,
+) -> None:
+    """Start the workbench with Label Studio, run the bootstrap round and push the first ranked batch."""
+    from backend.client import ClientError, HttpClient
+    from backend.services.labelstudio_link import home
+    from backend.settings import Settings
+    from labelstudio import server
+    from ml.demo_data import DemoSpec, generate
+
+    out = workdir.resolve()
+    if stop:
+        _stop(out)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = out / "data"
+        if not (data / "labels.csv").is_file():
+            typer.echo(f"generating the demo data in {data}")
+            generate(data, DemoSpec())
+    data = data.resolve()
+    token_file = out / "token"
+    if not token_file.is_file():
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    token = token_file.read_text().strip()
+    env = _env(out, data, port, token)
+    (out / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
+    settings = Settings(data_dir=out / "workbench")
+    try:
+        from platformdirs import user_cache_dir
+
+        template = server.prepare_template(Path(user_cache_dir("defectloop")) / f"labelstudio-template-{server.VERSION}",
+                                           venv=settings.labelstudio_env, say=typer.echo)
+        info = server.start(home(settings), document_root=data, venv=settings.labelstudio_env, template=template, say=typer.echo)
+        _start_service(out, env, port)
+        client = HttpClient(env["DEFECTLOOP_SERVER_URL"], token)
+        try:
+            pid = client.find_project(PROJECT)["id"]
+        except ClientError:
+            pid = client.create_project({"name": PROJECT, "image_height": image_size, "image_width": image_size})["id"]
+            res = client.import_path(pid, data, labels="test")
+            typer.echo(f"imported {res['imported']} images (the test split with its labels, the rest unlabelled in the pool)")
+        _bootstrapped(client, pid)
+        batch = _first_batch(client, pid)
+        if batch is not None:
+            typer.echo(f"round {batch['index']}: {batch['message']}")
+        ls_project = client.labelstudio(pid, "setup")["ls_project_id"]
+    except (ClientError, server.ServerError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    creds = server.load_credentials(home(settings))
+    typer.echo(f"""
+Label Studio:   {info.url}/projects/{ls_project}/data
+  log in as     {creds.username} / {creds.password}
+Curves, rounds: {env['DEFECTLOOP_SERVER_URL']}/projects/{pid}/curves#token={token}
+API docs:       {env['DEFECTLOOP_SERVER_URL']}/docs   (token: {token_file})
+
+Annotate the batch in Label Studio, then close the round (sync, retrain, record):
+  source {out / 'env.sh'}
+  defectloop round {PROJECT} --close --wait     # then `defectloop round {PROJECT}` for the next batch
+Stop everything: defectloop demo --dir {workdir} --stop""")
