@@ -76,7 +76,7 @@ def _stop(out: Path) -> None:
     typer.echo("Label Studio stopped" if stop_ls(home(settings)) else "no Label Studio was running")
 
 
-def _bootstrapped(client, pid: int) -> None:  # noqa: ANN001
+def _bootstrapped(client, pid: int) -> None:
     """Run round 0 unless it is done, and wait for it and for the pool scoring."""
     from backend.cli_project import _follow
 
@@ -91,7 +91,7 @@ def _bootstrapped(client, pid: int) -> None:  # noqa: ANN001
             time.sleep(2)
 
 
-def _first_batch(client, pid: int) -> dict | None:  # noqa: ANN001
+def _first_batch(client, pid: int) -> dict | None:
     """Push round 1 once the pool is scored (None when a round is open already)."""
     from backend.client import ClientError
 

@@ -46,7 +46,7 @@ def point_row(p: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _finite(v: Any) -> bool:  # noqa: ANN401
+def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 

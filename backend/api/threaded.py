@@ -16,7 +16,7 @@ import httpx
 class ThreadedServer:
     """uvicorn serving ``app`` on 127.0.0.1:``port`` in a daemon thread."""
 
-    def __init__(self, app: Any, port: int) -> None:  # noqa: ANN401 - an ASGI app
+    def __init__(self, app: Any, port: int) -> None:
         self.app, self.port = app, port
         self.url = f"http://127.0.0.1:{port}"
         self._server: Any = None

@@ -23,7 +23,7 @@ ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "
 def _simulate(data: Path, out: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFECTLOOP_")}
     cmd = [str(Path(sys.executable).parent / "defectloop"), "simulate", str(data), "--out", str(out), *ARGS]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def served(tmp_path: Path):
     engine.dispose()
 
 
-def _chromium(missing_service) -> str:  # noqa: ANN001
+def _chromium(missing_service) -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         missing_service("Debian's chromium is not installed (apt-get install chromium)")
@@ -66,7 +66,7 @@ def _chromium(missing_service) -> str:  # noqa: ANN001
 def _run(exe: str, url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1500",
-         "--virtual-time-budget=8000", *args, url], capture_output=True, text=True, timeout=120,
+         "--virtual-time-budget=8000", *args, url], capture_output=True, text=True, timeout=120, check=False,
     )
 
 
@@ -83,7 +83,7 @@ def test_the_page_shows_the_rounds_and_draws_the_chart(served, tmp_path: Path, m
     dom = _run(exe, page, "--dump-dom").stdout
     assert 'data-loaded="1"' in dom, dom[-2000:]
     assert "line-7: label-efficiency curves" in dom
-    rows = re.findall(r"<tr>(.*?)</tr>", dom.split('id="rounds"')[1].split("</table>")[0], re.S)
+    rows = re.findall(r"<tr>(.*?)</tr>", dom.split('id="rounds"')[1].split("</table>")[0], re.DOTALL)
     assert len(rows) == 1 + 4  # header + four rounds
     assert "unsupervised" in rows[1] and "41.0" in rows[1] and "86.0" in rows[3] and "annotating" in rows[4]
     shot = tmp_path / "page.png"
