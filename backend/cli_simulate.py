@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +56,10 @@ def simulate_cmd(
         image_size=(image_size, image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
         pseudo_normal_fraction=pseudo_normal, reference=not no_reference, device=device,
     )
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt  # a terminated study stops the Label Studio it started, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         curves = simulate(cfg, say=lambda m: typer.echo(m, err=True))
     except (DataError, SimulationError, ServerError, ValueError) as e:
