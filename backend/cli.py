@@ -14,12 +14,12 @@ from typing import Annotated, Optional
 import typer
 
 from backend.cli_db import db_app
+from backend.cli_demo import demo_cmd
 from backend.cli_labelstudio import ls_app
 from backend.cli_project import import_images, project_app, retrain, status
 from backend.cli_round import round_cmd
-from backend.cli_simulate import simulate_cmd
-from backend.cli_demo import demo_cmd
 from backend.cli_service import serve, worker
+from backend.cli_simulate import simulate_cmd
 from backend.progress import ProgressReporter
 
 app = typer.Typer(

@@ -93,18 +93,12 @@ def _bootstrapped(client, pid: int) -> None:
 
 def _first_batch(client, pid: int) -> dict | None:
     """Push round 1 once the pool is scored (None when a round is open already)."""
-    from backend.client import ClientError
-
     if any(r["status"] in ("annotating", "training", "planned") for r in client.rounds(pid)):
         return None
     deadline = time.monotonic() + 900
-    while True:
-        try:
-            return client.round_action(pid, "start", {})
-        except ClientError as e:
-            if "not scored" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
+    while any(j["status"] in ("queued", "running") for j in client.status(pid)["jobs"]) and time.monotonic() < deadline:
+        time.sleep(2)  # the bootstrap's pool scoring
+    return client.round_action(pid, "start", {})
 
 
 def demo_cmd(
@@ -116,7 +110,7 @@ def demo_cmd(
 ) -> None:
     """Start the workbench with Label Studio, run the bootstrap round and push the first ranked batch."""
     from backend.client import ClientError, HttpClient
-    from backend.services.labelstudio_link import home
+    from backend.services.labelstudio_link import home, start_local
     from backend.settings import Settings
     from labelstudio import server
     from ml.demo_data import DemoSpec, generate
@@ -141,11 +135,7 @@ def demo_cmd(
     (out / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
     settings = Settings(data_dir=out / "workbench")
     try:
-        from platformdirs import user_cache_dir
-
-        template = server.prepare_template(Path(user_cache_dir("defectloop")) / f"labelstudio-template-{server.VERSION}",
-                                           venv=settings.labelstudio_env, say=typer.echo)
-        info = server.start(home(settings), document_root=data, venv=settings.labelstudio_env, template=template, say=typer.echo)
+        info = start_local(settings, home(settings), document_root=data, say=typer.echo)
         _start_service(out, env, port)
         client = HttpClient(env["DEFECTLOOP_SERVER_URL"], token)
         try:

@@ -29,17 +29,15 @@ def start(
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
 ) -> None:
     """Start Label Studio (installing its own environment on first use) and print how to log in."""
-    from backend.services.labelstudio_link import home
+    from backend.services.labelstudio_link import home, start_local
     from labelstudio.server import ServerError, load_credentials
-    from labelstudio.server import start as start_server
 
     settings = _settings()
     root = document_root or (settings.import_roots[0] if settings.import_roots else None)
     if root is None:
         _fail(ValueError("name the image folder with --document-root (or set DEFECTLOOP_IMPORT_ROOTS)"))
     try:
-        info = start_server(home(settings), document_root=root, venv=settings.labelstudio_env, port=port,
-                            say=lambda m: typer.echo(m, err=True))
+        info = start_local(settings, home(settings), document_root=root, port=port, say=lambda m: typer.echo(m, err=True))
     except ServerError as e:
         _fail(e)
     creds = load_credentials(home(settings))

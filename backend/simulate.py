@@ -162,14 +162,12 @@ def environment(cfg: SimConfig, data_root: Path, say: Say) -> Iterator[Environme
     A Label Studio configured with DEFECTLOOP_LABELSTUDIO_URL/TOKEN is used as is; otherwise
     one is started for the study under ``out/labelstudio`` and stopped afterwards.
     """
-    from platformdirs import user_cache_dir
-
     from backend.api.app import create_app
     from backend.api.threaded import ThreadedServer
     from backend.client import HttpClient
     from backend.db.engine import make_engine, session_factory
     from backend.db.migrate import upgrade
-    from backend.services.labelstudio_link import studio
+    from backend.services.labelstudio_link import start_local, studio
     from backend.settings import Settings
     from labelstudio import server
 
@@ -179,9 +177,7 @@ def environment(cfg: SimConfig, data_root: Path, say: Say) -> Iterator[Environme
     if base.labelstudio_url:
         ls_url, ls_token, doc_root = base.labelstudio_url, base.labelstudio_token, base.labelstudio_document_root
     else:
-        template = server.prepare_template(
-            Path(user_cache_dir("defectloop")) / f"labelstudio-template-{server.VERSION}", venv=base.labelstudio_env, say=say)
-        info = server.start(home, document_root=data_root, venv=base.labelstudio_env, template=template, say=say)
+        info = start_local(base, home, document_root=data_root, say=say)
         ls_url, ls_token, doc_root, started = info.url, server.load_credentials(home).token, data_root, True
     port = server.free_port()
     token = secrets.token_urlsafe(24)
@@ -232,13 +228,13 @@ def _wait_for_labels(env: Environment, project_id: int, image_ids: list[int], ti
 
 
 def _run_job(env: Environment, job_id: int, what: str) -> None:
-    from backend.db.tables import Job
+    from backend.db.tables import Job, JobStatus
     from backend.jobs.runner import run_here
 
     run_here(job_id, env.sessions, env.settings)
     with env.sessions() as s:
         job = s.get(Job, job_id)
-        if job.status.value != "succeeded":
+        if job.status is not JobStatus.SUCCEEDED:
             raise SimulationError(f"{what}: job {job_id} {job.status.value}: {job.message}\n{job.error or ''}")
 
 
@@ -288,12 +284,14 @@ def run_one(
     save()
     step()
     say(f"{name}: bootstrap done ({time.monotonic() - t0:.0f} s)")
+    ls_id: int | None = None
     for k in range(1, cfg.rounds + 1):
         t0 = time.monotonic()
         rnd = env.client.round_action(pid, "start", {"budget": cfg.budget, "strategy": strategy, "ask": cfg.ask,
                                                      "seed": seed * 1000 + k})
         asked = [int(i) for i, _ in rnd["asks"]]
-        ls_id = env.client.labelstudio(pid, "setup")["ls_project_id"]
+        if ls_id is None:  # the first push set the Label Studio project up
+            ls_id = env.client.find_project(str(pid))["ls_project_id"]
         answered = 0
         for task in env.studio.open_tasks(ls_id):
             result, seconds = annotator.answer(task.data)

@@ -63,6 +63,11 @@ def default_environment_dir(cache_dir: Path) -> Path:
     return cache_dir / f"labelstudio-{VERSION}-py{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def default_template_dir(cache_dir: Path) -> Path:
+    """Where the migrated template home (see :func:`prepare_template`) lives under ``cache_dir``."""
+    return cache_dir / f"labelstudio-template-{VERSION}"
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive inter-process lock on ``path`` (several test workers may start at once)."""

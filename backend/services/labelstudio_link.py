@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +40,21 @@ from backend.services.labels import LabelIn, add_label, current_label, current_l
 from backend.settings import Settings
 from labelstudio.client import Studio, StudioError, TaskOut
 from labelstudio.conversions import PayloadError, parse_result, prediction_result
-from labelstudio.events import ANNOTATION_ACTIONS, TRAINING_ACTION, AnnotationRecord, ls_project_ref, parse_event
-from labelstudio.server import load_credentials, recorded
+from labelstudio.events import (
+    ANNOTATION_ACTIONS,
+    TRAINING_ACTION,
+    AnnotationRecord,
+    ls_project_ref,
+    parse_event,
+)
+from labelstudio.server import (
+    ServerInfo,
+    default_template_dir,
+    load_credentials,
+    prepare_template,
+    recorded,
+)
+from labelstudio.server import start as start_server
 from labelstudio.server import status as server_status
 
 
@@ -54,6 +68,17 @@ class LabelStudioUnavailable(ServiceError):
 def home(settings: Settings) -> Path:
     """Where `defectloop labelstudio start` keeps the local server's data and records."""
     return settings.data_dir / "labelstudio"
+
+
+def start_local(
+    settings: Settings, server_home: Path, *, document_root: Path, port: int | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> ServerInfo:
+    """Start (or find running) a local Label Studio for ``server_home``, copying the migrated
+    template kept beside its environment (built once), so a new home starts in seconds."""
+    venv = settings.labelstudio_env
+    template = prepare_template(default_template_dir(venv.parent), venv=venv, say=say)
+    return start_server(server_home, document_root=document_root, venv=venv, port=port, template=template, say=say)
 
 
 def studio(settings: Settings) -> Studio:

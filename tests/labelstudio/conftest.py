@@ -34,7 +34,7 @@ def ls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioS
     venv = server.default_environment_dir(CACHE)
     try:
         server.ensure_environment(venv)
-        template = server.prepare_template(CACHE / f"labelstudio-template-{server.VERSION}", venv=venv)
+        template = server.prepare_template(server.default_template_dir(CACHE), venv=venv)
     except server.ServerError as e:
         _missing(f"Label Studio {server.VERSION} could not be installed or started: {e}")
     home = tmp_path_factory.mktemp("ls-home")

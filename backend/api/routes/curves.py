@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from backend.api.deps import SessionDep
 from backend.curves import Run, curves_json, plot
@@ -24,7 +25,7 @@ router = APIRouter(tags=["curves"])
 public = APIRouter(tags=["curves"])
 
 
-def project_run(session: SessionDep, project_id: int) -> Run:
+def project_run(session: Session, project_id: int) -> Run:
     """The project's finished rounds as one run on the curves."""
     project = get_project(session, project_id=project_id)
     done = [r.metrics for r in rounds.rounds_of(session, project_id=project_id) if r.status is RoundStatus.DONE and r.metrics]
