@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from ml.data import Sample
@@ -54,11 +54,24 @@ REGIME_DEFAULTS: dict[Regime, RegimeSettings] = {
 
 
 # The published sigma 0.015 was tuned to wide_resnet50_2 features. On the EfficientNet-lite
-# features (std ~3.3) the unsupervised model does not learn its synthetic anomalies at that
-# scale and stays at chance; standardised features with sigma 0.5 and the map maximum as the
-# image score were measured best (docs/RESULTS.md, "Supervision regimes").
+# features (std ~3.3) the model does not learn its synthetic anomalies at that scale: the
+# unsupervised model stays at chance, and supervised models with few real defects lean on
+# useless synthetic ones. Standardised features with sigma 0.5 were measured better in every
+# regime; the map maximum is the better image score only without real defects to train the
+# classification head on (docs/RESULTS.md, "Supervision regimes" and "Regime choices").
 PUBLISHED_NOISE_BACKBONES = frozenset({"wide_resnet50_2"})
-UNSUPERVISED_LITE = {"noise_sigma": 0.5, "standardize": True, "image_score": "map_max"}
+LITE_NOISE = {"noise_sigma": 0.5, "standardize": True}
+UNSUPERVISED_LITE = {**LITE_NOISE, "image_score": "map_max"}
+
+
+def backbone_defaults(regime: Regime, backbone: str) -> RegimeSettings:
+    """A regime's defaults for a backbone: the published ones, or the lite-backbone noise."""
+    s = REGIME_DEFAULTS[regime]
+    if backbone in PUBLISHED_NOISE_BACKBONES:
+        return s
+    return replace(
+        s, **(UNSUPERVISED_LITE if regime is Regime.UNSUPERVISED else LITE_NOISE)
+    )
 
 
 def derive_regime(samples: Iterable[Sample]) -> Regime:
@@ -85,17 +98,21 @@ def apply_regime(samples: list[Sample], regime: Regime) -> list[Sample]:
     if regime is Regime.UNSUPERVISED:
         out = [s for s in samples if s.label == 0]
     elif regime is Regime.WEAK:
-        from dataclasses import replace
-
         out = [s if s.label == 0 else replace(s, has_mask=False) for s in samples]
     elif regime is Regime.FULL:
         out = [s for s in samples if s.label == 0 or s.pixels_known]
     else:
         out = list(samples)
     if not any(s.label == 0 for s in out):
-        raise TrainingError("the training split holds no normal (label 0) image; every regime needs some")
+        raise TrainingError(
+            "the training split holds no normal (label 0) image; every regime needs some"
+        )
     if regime is not Regime.UNSUPERVISED and not any(s.label == 1 for s in out):
-        raise TrainingError(f"regime {regime.value} needs defective training images; the training split has none usable")
+        raise TrainingError(
+            f"regime {regime.value} needs defective training images; the training split has none usable"
+        )
     if regime is Regime.MIXED and not any(s.label == 1 and s.pixels_known for s in out):
-        raise TrainingError("regime mixed needs at least one defective training image with a mask")
+        raise TrainingError(
+            "regime mixed needs at least one defective training image with a mask"
+        )
     return out

@@ -20,9 +20,19 @@ import torch
 from ml.data import Sample
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
-from ml.regimes import PUBLISHED_NOISE_BACKBONES, REGIME_DEFAULTS, UNSUPERVISED_LITE, Regime, RegimeSettings, apply_regime, derive_regime
+from ml.regimes import (
+    Regime,
+    RegimeSettings,
+    apply_regime,
+    backbone_defaults,
+    derive_regime,
+)
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
-from ml.supersimplenet.features import DEFAULT_BACKBONE, FeatureExtractor, get_backbone_spec
+from ml.supersimplenet.features import (
+    DEFAULT_BACKBONE,
+    FeatureExtractor,
+    get_backbone_spec,
+)
 from ml.supersimplenet.loss import distance_weights, supersimplenet_loss
 from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
 
@@ -35,8 +45,9 @@ class Profile:
     """A training schedule and head size.
 
     ``upscale`` sets the feature resolution (2: 1/4 of the input, as published; 1: 1/8).
-    ``max_steps`` caps the optimiser steps: the epoch count shrinks to fit it, so a retrain's
-    cost stops growing with the dataset (None: no cap).
+    ``max_steps`` makes the optimiser-step count fixed: the epochs follow from it, so a
+    retrain's cost stops growing with the dataset, and a training set with few defects
+    (short balanced epochs) still gets the whole budget (None: ``epochs`` epochs).
     """
 
     epochs: int
@@ -50,6 +61,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile(epochs=300, batch_size=32, upscale=2, seg_hidden=1024, cls_hidden=128, cls_kernel=5),
+    # epochs is informational for fast: its 320-step budget decides (about 40 epochs of 250 images)
     "fast": Profile(epochs=40, batch_size=32, upscale=1, seg_hidden=256, cls_hidden=32, cls_kernel=3, max_steps=320),
 }
 
@@ -86,9 +98,7 @@ class TrainConfig:
 
     def regime_settings(self, regime: Regime) -> RegimeSettings:
         """The regime's defaults for this backbone, with this config's explicit overrides."""
-        s = REGIME_DEFAULTS[regime]
-        if regime is Regime.UNSUPERVISED and self.backbone not in PUBLISHED_NOISE_BACKBONES:
-            s = replace(s, **UNSUPERVISED_LITE)
+        s = backbone_defaults(regime, self.backbone)
         if self.noise_sigma is not None:
             s = replace(s, noise_sigma=self.noise_sigma)
         if self.standardize_features is not None:
@@ -152,11 +162,11 @@ def epoch_size(cache: CachedSet, settings: RegimeSettings) -> int:
 
 
 def effective_epochs(prof: Profile, samples_per_epoch: int) -> int:
-    """The profile's epochs, reduced so that ``max_steps`` optimiser steps are not exceeded."""
+    """The profile's epochs, or as many as fill ``max_steps`` optimiser steps (at least one)."""
     if prof.max_steps is None:
         return prof.epochs
     steps = max(1, math.ceil(samples_per_epoch / prof.batch_size))
-    return max(1, min(prof.epochs, prof.max_steps // steps))
+    return max(1, prof.max_steps // steps)
 
 
 def epoch_order(cache: CachedSet, settings: RegimeSettings, rng: np.random.Generator, seen: np.ndarray) -> np.ndarray:
@@ -196,9 +206,12 @@ def training_targets(
     Inputs ``gt_mask``/``dt_weight`` ``(2B, 1, h, w)``, ``known``/``label`` ``(2B,)``. Returns
     ``noise (2B, C, h, w)``, ``target_map (2B, 1, h, w)``, ``target_label (2B,)`` and
     ``pixel_weight (2B, 1, h, w)``, which is 0 on every pixel of an image whose pixels are
-    unknown (image-level-only defect): such images get the score loss only.
+    unknown (image-level-only defect): such images get the score loss only. Everything is
+    computed on ``generator``'s device.
     """
     b, _, h, w = gt_mask.shape
+    dev = generator.device
+    gt_mask, known, label, dt_weight = (t.to(dev) for t in (gt_mask, known, label, dt_weight))
     unknown = (~known).float().view(b, 1, 1, 1).expand(b, 1, h, w)
     blocked = torch.maximum(gt_mask, unknown)
     synth = synthetic_masks(b, (h, w), settings.perlin_threshold, generator, gt_masks=blocked)
@@ -233,7 +246,7 @@ def train_heads(
     """Train adaptor and heads on cached features; returns the mean loss of each epoch."""
     prof = cfg.profile_spec()
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # synthetic anomalies drawn on the device
     model.to(device).train()
     model.to(memory_format=torch.channels_last)  # faster 1x1 and kxk convs on CPU and GPU
     opt = torch.optim.AdamW(model.param_groups(cfg.adaptor_lr, cfg.head_lr))
@@ -241,21 +254,25 @@ def train_heads(
     milestones = [int(epochs * 0.8), int(epochs * 0.9)]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.4)
     dt = _dt_weights(cache, settings, cfg)
+    # targets on the device once; features too when they fit (no host copy per step)
+    gt_all, known_all, label_all, dt_all = (t.to(device) for t in (cache.gt_mask, cache.known, cache.label, dt))
+    feats_all = cache.features.to(device) if _fits_on(device, cache.features) else None
     seen = np.zeros(len(cache), dtype=np.int64)
     channels = int(cache.features.shape[1])
     losses: list[float] = []
     t0 = time.perf_counter()
     for epoch in range(epochs):
         order = torch.from_numpy(epoch_order(cache, settings, rng, seen))
-        total, count = 0.0, 0
+        total, count = torch.zeros((), device=device), 0
         for start in range(0, len(order), prof.batch_size):
             idx = order[start : start + prof.batch_size]
             if len(idx) < 2 and len(order) > 1:
                 continue  # a 1-sample batch breaks BatchNorm statistics
-            feats = cache.feature_batch(idx)
-            two = lambda t: torch.cat([t, t])  # noqa: E731 - the published batch duplication
+            idx_d = idx.to(device)
+            feats = feats_all[idx_d].float() if feats_all is not None else cache.feature_batch(idx)
+            two = lambda t: torch.cat([t, t])
             noise, tmap, tlabel, pw = training_targets(
-                two(cache.gt_mask[idx]), two(cache.known[idx]), two(cache.label[idx]), two(dt[idx]),
+                two(gt_all[idx_d]), two(known_all[idx_d]), two(label_all[idx_d]), two(dt_all[idx_d]),
                 channels, settings, settings.noise_sigma, gen,
             )
             x = two(feats).to(device).contiguous(memory_format=torch.channels_last)
@@ -270,18 +287,26 @@ def train_heads(
             if settings.clip_grad is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss.detach() * len(idx)  # no host sync per step
             count += len(idx)
             if should_stop is not None and should_stop():
                 raise TrainingError("training cancelled")
         sched.step()
-        losses.append(total / max(count, 1))
+        losses.append(float(total) / max(count, 1))
         if progress:
             elapsed = time.perf_counter() - t0
             eta = elapsed / (epoch + 1) * (epochs - epoch - 1)
             progress("train", epoch + 1, epochs, {"loss": losses[-1], "eta_s": eta})
     model.eval()
     return losses
+
+
+def _fits_on(device: torch.device, features: torch.Tensor | np.ndarray) -> bool:
+    """Whether the cached features should live on ``device`` for training (CUDA, half its free memory)."""
+    if device.type != "cuda" or not isinstance(features, torch.Tensor):
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return features.numel() * features.element_size() < free // 2
 
 
 def variants_rule(settings: RegimeSettings) -> Callable[[Sample], Sequence[str]]:

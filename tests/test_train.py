@@ -9,7 +9,15 @@ from ml.data import load_dataset
 from ml.errors import TrainingError
 from ml.feature_cache import CachedSet, mask_to_feature_grid
 from ml.regimes import REGIME_DEFAULTS, Regime, apply_regime, derive_regime
-from ml.train import PROFILES, Profile, TrainConfig, effective_epochs, epoch_order, fit, holdout_split
+from ml.train import (
+    PROFILES,
+    Profile,
+    TrainConfig,
+    effective_epochs,
+    epoch_order,
+    fit,
+    holdout_split,
+)
 
 TINY = dict(backbone_weights="random", image_size=(64, 64), seed=0)
 
@@ -39,7 +47,7 @@ def test_each_regime_is_derived_trains_and_the_loss_falls(tiny_demo: Path, regim
     trained = fit(samples, TrainConfig(**TINY, epochs=12))
     assert trained.regime is regime
     assert trained.settings == TrainConfig(**TINY).regime_settings(regime)
-    if regime is Regime.UNSUPERVISED:  # standardised features: the model holds their statistics
+    if trained.settings.standardize:  # standardised features: the model holds their statistics
         assert trained.model.feature_mean.abs().sum() > 0
     losses = trained.losses
     assert len(losses) == 12 and all(np.isfinite(losses))
@@ -50,9 +58,12 @@ def test_noise_scale_and_score_follow_backbone_and_regime() -> None:
     lite = TrainConfig(backbone="tf_efficientnet_lite0")
     unsup = lite.regime_settings(Regime.UNSUPERVISED)
     assert (unsup.noise_sigma, unsup.standardize, unsup.image_score) == (0.5, True, "map_max")
-    full = lite.regime_settings(Regime.FULL)
-    assert (full.noise_sigma, full.standardize, full.image_score) == (0.015, False, "head")
-    assert TrainConfig(backbone="wide_resnet50_2").regime_settings(Regime.UNSUPERVISED) == REGIME_DEFAULTS[Regime.UNSUPERVISED]
+    for regime in (Regime.WEAK, Regime.MIXED, Regime.FULL):  # real defects train the head: its score
+        s = lite.regime_settings(regime)
+        assert (s.noise_sigma, s.standardize, s.image_score) == (0.5, True, "head")
+        assert s.perlin_threshold == REGIME_DEFAULTS[regime].perlin_threshold
+    for regime in Regime:  # the paper's backbone keeps the published settings
+        assert TrainConfig(backbone="wide_resnet50_2").regime_settings(regime) == REGIME_DEFAULTS[regime]
     forced = TrainConfig(noise_sigma=0.1, standardize_features=False, image_score="head").regime_settings(Regime.UNSUPERVISED)
     assert (forced.noise_sigma, forced.standardize, forced.image_score) == (0.1, False, "head")
     with pytest.raises(TrainingError, match="image_score"):
@@ -102,10 +113,10 @@ def test_balanced_epochs_pair_defects_with_least_seen_normals() -> None:
     assert sorted(unsup.tolist()) == list(range(7))
 
 
-def test_fast_profile_caps_steps_and_paper_does_not() -> None:
+def test_fast_profile_has_a_fixed_step_budget_and_paper_fixed_epochs() -> None:
     assert effective_epochs(PROFILES["paper"], 10_000) == 300
     fast = PROFILES["fast"]
-    assert effective_epochs(fast, 100) == fast.epochs
+    assert effective_epochs(fast, 100) == fast.max_steps // 4  # few samples: more epochs, same step budget
     assert effective_epochs(fast, 10_000) * (10_000 // fast.batch_size) <= fast.max_steps
     assert effective_epochs(Profile(10, 32, 1, 8, 8, 3, max_steps=1), 10_000) == 1
 
@@ -131,7 +142,7 @@ def test_feature_cache_streams_from_disk_when_memory_is_short(tiny_demo: Path, t
 
     samples = list(load_dataset(tiny_demo).select("train").samples)[:6]
     ext = FeatureExtractor(get_backbone_spec("tf_efficientnet_lite0"), "random", upscale=1)
-    rule = lambda s: ("id", "hflip")  # noqa: E731
+    rule = lambda s: ("id", "hflip")
     ram = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"))
     disk = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"), memory_limit_bytes=0, spill_dir=tmp_path)
     assert isinstance(disk.features, np.ndarray) and isinstance(ram.features, torch.Tensor)
