@@ -11,11 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ml.artifact import save_model
-from ml.data import Dataset
+from ml.data import Dataset, Sample
 from ml.errors import TrainingError
 from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
 from ml.predict import Predictor, Thresholds
+from ml.regimes import Regime
 from ml.train import ProgressFn, TrainConfig, TrainedModel, fit, holdout_split
 
 
@@ -32,6 +35,29 @@ class TrainSummary:
     val_metrics: dict | None
 
 
+def refine_unsupervised(
+    trained: TrainedModel,
+    samples: list[Sample],
+    keep: float,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[TrainedModel, list[Sample]]:
+    """Pseudo-normal refinement: retrain on the ``keep`` fraction of ``samples`` that ``trained`` scores lowest.
+
+    For an UNSUPERVISED model trained on a pool presumed normal: hidden defects score high
+    and are left out of the second training. Returns the new model and the samples kept
+    (in their original order).
+    """
+    if not 0 < keep <= 1:
+        raise TrainingError(f"refinement keeps a fraction in (0, 1], got {keep}")
+    cfg = trained.config
+    pred = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
+    scores = run_samples(pred, samples).scores
+    lowest = np.argsort(scores, kind="stable")[: max(1, round(keep * len(samples)))]
+    kept = [samples[i] for i in sorted(lowest.tolist())]
+    return fit(kept, cfg, progress=progress, should_stop=should_stop), kept
+
+
 def train_and_save(
     dataset: Dataset,
     out_dir: Path,
@@ -39,8 +65,13 @@ def train_and_save(
     threshold_mode: str = "f1",
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    refine_keep: float | None = None,
 ) -> TrainSummary:
-    """Train on split=train, calibrate on split=val (or a holdout), write ``out_dir``."""
+    """Train on split=train, calibrate on split=val (or a holdout), write ``out_dir``.
+
+    ``refine_keep``: when the model is UNSUPERVISED, retrain once on that fraction of the
+    training images it scores lowest (:func:`refine_unsupervised`); None: no refinement.
+    """
     train = list(dataset.select("train").samples)
     val = list(dataset.select("val").samples)
     if not train:
@@ -50,6 +81,8 @@ def train_and_save(
         train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed)
         source = "holdout"
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)
+    if refine_keep is not None and trained.regime is Regime.UNSUPERVISED:
+        trained, train = refine_unsupervised(trained, train, refine_keep, progress, should_stop)
     predictor = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
     cal = val
     outputs = run_samples(

@@ -28,7 +28,13 @@ class ProjectSettings:
     mask_share: float | None = None
     auto_round_labels: int | None = None
 
-TRAIN_DEFAULT_KEYS = {"epochs": int, "perlin_threshold": float, "pseudo_normal_fraction": float}
+TRAIN_DEFAULT_KEYS = {
+    "epochs": int,
+    "perlin_threshold": float,
+    "pseudo_normal_fraction": float,
+    "bootstrap_refine_fraction": float,
+}
+FRACTION_KEYS = {"pseudo_normal_fraction", "bootstrap_refine_fraction"}  # 0 turns the feature off
 
 
 def create_project(session: Session, *, name: str, settings: ProjectSettings = ProjectSettings()) -> Project:
@@ -100,9 +106,9 @@ def _apply(project: Project, settings: ProjectSettings) -> None:
                 raise ValueError(f"train_defaults.{k}: unknown; allowed: {', '.join(TRAIN_DEFAULT_KEYS)}")
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise ValueError(f"train_defaults.{k}: must be a number, got {v!r}")
-            if k == "pseudo_normal_fraction" and not 0 <= v < 1:
+            if k in FRACTION_KEYS and not 0 <= v < 1:
                 raise ValueError(f"train_defaults.{k}: must be within [0, 1), got {v!r}")
-            if k != "pseudo_normal_fraction" and v <= 0:
+            if k not in FRACTION_KEYS and v <= 0:
                 raise ValueError(f"train_defaults.{k}: must be a positive number, got {v!r}")
     for f in fields(settings):
         v = getattr(settings, f.name)

@@ -87,7 +87,11 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
 
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")
     try:
-        summary = train_and_save(ds, final_dir, cfg, progress=progress, should_stop=ctx.should_stop)
+        refine = ctx.payload.get("refine_keep")
+        summary = train_and_save(
+            ds, final_dir, cfg, progress=progress, should_stop=ctx.should_stop,
+            refine_keep=float(refine) if refine else None,
+        )
     except TrainingError:
         if ctx.should_stop():
             raise JobCancelled() from None
@@ -105,7 +109,8 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
                 profile=cfg.profile, thresholds=summary.thresholds.to_json(), metrics=metrics, label_ids=snapshot.label_ids,
             )
             if round_id is not None:
-                finish_round(s, round_id=int(round_id), mv=mv)
+                kept = summary.trained.n_train.get("normal") if refine else None  # the pool share refinement kept
+                finish_round(s, round_id=int(round_id), mv=mv, pseudo_normal=kept)
             predict_jobs = enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)
             mv_id = mv.id
         for job_id in predict_jobs:

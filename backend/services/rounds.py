@@ -80,8 +80,17 @@ def _unlabelled_pool(session: Session, project_id: int) -> list[int]:
     return [i for i in pool if i not in labelled]
 
 
+# Whether refinement helps was measured with bench/pseudo_normal.py (docs/RESULTS.md).
+DEFAULT_BOOTSTRAP_REFINE_FRACTION = 0.0
+
+
 def bootstrap(session: Session, settings: Settings, *, project: Project, seed: int = 0) -> tuple[Round, Job]:
-    """Round 0: queue an UNSUPERVISED train on the unlabelled pool presumed normal."""
+    """Round 0: queue an UNSUPERVISED train on the unlabelled pool presumed normal.
+
+    With ``train_defaults["bootstrap_refine_fraction"]`` F > 0 the model is trained twice:
+    the second time on the fraction F of the pool the first model scores lowest, so hidden
+    defects in the pool stop being taught as normal (0 turns it off).
+    """
     from backend.services.retrain_request import request_retrain
 
     existing = rounds_of(session, project_id=project.id)
@@ -93,12 +102,14 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
         raise RoundError("the pool holds no unlabelled image: import the line's images first")
     rnd = existing[0] if retry else Round(project_id=project.id, index=0, strategy="bootstrap", budget=0)
     rnd.status, rnd.message, rnd.started_at = RoundStatus.TRAINING, "", utcnow()
-    rnd.params = {"seed": seed, "pseudo_normal": len(pool)}
+    keep = float((project.train_defaults or {}).get("bootstrap_refine_fraction", DEFAULT_BOOTSTRAP_REFINE_FRACTION))
+    rnd.params = {"seed": seed, "pseudo_normal": len(pool), "refine_keep": keep}
     session.add(rnd)
     session.flush()
     job = request_retrain(
         session, settings, project_id=project.id, skip_sync=True,
-        extra={"round_id": rnd.id, "pseudo_normal_ids": pool, "regime": "unsupervised", "seed": seed},
+        extra={"round_id": rnd.id, "pseudo_normal_ids": pool, "regime": "unsupervised", "seed": seed,
+               "refine_keep": keep or None},
     )
     rnd.params = {**rnd.params, "job_id": job.id}
     return rnd, job
@@ -310,11 +321,17 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
             "masks_compared": len(ious)}
 
 
-def finish_round(session: Session, *, round_id: int, mv: ModelVersion) -> None:
-    """Called when a round's retrain registered ``mv``: link it and record the curve point."""
+def finish_round(session: Session, *, round_id: int, mv: ModelVersion, pseudo_normal: int | None = None) -> None:
+    """Called when a round's retrain registered ``mv``: link it and record the curve point.
+
+    ``pseudo_normal``: how many pseudo-normal images the final model trained on, when the
+    training itself decided it (a refined bootstrap keeps part of the pool).
+    """
     rnd = session.get(Round, round_id)
     if rnd is None:
         return
+    if pseudo_normal is not None:
+        rnd.params = {**rnd.params, "pseudo_normal": pseudo_normal}
     mv.round_id = rnd.id
     project = session.get(Project, rnd.project_id)
     rnd.metrics = curve_point(session, project=project, mv=mv, round_=rnd)

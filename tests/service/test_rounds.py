@@ -44,7 +44,8 @@ def loop(tmp_path: Path, tiny_demo: Path, db_url: str):
     pool, evalset, truth = _split_demo(tiny_demo, tmp_path / "src")
     client = LocalClient(Settings(data_dir=tmp_path / "data", database_url=db_url, device="cpu"))
     pid = client.create_project(
-        {"name": "line", "image_height": 64, "image_width": 64, "train_defaults": {"epochs": 3}, "mask_share": 0.5}
+        {"name": "line", "image_height": 64, "image_width": 64, "mask_share": 0.5,
+         "train_defaults": {"epochs": 3, "bootstrap_refine_fraction": 0.5}}
     )["id"]
     assert client.import_path(pid, pool)["imported"] == 32
     assert client.import_path(pid, evalset)["imported"] == 12
@@ -72,6 +73,9 @@ def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     r0 = client.rounds(pid)[0]
     assert r0["status"] == "done" and r0["metrics"]["regime"] == "unsupervised"
     assert r0["metrics"]["labels"]["total"] == 0 and r0["metrics"]["cost"] == 0
+    # refined bootstrap: the second model trained on the lower-scoring half of the 32-image pool,
+    # less the calibration holdout (no val split in the pool)
+    assert 0 < r0["metrics"]["pseudo_normal"] <= 16
     assert "image_auroc" in r0["metrics"]["metrics"]  # evaluated on the fixed test split
     with pytest.raises(ClientError, match="409"):
         client.round_action(pid, "bootstrap")
@@ -119,3 +123,12 @@ def test_a_failed_bootstrap_is_run_again(loop) -> None:
     again = client.round_action(pid, "bootstrap")
     client.run_job_here(again["job"]["id"])
     assert [r["status"] for r in client.rounds(pid)] == ["done"]
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, "half"])
+def test_bootstrap_refine_fraction_is_validated(bad) -> None:
+    from backend.db.tables import Project
+    from backend.services.projects import ProjectSettings, _apply
+
+    with pytest.raises(ValueError, match="train_defaults.bootstrap_refine_fraction"):
+        _apply(Project(name="x"), ProjectSettings(train_defaults={"bootstrap_refine_fraction": bad}))
