@@ -81,7 +81,7 @@ def _unlabelled_pool(session: Session, project_id: int) -> list[int]:
 
 
 # Whether refinement helps was measured with bench/pseudo_normal.py (docs/RESULTS.md).
-DEFAULT_BOOTSTRAP_REFINE_FRACTION = 0.0
+DEFAULT_BOOTSTRAP_REFINE_FRACTION = 0.5
 
 
 def bootstrap(session: Session, settings: Settings, *, project: Project, seed: int = 0) -> tuple[Round, Job]:
