@@ -69,9 +69,7 @@ def backbone_defaults(regime: Regime, backbone: str) -> RegimeSettings:
     s = REGIME_DEFAULTS[regime]
     if backbone in PUBLISHED_NOISE_BACKBONES:
         return s
-    return replace(
-        s, **(UNSUPERVISED_LITE if regime is Regime.UNSUPERVISED else LITE_NOISE)
-    )
+    return replace(s, **(UNSUPERVISED_LITE if regime is Regime.UNSUPERVISED else LITE_NOISE))
 
 
 def derive_regime(samples: Iterable[Sample]) -> Regime:
@@ -104,15 +102,9 @@ def apply_regime(samples: list[Sample], regime: Regime) -> list[Sample]:
     else:
         out = list(samples)
     if not any(s.label == 0 for s in out):
-        raise TrainingError(
-            "the training split holds no normal (label 0) image; every regime needs some"
-        )
+        raise TrainingError("the training split holds no normal (label 0) image; every regime needs some")
     if regime is not Regime.UNSUPERVISED and not any(s.label == 1 for s in out):
-        raise TrainingError(
-            f"regime {regime.value} needs defective training images; the training split has none usable"
-        )
+        raise TrainingError(f"regime {regime.value} needs defective training images; the training split has none usable")
     if regime is Regime.MIXED and not any(s.label == 1 and s.pixels_known for s in out):
-        raise TrainingError(
-            "regime mixed needs at least one defective training image with a mask"
-        )
+        raise TrainingError("regime mixed needs at least one defective training image with a mask")
     return out

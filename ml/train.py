@@ -20,19 +20,9 @@ import torch
 from ml.data import Sample
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
-from ml.regimes import (
-    Regime,
-    RegimeSettings,
-    apply_regime,
-    backbone_defaults,
-    derive_regime,
-)
+from ml.regimes import Regime, RegimeSettings, apply_regime, backbone_defaults, derive_regime
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
-from ml.supersimplenet.features import (
-    DEFAULT_BACKBONE,
-    FeatureExtractor,
-    get_backbone_spec,
-)
+from ml.supersimplenet.features import DEFAULT_BACKBONE, FeatureExtractor, get_backbone_spec
 from ml.supersimplenet.loss import distance_weights, supersimplenet_loss
 from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
 
@@ -270,7 +260,7 @@ def train_heads(
                 continue  # a 1-sample batch breaks BatchNorm statistics
             idx_d = idx.to(device)
             feats = feats_all[idx_d].float() if feats_all is not None else cache.feature_batch(idx)
-            two = lambda t: torch.cat([t, t])
+            two = lambda t: torch.cat([t, t])  # noqa: E731 - the published batch duplication
             noise, tmap, tlabel, pw = training_targets(
                 two(gt_all[idx_d]), two(known_all[idx_d]), two(label_all[idx_d]), two(dt_all[idx_d]),
                 channels, settings, settings.noise_sigma, gen,

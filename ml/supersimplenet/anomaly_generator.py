@@ -18,49 +18,8 @@ def _fade(t: torch.Tensor) -> torch.Tensor:
     return 6 * t**5 - 15 * t**4 + 10 * t**3
 
 
-def perlin_2d_batch(
-    n: int, shape: tuple[int, int], res: tuple[int, int], generator: torch.Generator
-) -> torch.Tensor:
-    """``n`` independent 2D Perlin noises ``(n, H, W)`` in about [-1, 1]; ``H``, ``W`` multiples of ``res``."""
-    h, w = shape
-    ry, rx = res
-    dy, dx = h // ry, w // rx
-    dev = generator.device
-    angles = (
-        2 * math.pi * torch.rand(n, ry + 1, rx + 1, generator=generator, device=dev)
-    )
-    grads = torch.stack(
-        (torch.cos(angles), torch.sin(angles)), dim=-1
-    )  # (n, ry+1, rx+1, 2)
-    ys = torch.arange(h, dtype=torch.float32, device=dev) / dy
-    xs = torch.arange(w, dtype=torch.float32, device=dev) / dx
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    y0, x0 = gy.floor().long(), gx.floor().long()
-    fy, fx = gy - y0, gx - x0
-
-    def dot(oy: int, ox: int) -> torch.Tensor:
-        g = grads[:, y0 + oy, x0 + ox]  # (n, H, W, 2)
-        return g[..., 0] * (fx - ox) + g[..., 1] * (fy - oy)
-
-    uy, ux = _fade(fy), _fade(fx)
-    top = torch.lerp(dot(0, 0), dot(0, 1), ux)
-    bottom = torch.lerp(dot(1, 0), dot(1, 1), ux)
-    return math.sqrt(2) * torch.lerp(top, bottom, uy)
-
-
-def perlin_2d(
-    shape: tuple[int, int], res: tuple[int, int], generator: torch.Generator
-) -> torch.Tensor:
-    """One 2D Perlin noise ``(H, W)`` in about [-1, 1]."""
-    return perlin_2d_batch(1, shape, res, generator)[0]
-
-
 def perlin_masks(
-    n: int,
-    size: tuple[int, int],
-    threshold: float,
-    generator: torch.Generator,
-    max_scale_exp: int = 6,
+    n: int, size: tuple[int, int], threshold: float, generator: torch.Generator, max_scale_exp: int = 6
 ) -> torch.Tensor:
     """``n`` binary Perlin masks ``(n, h, w)`` float {0, 1}, drawn in one batched computation.
 
@@ -74,12 +33,8 @@ def perlin_masks(
     ks = torch.randint(0, max_scale_exp, (n, 2), generator=generator, device=dev)
     res = torch.clamp(2**ks, max=side).float()  # (n, 2) lattice cells per axis
     rmax = min(2 ** (max_scale_exp - 1), side)
-    angles = (
-        2 * math.pi * torch.rand(n, rmax + 1, rmax + 1, generator=generator, device=dev)
-    )
-    grads = torch.stack(
-        (torch.cos(angles), torch.sin(angles)), dim=-1
-    )  # (n, rmax+1, rmax+1, 2)
+    angles = 2 * math.pi * torch.rand(n, rmax + 1, rmax + 1, generator=generator, device=dev)
+    grads = torch.stack((torch.cos(angles), torch.sin(angles)), dim=-1)  # (n, rmax+1, rmax+1, 2)
     coords = torch.arange(side, dtype=torch.float32, device=dev)[None, :] / side
     gy, gx = coords * res[:, :1], coords * res[:, 1:]  # (n, side) lattice coordinates
     y0, x0 = gy.floor().long(), gx.floor().long()
@@ -95,17 +50,12 @@ def perlin_masks(
     top = torch.lerp(dot(0, 0), dot(0, 1), ux)
     bottom = torch.lerp(dot(1, 0), dot(1, 1), ux)
     noise = math.sqrt(2) * torch.lerp(top, bottom, uy)
-    noise = F.interpolate(
-        noise[:, None], size=(h, w), mode="bilinear", align_corners=False
-    )[:, 0]
+    noise = F.interpolate(noise[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     return (noise > threshold).float()
 
 
 def perlin_mask(
-    size: tuple[int, int],
-    threshold: float,
-    generator: torch.Generator,
-    max_scale_exp: int = 6,
+    size: tuple[int, int], threshold: float, generator: torch.Generator, max_scale_exp: int = 6
 ) -> torch.Tensor:
     """One binary Perlin mask ``(h, w)`` float {0, 1} (see :func:`perlin_masks`)."""
     return perlin_masks(1, size, threshold, generator, max_scale_exp)[0]
@@ -126,11 +76,7 @@ def synthetic_masks(
     """
     dev = generator.device
     masks = perlin_masks(batch, size, threshold, generator)[:, None]
-    keep = (
-        (torch.rand(batch, generator=generator, device=dev) >= empty_probability)
-        .float()
-        .view(batch, 1, 1, 1)
-    )
+    keep = (torch.rand(batch, generator=generator, device=dev) >= empty_probability).float().view(batch, 1, 1, 1)
     masks = masks * keep
     if gt_masks is not None:
         masks = masks * (1.0 - gt_masks.to(dev).clamp(0, 1))
