@@ -22,12 +22,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.data import Sample, load_dataset
 from ml.evaluate import metrics_from_outputs, run_samples
+from ml.pipeline import refine_unsupervised
 from ml.predict import Predictor
 from ml.train import TrainConfig, TrainedModel, fit
 
@@ -68,13 +67,12 @@ def main() -> None:
     ds = load_dataset(args.data)
     train = list(ds.select("train").samples)
     test = list(ds.select("test").samples)
-    truth = np.array([s.label for s in train])
     cfg = TrainConfig(
         image_size=size, seed=args.seed, device=args.device, regime="unsupervised"
     )
     results: dict[str, dict] = {}
 
-    def record(name: str, tr: TrainedModel, n_train: int, hidden: int) -> Predictor:
+    def record(name: str, tr: TrainedModel, n_train: int, hidden: int) -> None:
         pred = predictor(tr, size)
         m = metrics_from_outputs(run_samples(pred, test), 0.5)
         results[name] = {
@@ -97,19 +95,17 @@ def main() -> None:
             f"AP {m['image_ap']:.3f} px AUPRO {m['pixel_aupro']:.3f}",
             flush=True,
         )
-        return pred
 
     t0 = time.perf_counter()
     clean = [s for s in train if s.label == 0]
     record("clean", fit(clean, cfg), len(clean), 0)
     pool = [as_unlabelled(s) for s in train]
-    pool_pred = record("pool", fit(pool, cfg), len(pool), int(truth.sum()))
-    scores = run_samples(pool_pred, pool).scores
-    order = np.argsort(scores, kind="stable")
+    bootstrap = fit(pool, cfg)
+    record("pool", bootstrap, len(pool), sum(s.label for s in train))
+    defective = {s.image for s in train if s.label == 1}
     for keep in args.keep:
-        idx = order[: max(1, round(keep * len(pool)))]
-        kept = [pool[i] for i in idx]
-        record(f"refined-{keep:g}", fit(kept, cfg), len(kept), int(truth[idx].sum()))
+        refined, kept = refine_unsupervised(bootstrap, pool, keep)  # what the bootstrap round runs
+        record(f"refined-{keep:g}", refined, len(kept), sum(s.image in defective for s in kept))
     print(f"{time.perf_counter() - t0:.0f}s", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
