@@ -34,6 +34,7 @@ def simulate_cmd(
     backbone: Annotated[str | None, typer.Option(help="Backbone (default: the project default).")] = None,
     test_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Test share when the dataset has no test split (seeded, stratified).")] = 0.3,
     pseudo_normal: Annotated[float | None, typer.Option(min=0, max=0.99, help="Share of the pool (lowest scores) joining each round's training as pseudo-normal (default: the project default, 0.5; 0: off).")] = None,
+    min_defects: Annotated[int | None, typer.Option(min=0, help="Rounds train unsupervised until the labels hold this many defective images (default: the project default, 20; 0: off).")] = None,
     no_reference: Annotated[bool, typer.Option("--no-reference", help="Skip the full-supervision reference (no summary targets).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -54,7 +55,7 @@ def simulate_cmd(
         budget=budget, seeds=tuple(range(seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
         annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
         image_size=(image_size, image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
-        pseudo_normal_fraction=pseudo_normal, reference=not no_reference, device=device,
+        pseudo_normal_fraction=pseudo_normal, min_defects_supervised=min_defects, reference=not no_reference, device=device,
     )
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt  # a terminated study stops the Label Studio it started, like Ctrl-C

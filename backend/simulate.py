@@ -106,6 +106,7 @@ class SimConfig:
     epochs: int | None = None
     test_fraction: float = 0.3
     pseudo_normal_fraction: float | None = None  # None: the project default
+    min_defects_supervised: int | None = None  # None: the project default
     reference: bool = True
     device: str = "auto"
 
@@ -254,7 +255,8 @@ def run_one(
         "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
         "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask,
         "train_defaults": {**({"epochs": cfg.epochs} if cfg.epochs else {}),
-                           **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {})},
+                           **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}),
+                           **({"min_defects_supervised": cfg.min_defects_supervised} if cfg.min_defects_supervised is not None else {})},
         **({"backbone": cfg.backbone} if cfg.backbone else {}),
     }
     pid = env.client.create_project(body)["id"]

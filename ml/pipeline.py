@@ -78,7 +78,7 @@ def train_and_save(
         raise TrainingError(f"{dataset.source}: no rows with split=train")
     source = "val"
     if not val:
-        train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed)
+        train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != "unsupervised")
         source = "holdout"
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)
     if refine_keep is not None and trained.regime is Regime.UNSUPERVISED:

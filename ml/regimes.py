@@ -108,3 +108,19 @@ def apply_regime(samples: list[Sample], regime: Regime) -> list[Sample]:
     if regime is Regime.MIXED and not any(s.label == 1 and s.pixels_known for s in out):
         raise TrainingError("regime mixed needs at least one defective training image with a mask")
     return out
+
+
+def loop_regime(samples: Iterable[Sample], min_defects: int) -> Regime | None:
+    """The regime an active-learning round trains with: UNSUPERVISED while ``samples``
+    hold fewer than ``min_defects`` labelled defective images, else None (derive it from
+    the labels with :func:`derive_regime`).
+
+    With a handful of labelled defects a supervised model learns less than the unsupervised
+    one trained on the same normal images (docs/RESULTS.md, "Few labelled defects"), so the
+    loop keeps training on the labelled and pseudo-normal images until enough defects
+    are labelled; ``min_defects`` 0 turns the rule off.
+    """
+    if min_defects < 0:
+        raise TrainingError(f"min_defects must be >= 0, got {min_defects}")
+    n_defects = sum(1 for s in samples if s.label == 1)
+    return Regime.UNSUPERVISED if n_defects < min_defects else None

@@ -370,16 +370,23 @@ def fit(
     )
 
 
-def holdout_split(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def holdout_split(
+    samples: Sequence[Sample], fraction: float, seed: int, trains_on_defects: bool = True
+) -> tuple[list[Sample], list[Sample]]:
     """Seeded, label-stratified holdout (for thresholds when no val split exists).
 
     Image-level-only defects stay in training (they carry no pixel truth to calibrate on
     but are precious to train on); at least one sample of each kind stays in training.
+    ``trains_on_defects`` False (an UNSUPERVISED model, which never trains on a defective
+    image): every defective image goes to the holdout, where it calibrates the threshold.
     """
     rng = np.random.default_rng(seed + 7919)
     train, hold = [], []
     for kind in ("normal", "mask", "image"):
         group = [s for s in samples if s.label_kind == kind]
+        if kind != "normal" and not trains_on_defects:
+            hold += group
+            continue
         order = rng.permutation(len(group))
         n_hold = 0 if kind == "image" else min(int(math.floor(len(group) * fraction)), max(len(group) - 1, 0))
         hold += [group[i] for i in order[:n_hold]]

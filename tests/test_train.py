@@ -128,6 +128,26 @@ def test_holdout_is_stratified_and_keeps_image_level_labels(tiny_demo: Path) -> 
     assert all(s in train for s in samples if s.label_kind == "image")
 
 
+def test_an_unsupervised_holdout_calibrates_on_every_defect(tiny_demo: Path) -> None:
+    samples = _train_samples(tiny_demo, Regime.MIXED)
+    train, hold = holdout_split(samples, 0.25, seed=0, trains_on_defects=False)
+    assert all(s.label == 0 for s in train)
+    assert [s for s in samples if s.label == 1] == [s for s in hold if s.label == 1]
+    assert any(s.label == 0 for s in hold)  # normal images calibrate too
+
+
+def test_loop_regime_stays_unsupervised_below_the_defect_count(tiny_demo: Path) -> None:
+    from ml.regimes import loop_regime
+
+    samples = _train_samples(tiny_demo, Regime.MIXED)
+    n_def = sum(s.label for s in samples)
+    assert n_def > 1
+    assert loop_regime(samples, n_def + 1) is Regime.UNSUPERVISED
+    assert loop_regime(samples, n_def) is None and loop_regime(samples, 0) is None
+    with pytest.raises(TrainingError, match="min_defects"):
+        loop_regime(samples, -1)
+
+
 def test_feature_cache_streams_from_disk_when_memory_is_short(tiny_demo: Path, tmp_path: Path) -> None:
     from ml.feature_cache import build_cache
     from ml.supersimplenet.features import FeatureExtractor, get_backbone_spec

@@ -33,8 +33,10 @@ TRAIN_DEFAULT_KEYS = {
     "perlin_threshold": float,
     "pseudo_normal_fraction": float,
     "bootstrap_refine_fraction": float,
+    "min_defects_supervised": int,
 }
 FRACTION_KEYS = {"pseudo_normal_fraction", "bootstrap_refine_fraction"}  # 0 turns the feature off
+COUNT_KEYS = {"min_defects_supervised"}  # a whole number >= 0; 0 turns the rule off
 
 
 def create_project(session: Session, *, name: str, settings: ProjectSettings = ProjectSettings()) -> Project:
@@ -108,7 +110,9 @@ def _apply(project: Project, settings: ProjectSettings) -> None:
                 raise ValueError(f"train_defaults.{k}: must be a number, got {v!r}")
             if k in FRACTION_KEYS and not 0 <= v < 1:
                 raise ValueError(f"train_defaults.{k}: must be within [0, 1), got {v!r}")
-            if k not in FRACTION_KEYS and v <= 0:
+            if k in COUNT_KEYS and (v < 0 or v != int(v)):
+                raise ValueError(f"train_defaults.{k}: must be a whole number >= 0, got {v!r}")
+            if k not in FRACTION_KEYS | COUNT_KEYS and v <= 0:
                 raise ValueError(f"train_defaults.{k}: must be a positive number, got {v!r}")
     for f in fields(settings):
         v = getattr(settings, f.name)

@@ -52,6 +52,7 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     from ml.artifact import load_model
     from ml.evaluate import evaluate
     from ml.pipeline import train_and_save
+    from ml.regimes import loop_regime
     from ml.train import TrainConfig
 
     data_dir = ctx.settings.data_dir
@@ -63,13 +64,18 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
             pseudo_normal_ids=ctx.payload.get("pseudo_normal_ids"),
         )
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
+        regime = str(ctx.payload.get("regime", "auto"))
+        min_defects = ctx.payload.get("min_defects_supervised")
+        if regime == "auto" and min_defects is not None:
+            forced = loop_regime(snapshot.train + snapshot.val, int(min_defects))
+            regime = forced.value if forced is not None else regime
         cfg = TrainConfig(
             backbone=project.backbone,
             image_size=(project.image_height, project.image_width),
             profile=project.profile,
             device=ctx.settings.device,
             seed=int(ctx.payload.get("seed", 0)),
-            regime=str(ctx.payload.get("regime", "auto")),
+            regime=regime,
             **{k: v for k, v in (project.train_defaults or {}).items() if k in ("epochs", "perlin_threshold")},
         )
     if not snapshot.train:

@@ -215,15 +215,20 @@ def close_round(session: Session, settings: Settings, *, project: Project, skip_
             what = "no round is open" if rnd is None else f"round {rnd.index} is {rnd.status.value}"
             raise RoundError(f"{what}: start one with defectloop round PROJECT")
     pseudo = pseudo_normals(session, project=project)
+    min_defects = int((project.train_defaults or {}).get("min_defects_supervised", DEFAULT_MIN_DEFECTS_SUPERVISED))
     job = request_retrain(session, settings, project_id=project.id, skip_sync=skip_sync,
-                          extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index)), "pseudo_normal_ids": pseudo})
-    rnd.params = {**rnd.params, "pseudo_normal": len(pseudo)}
+                          extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index)), "pseudo_normal_ids": pseudo,
+                                 "min_defects_supervised": min_defects})
+    rnd.params = {**rnd.params, "pseudo_normal": len(pseudo), "min_defects_supervised": min_defects}
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
     rnd.params = {**rnd.params, "job_id": job.id}
     return rnd, job
 
 
 DEFAULT_PSEUDO_NORMAL_FRACTION = 0.5
+# Rounds train UNSUPERVISED until the labels hold this many defective images
+# (ml.regimes.loop_regime; the crossover measured in docs/RESULTS.md, "Few labelled defects").
+DEFAULT_MIN_DEFECTS_SUPERVISED = 20
 
 
 def pseudo_normals(session: Session, *, project: Project) -> list[int]:

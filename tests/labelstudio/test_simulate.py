@@ -17,7 +17,7 @@ from backend.curves import METRICS
 from ml.demo_data import DemoSpec, generate
 
 ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "--seeds", "1", "--image-size", "64",
-        "--epochs", "3", "--device", "cpu", "--error-rate", "0.1"]
+        "--epochs", "3", "--device", "cpu", "--error-rate", "0.1", "--min-defects", "1"]
 
 
 def _simulate(data: Path, out: Path) -> subprocess.CompletedProcess:

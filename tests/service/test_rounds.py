@@ -45,7 +45,7 @@ def loop(tmp_path: Path, tiny_demo: Path, db_url: str):
     client = LocalClient(Settings(data_dir=tmp_path / "data", database_url=db_url, device="cpu"))
     pid = client.create_project(
         {"name": "line", "image_height": 64, "image_width": 64, "mask_share": 0.5,
-         "train_defaults": {"epochs": 3, "bootstrap_refine_fraction": 0.5}}
+         "train_defaults": {"epochs": 3, "bootstrap_refine_fraction": 0.5, "min_defects_supervised": 1}}
     )["id"]
     assert client.import_path(pid, pool)["imported"] == 32
     assert client.import_path(pid, evalset)["imported"] == 12
@@ -112,6 +112,22 @@ def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     assert r2["status"] == "training" and "retraining (job" in r2["message"]
 
 
+def test_rounds_stay_unsupervised_until_enough_defects_are_labelled(loop) -> None:
+    client, pid, truth, root = loop
+    r = client.http.patch(f"/projects/{pid}", json={"train_defaults": {"epochs": 3, "min_defects_supervised": 50}})
+    assert r.status_code == 200, r.text
+    client.run_job_here(client.round_action(pid, "bootstrap")["job"]["id"])
+    asks = client.round_action(pid, "start", {"budget": 24, "strategy": "top_score", "push": False})["asks"]
+    _answer(client, pid, asks, truth, root)
+    client.run_job_here(client.round_action(pid, "close")["job"]["id"])
+    r1 = client.rounds(pid)[1]
+    m = r1["metrics"]
+    assert r1["status"] == "done", r1["message"]
+    assert m["labels"]["image"] + m["labels"]["mask"] > 0, "top_score found no defect in a pool of 10/32"
+    assert m["regime"] == "unsupervised"  # fewer than 50 labelled defects: the rule kept it unsupervised
+    assert "image_auroc" in m["metrics"]
+
+
 def test_a_failed_bootstrap_is_run_again(loop) -> None:
     client, pid, _, _ = loop
     first = client.round_action(pid, "bootstrap")
@@ -132,3 +148,12 @@ def test_bootstrap_refine_fraction_is_validated(bad) -> None:
 
     with pytest.raises(ValueError, match="train_defaults.bootstrap_refine_fraction"):
         _apply(Project(name="x"), ProjectSettings(train_defaults={"bootstrap_refine_fraction": bad}))
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "many"])
+def test_min_defects_supervised_is_validated(bad) -> None:
+    from backend.db.tables import Project
+    from backend.services.projects import ProjectSettings, _apply
+
+    with pytest.raises(ValueError, match="train_defaults.min_defects_supervised"):
+        _apply(Project(name="x"), ProjectSettings(train_defaults={"min_defects_supervised": bad}))
