@@ -8,7 +8,7 @@ ingestion path. Everything malformed raises ``PayloadError`` naming the field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -124,11 +124,13 @@ def parse_event(body: Any) -> Event:
 
 @dataclass(frozen=True)
 class Export:
-    """A project's export: every annotation, and each task's id with the defectloop image id
-    it carries in its data (None for tasks defectloop did not create)."""
+    """A project's export: every annotation, each task's id with the defectloop image id
+    it carries in its data (None for tasks defectloop did not create), and what each task
+    asks for (its data's ``ask``: "verdict", the default, or "mask")."""
 
     records: list[AnnotationRecord]
     tasks: dict[int, int | None]
+    asks: dict[int, str] = field(default_factory=dict)
 
 
 def export_records(tasks: Any, ls_project_id: int) -> Export:
@@ -137,12 +139,14 @@ def export_records(tasks: Any, ls_project_id: int) -> Export:
         raise PayloadError("export: expected a list of tasks")
     records: list[AnnotationRecord] = []
     found: dict[int, int | None] = {}
+    asks: dict[int, str] = {}
     for t in tasks:
         if not isinstance(t, dict):
             raise PayloadError("export: task is not an object")
         tid = _int(t, "id", "task")
         image = (t.get("data") or {}).get("defectloop_image_id")
         found[tid] = int(image) if isinstance(image, int) and not isinstance(image, bool) else None
+        asks[tid] = "mask" if (t.get("data") or {}).get("ask") == "mask" else "verdict"
         for a in t.get("annotations") or []:
             records.append(annotation_record(a, ls_project_id=ls_project_id, task_id=tid))
-    return Export(records, found)
+    return Export(records, found, asks)

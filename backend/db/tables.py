@@ -251,10 +251,11 @@ class Job(Base):
 
 
 class LsTask(Base):
-    """An image's task in the project's Label Studio project (at most one per image)."""
+    """An image's task in the project's Label Studio project: at most one per image and
+    ask, so an image answered with a verdict can get a second task that asks for its mask."""
 
     __tablename__ = "ls_task"
-    __table_args__ = (UniqueConstraint("ls_project_id", "ls_task_id"), UniqueConstraint("ls_project_id", "image_id"))
+    __table_args__ = (UniqueConstraint("ls_project_id", "ls_task_id"), UniqueConstraint("ls_project_id", "image_id", "ask"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)

@@ -203,12 +203,14 @@ class PushReport:
     task_ids: list[int] = field(default_factory=list)
     already_in_labelstudio: list[int] = field(default_factory=list)
     already_labelled: list[int] = field(default_factory=list)
+    mask_upgrades: list[int] = field(default_factory=list)
     with_prediction: int = 0
     model_version: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "pushed": len(self.pushed), "task_ids": self.task_ids, "image_ids": self.pushed,
+            "mask_upgrades": self.mask_upgrades,
             "already_in_labelstudio": self.already_in_labelstudio, "already_labelled": self.already_labelled,
             "with_prediction": self.with_prediction, "model_version": self.model_version,
         }
@@ -219,8 +221,10 @@ def push_batch(
     asks: dict[int, str] | None = None, include_labelled: bool = False,
 ) -> PushReport:
     """Create tasks for ``image_ids`` in this (rank) order, each pre-annotated with the
-    active model version's proposal. Images already in Label Studio are never duplicated;
-    images with a human label are skipped unless ``include_labelled``."""
+    active model version's proposal. Images already in Label Studio are not pushed again,
+    except that an image whose task there asked for a verdict gets a second task when
+    ``asks`` wants its mask (a mask upgrade); images with a human label are skipped unless
+    ``include_labelled``."""
     if len(set(image_ids)) != len(image_ids):
         raise ServiceError("image_ids: the ranking lists an image twice")
     images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(image_ids), Image.project_id == project.id))}
@@ -230,7 +234,11 @@ def push_batch(
     st = studio(settings)
     ls_id = setup_project(session, settings, project, st)
     report = PushReport()
-    in_ls = set(session.scalars(select(LsTask.image_id).where(LsTask.ls_project_id == ls_id, LsTask.image_id.in_(image_ids))))
+    in_ls: dict[int, set[str]] = {}
+    for image_id, asked in session.execute(
+        select(LsTask.image_id, LsTask.ask).where(LsTask.ls_project_id == ls_id, LsTask.image_id.in_(image_ids))
+    ):
+        in_ls.setdefault(image_id, set()).add(asked)
     labelled = set() if include_labelled else human_labelled(session, project.id)
     mv = active_model_version(session, project.id)
     preds: dict[int, Prediction] = {}
@@ -242,12 +250,18 @@ def push_batch(
     tasks: list[TaskOut] = []
     folders: set[Path] = set()
     for rank, image_id in enumerate(image_ids, start=1):
-        if image_id in in_ls:
+        ask = (asks or {}).get(image_id, "verdict")
+        if ask not in ("verdict", "mask"):
+            raise ServiceError(f"asks[{image_id}]: expected 'verdict' or 'mask', got {ask!r}")
+        upgrade = ask == "mask" and in_ls.get(image_id) == {"verdict"}
+        if image_id in in_ls and not upgrade:
             report.already_in_labelstudio.append(image_id)
             continue
         if image_id in labelled:
             report.already_labelled.append(image_id)
             continue
+        if upgrade:
+            report.mask_upgrades.append(image_id)
         image = images[image_id]
         url, folder = image_link(settings, image, root)
         if folder is not None:
@@ -257,9 +271,6 @@ def push_batch(
             prop = stored_proposal(preds[image_id], mv, image)
             result, score = prediction_result(prop.is_defective, prop.mask), prop.score
             report.with_prediction += 1
-        ask = (asks or {}).get(image_id, "verdict")
-        if ask not in ("verdict", "mask"):
-            raise ServiceError(f"asks[{image_id}]: expected 'verdict' or 'mask', got {ask!r}")
         tasks.append(TaskOut(image_id=image_id, image_url=url, rank=rank, ask=ask, score=score, prediction=result,
                              model_version=mv.name if mv is not None else None))
     for folder in sorted(folders):
@@ -410,14 +421,18 @@ def sync_project(session: Session, settings: Settings, project: Project) -> dict
         if tid in known or image_id is None:
             continue
         image = session.get(Image, image_id)
-        taken = session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_id, LsTask.image_id == image_id)).first()
+        ask = export.asks.get(tid, "verdict")
+        taken = session.scalars(select(LsTask).where(
+            LsTask.ls_project_id == ls_id, LsTask.image_id == image_id, LsTask.ask == ask)).first()
         if image is not None and image.project_id == project.id and taken is None:
-            known[tid] = LsTask(project_id=project.id, image_id=image_id, ls_project_id=ls_id, ls_task_id=tid)
+            known[tid] = LsTask(project_id=project.id, image_id=image_id, ls_project_id=ls_id, ls_task_id=tid, ask=ask)
             session.add(known[tid])
             adopted += 1
     session.flush()
     gone = [t for tid, t in known.items() if tid not in export.tasks]
-    outcomes = [ingest_record(session, project, r) for r in export.records]
+    # oldest first: an image with two answered tasks (a verdict, then its mask) ends with the newer answer
+    records = sorted(export.records, key=lambda r: (_utc(r.updated_at), r.annotation_id))
+    outcomes = [ingest_record(session, project, r) for r in records]
     live = {r.annotation_id for r in export.records}
     stale = session.scalars(select(LsAnnotation.ls_annotation_id).where(
         LsAnnotation.ls_project_id == ls_id, LsAnnotation.deleted.is_(False))).all()

@@ -135,10 +135,10 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
     if missing:
         raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
     current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
-    in_ls = set(session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id)))
+    mask_asked = set(session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == "mask")))
     ids = np.array(pool, np.int64)
     u = [preds[i].uncertainty for i in pool]
-    upgradable = np.array([i in current and _upgradable(current[i], i in in_ls) for i in pool], bool)
+    upgradable = np.array([i in current and _upgradable(current[i], i in mask_asked) for i in pool], bool)
     labelled = np.array([i in current for i in pool], bool) & ~upgradable
     emb = np.array([x.get("embedding", []) for x in u], np.float32)
     if emb.ndim != 2:
@@ -154,9 +154,11 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
     )
 
 
-def _upgradable(label: Label, in_labelstudio: bool) -> bool:
-    """A defective verdict without a mask, not yet in Label Studio (a task there is answered already)."""
-    return bool(label.is_defective) and label.mask_png is None and not in_labelstudio
+def _upgradable(label: Label, mask_asked: bool) -> bool:
+    """A defective verdict without a mask, whose mask was never asked for in Label Studio
+    (an image answered there with a verdict gets a second task that asks for the mask; a
+    mask task answered without one is not asked again)."""
+    return bool(label.is_defective) and label.mask_png is None and not mask_asked
 
 
 def start_round(

@@ -210,6 +210,41 @@ def test_round_trip_through_webhooks_is_pixel_exact(ls_server: LabelStudioServer
     assert [h["retracted"] for h in history(service, pid, order[0])] == [False, False, True]
 
 
+def test_a_verdict_answered_in_labelstudio_is_upgraded_to_a_mask(ls_server: LabelStudioServer, service: Service) -> None:
+    pid, ids = make_project(service, ls_server)
+    a, b = ids["part_0.png"], ids["part_1.png"]
+    first = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [a, b]}).raise_for_status().json()
+    sdk = ls_server.sdk()
+    sdk.annotations.create(id=first["task_ids"][0], result=[choice_result(True)], lead_time=3.0)
+    assert wait_for(lambda: current(service, pid, a))["kind"] == "image"
+
+    # asking for a's mask adds a second task; b (never answered) and a verdict re-ask add none
+    body = {"image_ids": [a, b], "asks": {str(a): "mask", str(b): "verdict"}, "include_labelled": True}
+    up = service.http.post(f"/projects/{pid}/labelstudio/push", json=body).raise_for_status().json()
+    assert up["mask_upgrades"] == [a] and up["image_ids"] == [a] and up["already_in_labelstudio"] == [b]
+    task = sdk.tasks.get(id=up["task_ids"][0])
+    assert task.data["ask"] == "mask" and task.data["defectloop_image_id"] == a
+    again = service.http.post(f"/projects/{pid}/labelstudio/push", json=body).raise_for_status().json()
+    assert again["pushed"] == 0 and again["already_in_labelstudio"] == [a, b]
+
+    # the mask arrives (webhook lost, repaired by sync) and supersedes the verdict
+    service.stop()
+    h, w = 96, 128
+    s1, _ = strokes(h, w)
+    sdk.annotations.create(id=up["task_ids"][0], result=[choice_result(True), brush_result(s1)], lead_time=30.0)
+    service.start()
+    assert current(service, pid, a)["kind"] == "image"
+    from backend.db.engine import session_factory
+    from backend.jobs.runner import execute
+
+    sync_job = service.http.post(f"/projects/{pid}/labelstudio/sync").raise_for_status().json()
+    execute(sync_job["id"], session_factory(service.engine), service.settings)
+    assert service.http.get(f"/jobs/{sync_job['id']}").json()["result"]["counts"] == {"ignored": 1, "stored": 1}
+    assert current(service, pid, a)["kind"] == "mask"
+    np.testing.assert_array_equal(label_mask(service, pid, a), s1)
+    assert [x["kind"] for x in history(service, pid, a)] == ["image", "mask"]
+
+
 def test_lost_webhooks_are_repaired_by_sync_and_before_retrain(ls_server: LabelStudioServer, service: Service) -> None:
     pid, ids = make_project(service, ls_server)
     order = [ids["part_0.png"], ids["part_2.png"], ids["part_3.png"]]
