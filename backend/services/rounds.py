@@ -4,8 +4,9 @@ Round 0 (bootstrap) trains UNSUPERVISED on the unlabelled pool presumed normal
 (pseudo-normal samples, never Labels) and scores the pool. Round k selects a batch with the
 project's acquisition strategy from the active ModelVersion's pool predictions, pushes it to
 Label Studio pre-annotated with what to ask (verdict or mask), and waits; closing it syncs
-the answers, retrains with the regime the labels allow, evaluates on the fixed test split
-and records the round's point on the label-efficiency curves (see :func:`curve_point`).
+the answers, retrains with the regime the labels allow (UNSUPERVISED until they hold
+``min_defects_supervised`` defective images), evaluates on the fixed test split and records
+the round's point on the label-efficiency curves (see :func:`curve_point`).
 """
 
 from __future__ import annotations
