@@ -66,9 +66,14 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
         regime = str(ctx.payload.get("regime", "auto"))
         min_defects = ctx.payload.get("min_defects_supervised")
+        regime_note = ""
         if regime == "auto" and min_defects is not None:
-            forced = loop_regime(snapshot.train + snapshot.val, int(min_defects))
-            regime = forced.value if forced is not None else regime
+            labelled = snapshot.train + snapshot.val
+            forced = loop_regime(labelled, int(min_defects))
+            if forced is not None:
+                regime = forced.value
+                n_def = sum(1 for smp in labelled if smp.label == 1)
+                regime_note = f"{n_def} labelled defects, supervised from {int(min_defects)}"
         cfg = TrainConfig(
             backbone=project.backbone,
             image_size=(project.image_height, project.image_width),
@@ -116,7 +121,7 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
             )
             if round_id is not None:
                 kept = summary.trained.n_train.get("normal") if refine else None  # the pool share refinement kept
-                finish_round(s, round_id=int(round_id), mv=mv, pseudo_normal=kept)
+                finish_round(s, round_id=int(round_id), mv=mv, pseudo_normal=kept, note=regime_note)
             predict_jobs = enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)
             mv_id = mv.id
         for job_id in predict_jobs:

@@ -329,11 +329,14 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
             "masks_compared": len(ious)}
 
 
-def finish_round(session: Session, *, round_id: int, mv: ModelVersion, pseudo_normal: int | None = None) -> None:
+def finish_round(
+    session: Session, *, round_id: int, mv: ModelVersion, pseudo_normal: int | None = None, note: str = ""
+) -> None:
     """Called when a round's retrain registered ``mv``: link it and record the curve point.
 
     ``pseudo_normal``: how many pseudo-normal images the final model trained on, when the
-    training itself decided it (a refined bootstrap keeps part of the pool).
+    training itself decided it (a refined bootstrap keeps part of the pool). ``note``: why
+    the regime is what it is, when a rule chose it (shown in the round's message).
     """
     rnd = session.get(Round, round_id)
     if rnd is None:
@@ -343,7 +346,8 @@ def finish_round(session: Session, *, round_id: int, mv: ModelVersion, pseudo_no
     mv.round_id = rnd.id
     project = session.get(Project, rnd.project_id)
     rnd.metrics = curve_point(session, project=project, mv=mv, round_=rnd)
-    rnd.status, rnd.finished_at, rnd.message = RoundStatus.DONE, utcnow(), f"trained {mv.name} ({mv.regime})"
+    why = f": {note}" if note else ""
+    rnd.status, rnd.finished_at, rnd.message = RoundStatus.DONE, utcnow(), f"trained {mv.name} ({mv.regime}{why})"
 
 
 def fail_round(session: Session, *, round_id: int, message: str) -> None:

@@ -125,6 +125,7 @@ def test_rounds_stay_unsupervised_until_enough_defects_are_labelled(loop) -> Non
     assert r1["status"] == "done", r1["message"]
     assert m["labels"]["image"] + m["labels"]["mask"] > 0, "top_score found no defect in a pool of 10/32"
     assert m["regime"] == "unsupervised"  # fewer than 50 labelled defects: the rule kept it unsupervised
+    assert "supervised from 50" in r1["message"], r1["message"]
     assert "image_auroc" in m["metrics"]
 
 
