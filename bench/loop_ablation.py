@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pseudo_normal import as_unlabelled  # bench/ is on the path as the script's folder
+
 from ml.data import Sample, load_dataset
 from ml.evaluate import metrics_from_outputs, run_samples
 from ml.pipeline import refine_unsupervised
@@ -38,11 +40,6 @@ from ml.predict import Predictor
 from ml.train import TrainConfig, TrainedModel, fit
 
 METRICS = ("image_auroc", "image_ap", "pixel_aupro", "pixel_ap")
-
-
-def as_unlabelled(s: Sample) -> Sample:
-    """A pool image as the bootstrap sees it: presumed normal, no mask."""
-    return replace(s, label=0, mask=None, has_mask=False)
 
 
 def with_masks(defects: list[Sample], n_masks: int) -> list[Sample]:
