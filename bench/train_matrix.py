@@ -14,6 +14,13 @@ the deadline, so a time-limited machine returns what it finished.
 A run spec is ``NAME:key=value,...``. Keys: ``defects`` and ``masks`` (label thinning) and
 any ``ml.train.TrainConfig`` field (``regime``, ``profile``, ``epochs``, ``noise_sigma``,
 ``standardize_features``, ``image_score``, ``perlin_threshold``, ``backbone``, ...).
+
+``--profile NAME:base=fast,upscale=2,seg_hidden=1024`` defines an experimental training
+profile for this run only (any ``ml.train.Profile`` field over a published base), so that
+one change between ``fast`` and ``paper`` can be measured at a time:
+
+    python bench/train_matrix.py small/magnetic-tile/labels.csv --out ablation.jsonl \
+        --profile fast-up2:base=fast,upscale=2 --run up2:regime=full,profile=fast-up2,epochs=6
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,10 +39,25 @@ from ml.data import SplitPlan, assign_splits, load_dataset
 from ml.evaluate import evaluate
 from ml.pipeline import train_and_save
 from ml.predict import Predictor
-from ml.train import TrainConfig
+from ml.train import PROFILES, Profile, TrainConfig
 
 THINNING = ("defects", "masks")
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+_PROFILE_FIELDS = {f.name for f in fields(Profile)}
+
+
+def parse_profile(spec: str) -> tuple[str, Profile]:
+    """``NAME:base=fast,key=value,...`` -> a Profile: the base profile with the given fields replaced."""
+    name, _, body = spec.partition(":")
+    items = dict(item.partition("=")[::2] for item in filter(None, body.split(",")))
+    base = items.pop("base", "fast")
+    if base not in PROFILES:
+        raise SystemExit(f"profile {name!r}: unknown base {base!r} ({', '.join(PROFILES)})")
+    unknown = set(items) - _PROFILE_FIELDS
+    if unknown:
+        raise SystemExit(f"profile {name!r}: unknown keys {sorted(unknown)} (Profile fields: {sorted(_PROFILE_FIELDS)})")
+    values = {k: (None if v.lower() == "none" else int(v)) for k, v in items.items()}
+    return name, replace(PROFILES[base], **values)
 
 
 def parse_value(key: str, text: str) -> object:
@@ -84,6 +106,12 @@ def main() -> None:
     ap.add_argument(
         "--run", action="append", required=True, help="NAME:key=value,... (repeatable)"
     )
+    ap.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        help="NAME:base=fast|paper,FIELD=INT,... an experimental profile (repeatable)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument(
@@ -94,6 +122,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     t_start = time.monotonic()
+    PROFILES.update(parse_profile(s) for s in args.profile)
     runs = [parse_run(s) for s in args.run]
     done = set()
     if args.out.exists():
@@ -151,6 +180,7 @@ def main() -> None:
                     for k in ("noise_sigma", "standardize", "image_score")
                 },
                 "n_train": tr.n_train,
+                "profile": asdict(cfg.profile_spec()),
                 "epochs": len(tr.losses),
                 "loss_first_last": [tr.losses[0], tr.losses[-1]],
                 "feature_s": round(tr.feature_seconds, 1),
