@@ -43,7 +43,7 @@ from ml.train import PROFILES, Profile, TrainConfig
 
 THINNING = ("defects", "masks")
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
-_PROFILE_FIELDS = {f.name for f in fields(Profile)}
+_PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
 
 
 def parse_profile(spec: str) -> tuple[str, Profile]:
@@ -53,10 +53,15 @@ def parse_profile(spec: str) -> tuple[str, Profile]:
     base = items.pop("base", "fast")
     if base not in PROFILES:
         raise SystemExit(f"profile {name!r}: unknown base {base!r} ({', '.join(PROFILES)})")
-    unknown = set(items) - _PROFILE_FIELDS
+    unknown = set(items) - set(_PROFILE_FIELDS)
     if unknown:
         raise SystemExit(f"profile {name!r}: unknown keys {sorted(unknown)} (Profile fields: {sorted(_PROFILE_FIELDS)})")
-    values = {k: (None if v.lower() == "none" else int(v)) for k, v in items.items()}
+    def typed(key: str, text: str) -> int | float | None:
+        if text.lower() == "none":
+            return None
+        return float(text) if "float" in str(_PROFILE_FIELDS[key].type) else int(text)
+
+    values = {k: typed(k, v) for k, v in items.items()}
     return name, replace(PROFILES[base], **values)
 
 
@@ -110,7 +115,7 @@ def main() -> None:
         "--profile",
         action="append",
         default=[],
-        help="NAME:base=fast|paper,FIELD=INT,... an experimental profile (repeatable)",
+        help="NAME:base=fast|paper,FIELD=VALUE,... an experimental profile (repeatable)",
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--device", default="auto")

@@ -113,6 +113,15 @@ def test_fast_profile_has_a_fixed_step_budget_and_paper_fixed_epochs() -> None:
     assert effective_epochs(Profile(10, 32, 1, 8, 8, 3, max_steps=1), 10_000) == 1
 
 
+def test_learning_rates_come_from_the_profile_unless_overridden() -> None:
+    paper = TrainConfig(profile="paper").profile_spec()
+    assert (paper.adaptor_lr, paper.head_lr) == (1e-4, 2e-4)  # as published
+    fast = TrainConfig().profile_spec()
+    assert fast.adaptor_lr > paper.adaptor_lr and fast.head_lr > paper.head_lr  # short schedule, larger steps
+    forced = TrainConfig(adaptor_lr=5e-4, epochs=3).profile_spec()
+    assert (forced.adaptor_lr, forced.head_lr, forced.epochs) == (5e-4, fast.head_lr, 3)
+
+
 def test_thin_defects_survive_mask_downsampling() -> None:
     mask = np.zeros((64, 64), np.float32)
     mask[10, 5:60] = 1.0  # one pixel wide scratch
