@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -74,6 +74,7 @@ def save_model(
         "image_size": list(trained.config.image_size),
         "regime": trained.regime.value,
         "profile": trained.config.profile,
+        "schedule": asdict(trained.config.profile_spec()),  # the resolved epochs, step budget, learning rates
         "head": {
             "channels": trained.head_config.channels,
             "seg_hidden": trained.head_config.seg_hidden,

@@ -25,6 +25,8 @@ def test_round_trip_predicts_identically(trained, tmp_path: Path) -> None:
     cfg = read_config(out)
     assert cfg["regime"] == tm.regime.value and cfg["backbone"]["weights"] == "random"
     assert cfg["training_set"]["n_images"] == len(samples)
+    sched = cfg["schedule"]  # what the run actually used, overrides resolved
+    assert sched["epochs"] == 1 and sched["max_steps"] is None and sched["head_lr"] == tm.config.profile_spec().head_lr
     assert cfg["training_set"]["images"] == sorted(cfg["training_set"]["images"], key=lambda d: (d["sha256"], d["kind"]))
     assert {d["kind"] for d in cfg["training_set"]["images"]} == {"normal", "mask"}
     assert not any("backbone" in k for k in __import__("safetensors.torch").torch.load_file(str(out / "model.safetensors")))
