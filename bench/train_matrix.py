@@ -56,6 +56,7 @@ def parse_profile(spec: str) -> tuple[str, Profile]:
     unknown = set(items) - set(_PROFILE_FIELDS)
     if unknown:
         raise SystemExit(f"profile {name!r}: unknown keys {sorted(unknown)} (Profile fields: {sorted(_PROFILE_FIELDS)})")
+
     def typed(key: str, text: str) -> int | float | None:
         if text.lower() == "none":
             return None
