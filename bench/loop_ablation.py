@@ -20,7 +20,6 @@ and evaluates each on the test split:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,12 +30,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pseudo_normal import as_unlabelled  # bench/ is on the path as the script's folder
+from pseudo_normal import (  # bench/ is on the path as the script's folder
+    ablation_parser,
+    as_unlabelled,
+    predictor,
+    train_test,
+)
 
-from ml.data import Sample, load_dataset
+from ml.data import Sample
 from ml.evaluate import metrics_from_outputs, run_samples
 from ml.pipeline import refine_unsupervised
-from ml.predict import Predictor
 from ml.train import TrainConfig, TrainedModel, fit
 
 METRICS = ("image_auroc", "image_ap", "pixel_aupro", "pixel_ap")
@@ -48,27 +51,20 @@ def with_masks(defects: list[Sample], n_masks: int) -> list[Sample]:
 
 
 def test_metrics(tr: TrainedModel, size: tuple[int, int], test: list[Sample]) -> dict[str, float]:
-    pred = Predictor(tr.extractor, tr.model, size, image_score=tr.settings.image_score)
+    pred = predictor(tr, size)
     m = metrics_from_outputs(run_samples(pred, test), 0.5)
     return {k: m[k] for k in METRICS}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="dataset folder or labels CSV with train and test splits")
-    ap.add_argument("--image-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
+    ap = ablation_parser(__doc__)
     ap.add_argument("--defects", type=int, default=30, help="labelled defects K (K/10 with a mask)")
     ap.add_argument("--pseudo", type=float, nargs="+", default=[0.5], help="pseudo-normal fractions of the pool")
     ap.add_argument("--defect-picks", nargs="+", default=["random", "top"], choices=["random", "top"])
     ap.add_argument("--no-true", action="store_true", help="skip the true-normals runs")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     size = (args.image_size[0], args.image_size[1])
-    ds = load_dataset(args.data)
-    train = list(ds.select("train").samples)
-    test = list(ds.select("test").samples)
+    train, test = train_test(args.data)
     k, n_masks = args.defects, max(1, args.defects // 10)
     t0 = time.perf_counter()
 
@@ -76,7 +72,7 @@ def main() -> None:
     pool = [as_unlabelled(s) for s in train]
     unsup = TrainConfig(image_size=size, seed=args.seed, device=args.device, regime="unsupervised")
     boot, _ = refine_unsupervised(fit(pool, unsup), pool, 0.5)
-    pred = Predictor(boot.extractor, boot.model, size, image_score=boot.settings.image_score)
+    pred = predictor(boot, size)
     scores = run_samples(pred, pool).scores
     results: dict[str, dict] = {"bootstrap": test_metrics(boot, size, test)}
     print(f"bootstrap: {results['bootstrap']}", flush=True)

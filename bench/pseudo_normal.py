@@ -40,18 +40,25 @@ def predictor(tr: TrainedModel, size: tuple[int, int]) -> Predictor:
     return Predictor(tr.extractor, tr.model, size, image_score=tr.settings.image_score)
 
 
+def ablation_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every pool ablation script shares: data, --image-size, --seed, --device, --json."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="dataset folder or labels CSV with train and test splits")
+    ap.add_argument("--image-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", type=Path, default=None)
+    return ap
+
+
+def train_test(data: Path) -> tuple[list[Sample], list[Sample]]:
+    """The dataset's split=train and split=test samples."""
+    ds = load_dataset(data)
+    return list(ds.select("train").samples), list(ds.select("test").samples)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument(
-        "data",
-        type=Path,
-        help="dataset folder or labels CSV with train and test splits",
-    )
-    ap.add_argument(
-        "--image-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W")
-    )
+    ap = ablation_parser(__doc__)
     ap.add_argument(
         "--keep",
         type=float,
@@ -59,14 +66,9 @@ def main() -> None:
         default=[0.5],
         help="fractions of the pool kept",
     )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     size = (args.image_size[0], args.image_size[1])
-    ds = load_dataset(args.data)
-    train = list(ds.select("train").samples)
-    test = list(ds.select("test").samples)
+    train, test = train_test(args.data)
     cfg = TrainConfig(
         image_size=size, seed=args.seed, device=args.device, regime="unsupervised"
     )
