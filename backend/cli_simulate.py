@@ -17,6 +17,19 @@ def _pair(text: str, what: str) -> tuple[float, float]:
     return a, b
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``128`` (square) or ``128x320`` (height x width) as a training resolution."""
+    try:
+        parts = [int(x) for x in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 16:
+        raise typer.BadParameter(f"--image-size: expected a size like 256 or 128x320 (height x width, >= 16), got {text!r}")
+    return parts[0], parts[1]
+
+
 def simulate_cmd(
     data_dir: Annotated[Path, typer.Argument(help="A fully labelled dataset: labels.csv (with masks) or the MVTec layout.")],
     out: Annotated[Path, typer.Option(help="Where the runs, curves (PNG, JSON) and summary go; a finished run there is reused.")] = Path("simulation"),
@@ -29,11 +42,11 @@ def simulate_cmd(
     costs: Annotated[str, typer.Option(help="Cost units of a verdict and of a mask.")] = "1,10",
     error_rate: Annotated[float, typer.Option(min=0, max=1, help="Probability that the simulated annotator gives the wrong verdict.")] = 0.0,
     lead_time: Annotated[str, typer.Option(help="Seconds the annotator spends on a verdict and on a mask (jittered).")] = "4,40",
-    image_size: Annotated[int, typer.Option(help="Square training resolution.")] = 256,
+    image_size: Annotated[str, typer.Option(help="Training resolution: 256 (square) or HEIGHTxWIDTH such as 128x320 for long images.")] = "256",
     epochs: Annotated[int | None, typer.Option(help="Training epochs per round (default: the fast profile's step-capped schedule).")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone (default: the project default).")] = None,
     test_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Test share when the dataset has no test split (seeded, stratified).")] = 0.3,
-    pseudo_normal: Annotated[float | None, typer.Option(min=0, max=0.99, help="Share of the pool (lowest scores) joining each round's training as pseudo-normal (default: the project default, 0.5; 0: off).")] = None,
+    pseudo_normal: Annotated[float | None, typer.Option(min=0, max=0.99, help="Share of the still unlabelled pool (lowest scores) joining each round's training as pseudo-normal (default: the project default, 0.5; 0: off).")] = None,
     min_defects: Annotated[int | None, typer.Option(min=0, help="Rounds train unsupervised until the labels hold this many defective images (default: the project default, 20; 0: off).")] = None,
     no_reference: Annotated[bool, typer.Option("--no-reference", help="Skip the full-supervision reference (no summary targets).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -54,7 +67,7 @@ def simulate_cmd(
         data=data_dir, out=out, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), rounds=rounds,
         budget=budget, seeds=tuple(range(seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
         annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
-        image_size=(image_size, image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
+        image_size=_size(image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
         pseudo_normal_fraction=pseudo_normal, min_defects_supervised=min_defects, reference=not no_reference, device=device,
     )
     def interrupted(*_: object) -> None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ProjectUpdate(BaseModel):
     """Editable project settings (absent fields stay unchanged)."""
 
-    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold, pseudo_normal_fraction (share of the pool, lowest scores first, that joins a round's training as pseudo-normal; default 0.5, 0 turns it off), bootstrap_refine_fraction (share of the pool the bootstrap retrains on, lowest scores first; default 0.5, 0 turns it off), min_defects_supervised (rounds train unsupervised until the labels hold this many defective images; default 20, 0 turns it off).")
+    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold, pseudo_normal_fraction (share of the still unlabelled pool, lowest scores first, that joins a round's training as pseudo-normal; default 0.5, 0 turns it off), bootstrap_refine_fraction (share of the pool the bootstrap retrains on, lowest scores first; default 0.5, 0 turns it off), min_defects_supervised (rounds train unsupervised until the labels hold this many defective images; default 20, 0 turns it off).")
     image_height: int | None = Field(default=None, ge=32, le=4096)
     image_width: int | None = Field(default=None, ge=32, le=4096)
     backbone: str | None = None

@@ -236,10 +236,15 @@ DEFAULT_MIN_DEFECTS_SUPERVISED = 20
 
 def pseudo_normals(session: Session, *, project: Project) -> list[int]:
     """The unlabelled pool images the active model scores lowest: the lowest
-    ``train_defaults["pseudo_normal_fraction"]`` (default 0.5; 0 turns it off) of the pool.
+    ``train_defaults["pseudo_normal_fraction"]`` (default 0.5; 0 turns it off) of the
+    *unlabelled* pool.
 
     They join the round's training as normal samples (pseudo-labels, never Labels), so a
     supervised round still sees the line's normal variation, not only the few answered images.
+    The share is taken of what is still unlabelled, not of the whole pool: labelling removes
+    images (most of them normal) from the pool while its hidden defects stay, so a fixed count
+    would take a growing share of the unlabelled images, and with it more of their defects
+    (docs/RESULTS.md, "Pseudo-normals in later rounds").
     """
     fraction = float((project.train_defaults or {}).get("pseudo_normal_fraction", DEFAULT_PSEUDO_NORMAL_FRACTION))
     mv = _active(session, project.id) if fraction > 0 else None
@@ -248,8 +253,7 @@ def pseudo_normals(session: Session, *, project: Project) -> list[int]:
     pool = set(_unlabelled_pool(session, project.id))
     scored = sorted((p.score, p.image_id) for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
                     if p.image_id in pool)
-    n_pool = session.scalar(select(func.count(Image.id)).where(Image.project_id == project.id, Image.split == Split.POOL)) or 0
-    return sorted(i for _, i in scored[: int(fraction * n_pool)])
+    return sorted(i for _, i in scored[: int(fraction * len(pool))])
 
 
 def answered(session: Session, *, round_: Round) -> int:

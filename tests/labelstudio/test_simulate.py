@@ -16,7 +16,7 @@ import pytest
 from backend.curves import METRICS
 from ml.demo_data import DemoSpec, generate
 
-ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "--seeds", "1", "--image-size", "64",
+ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "--seeds", "1", "--image-size", "64x96",
         "--epochs", "3", "--device", "cpu", "--error-rate", "0.1", "--min-defects", "1"]
 
 
@@ -79,6 +79,7 @@ def test_curve_files_hold_the_recorded_numbers(study) -> None:
     md = (out / "summary.md").read_text()
     assert "| random | 1 |" in md and "| top_score | 1 |" in md
     assert set(METRICS) <= set(curves["metrics"])
+    assert json.loads((out / "config.json").read_text())["image_size"] == [64, 96]  # height x width
 
 
 def test_the_same_command_reuses_finished_runs(study) -> None:
@@ -91,6 +92,12 @@ def test_the_same_command_reuses_finished_runs(study) -> None:
     assert (out / "runs" / "random-seed0" / "rounds.json").read_text() == before
     assert "bootstrap done" not in again.stderr  # nothing retrained
     assert time.monotonic() - t0 < first_s
+
+
+def test_a_bad_image_size_is_named(tmp_path: Path) -> None:
+    cmd = [str(Path(sys.executable).parent / "defectloop"), "simulate", str(tmp_path), "--image-size", "128x"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2 and "--image-size" in res.stderr and "128x" in res.stderr
 
 
 def test_bad_input_is_named(tmp_path: Path) -> None:

@@ -98,8 +98,8 @@ def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     assert m["annotation_seconds"] == pytest.approx(4.0 * len(asks))
     assert m["cost"] == m["labels"]["normal"] + m["labels"]["image"] + 10 * m["labels"]["mask"]
     assert m["audit"]["answered"] == len(asks)
-    # the lowest-scoring half of the pool trained as pseudo-normal beside the answers
-    assert m["pseudo_normal"] == min(32 // 2, 32 - len(asks))
+    # the lowest-scoring half of the unlabelled pool trained as pseudo-normal beside the answers
+    assert m["pseudo_normal"] == (32 - len(asks)) // 2
 
     # the next round never asks for what is labelled, and closes by itself once answered
     r2 = client.round_action(pid, "start", {"budget": 4, "strategy": "uncertainty", "ask": "verdict", "push": False})
