@@ -387,8 +387,10 @@ def holdout_split(
 ) -> tuple[list[Sample], list[Sample]]:
     """Seeded, label-stratified holdout (for thresholds when no val split exists).
 
-    Image-level-only defects stay in training (they carry no pixel truth to calibrate on
-    but are precious to train on); at least one sample of each kind stays in training.
+    Every label kind (normal, mask, image-level) gives the same share: image-level defects
+    carry no pixel truth, but the image threshold needs defects, and a holdout of masked
+    defects alone is a handful in a loop round (and none in a WEAK one). At least one sample
+    of each kind stays in training.
     ``trains_on_defects`` False (an UNSUPERVISED model, which never trains on a defective
     image): every defective image goes to the holdout, where it calibrates the threshold.
     """
@@ -400,7 +402,7 @@ def holdout_split(
             hold += group
             continue
         order = rng.permutation(len(group))
-        n_hold = 0 if kind == "image" else min(int(math.floor(len(group) * fraction)), max(len(group) - 1, 0))
+        n_hold = min(int(math.floor(len(group) * fraction)), max(len(group) - 1, 0))
         hold += [group[i] for i in order[:n_hold]]
         train += [group[i] for i in order[n_hold:]]
     return train, hold

@@ -129,12 +129,21 @@ def test_thin_defects_survive_mask_downsampling() -> None:
     assert small.any() and small.sum() < 16
 
 
-def test_holdout_is_stratified_and_keeps_image_level_labels(tiny_demo: Path) -> None:
+def test_holdout_takes_the_same_share_of_every_label_kind(tiny_demo: Path) -> None:
     samples = _train_samples(tiny_demo, Regime.MIXED)
     train, hold = holdout_split(samples, 0.25, seed=0)
-    assert len(train) + len(hold) == len(samples)
-    assert {s.label_kind for s in hold} <= {"normal", "mask"}
-    assert all(s in train for s in samples if s.label_kind == "image")
+    assert len(train) + len(hold) == len(samples) and not set(map(id, train)) & set(map(id, hold))
+    for kind in ("normal", "mask", "image"):
+        n = sum(s.label_kind == kind for s in samples)
+        assert n > 1, kind
+        assert sum(s.label_kind == kind for s in hold) == min(n * 25 // 100, n - 1), kind
+        assert any(s.label_kind == kind for s in train), kind  # every kind still trains
+
+
+def test_a_weak_holdout_calibrates_on_image_level_defects(tiny_demo: Path) -> None:
+    samples = _train_samples(tiny_demo, Regime.WEAK)
+    train, hold = holdout_split(samples, 0.25, seed=0)
+    assert any(s.label == 1 for s in hold) and any(s.label == 1 for s in train)
 
 
 def test_an_unsupervised_holdout_calibrates_on_every_defect(tiny_demo: Path) -> None:
