@@ -62,6 +62,12 @@ class Sample:
     def extra_value(self, key: str, default: str = "") -> str:
         return dict(self.extra).get(key, default)
 
+    @property
+    def is_pseudo(self) -> bool:
+        """True for a pseudo-label (an extra ``pseudo`` column set, e.g. ``normal``): the label
+        is the model's presumption, not ground truth, so it trains but never calibrates."""
+        return self.extra_value("pseudo") not in ("", "0")
+
 
 @dataclass(frozen=True)
 class Dataset:

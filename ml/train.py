@@ -393,11 +393,19 @@ def holdout_split(
     of each kind stays in training.
     ``trains_on_defects`` False (an UNSUPERVISED model, which never trains on a defective
     image): every defective image goes to the holdout, where it calibrates the threshold.
+    Pseudo-labels (:attr:`Sample.is_pseudo`) all train and never calibrate, unless no
+    ground-truth normal image exists (a bootstrap on a pool presumed normal): the threshold
+    is fitted to human labels, not to the presumed normals whose hidden defects would push
+    it up.
     """
     rng = np.random.default_rng(seed + 7919)
-    train, hold = [], []
+    truth = [s for s in samples if not s.is_pseudo]
+    pseudo = [s for s in samples if s.is_pseudo]
+    if not any(s.label == 0 for s in truth):
+        truth, pseudo = list(samples), []
+    train, hold = list(pseudo), []
     for kind in ("normal", "mask", "image"):
-        group = [s for s in samples if s.label_kind == kind]
+        group = [s for s in truth if s.label_kind == kind]
         if kind != "normal" and not trains_on_defects:
             hold += group
             continue

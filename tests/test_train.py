@@ -140,6 +140,21 @@ def test_holdout_takes_the_same_share_of_every_label_kind(tiny_demo: Path) -> No
         assert any(s.label_kind == kind for s in train), kind  # every kind still trains
 
 
+def test_pseudo_normals_train_and_never_calibrate(tiny_demo: Path) -> None:
+    samples = _train_samples(tiny_demo, Regime.MIXED)
+    normal = [i for i, s in enumerate(samples) if s.label == 0][:6]
+    presumed = [replace(samples[i], extra=(("pseudo", "normal"),)) for i in normal]
+    humans = [s for i, s in enumerate(samples) if i not in normal]
+    assert any(s.label == 0 for s in humans) and all(p.is_pseudo for p in presumed)
+    train, hold = holdout_split(humans + presumed, 0.25, seed=0)
+    assert all(p in train for p in presumed) and not any(s.is_pseudo for s in hold)
+    assert any(s.label == 0 for s in hold)  # the human-labelled normals calibrate
+    # a pool presumed normal with no human-labelled normal (the bootstrap): they calibrate too
+    only = [s for s in humans if s.label == 1] + presumed
+    _, hold = holdout_split(only, 0.25, seed=0, trains_on_defects=False)
+    assert any(s.is_pseudo for s in hold)
+
+
 def test_a_weak_holdout_calibrates_on_image_level_defects(tiny_demo: Path) -> None:
     samples = _train_samples(tiny_demo, Regime.WEAK)
     train, hold = holdout_split(samples, 0.25, seed=0)
