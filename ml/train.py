@@ -393,15 +393,16 @@ def holdout_split(
     of each kind stays in training.
     ``trains_on_defects`` False (an UNSUPERVISED model, which never trains on a defective
     image): every defective image goes to the holdout, where it calibrates the threshold.
-    Pseudo-labels (:attr:`Sample.is_pseudo`) all train and never calibrate, unless no
-    ground-truth normal image exists (a bootstrap on a pool presumed normal): the threshold
-    is fitted to human labels, not to the presumed normals whose hidden defects would push
-    it up.
+    Pseudo-labels (:attr:`Sample.is_pseudo`) all train and never calibrate, unless too few
+    ground-truth normal images exist to hold one out (a bootstrap on a pool presumed
+    normal, or a round whose answers are nearly all defects): the threshold is fitted to
+    human labels, not to the presumed normals whose hidden defects would push it up.
     """
     rng = np.random.default_rng(seed + 7919)
     truth = [s for s in samples if not s.is_pseudo]
     pseudo = [s for s in samples if s.is_pseudo]
-    if not any(s.label == 0 for s in truth):
+    n_normal = sum(s.label == 0 for s in truth)
+    if min(math.floor(n_normal * fraction), n_normal - 1) < 1:
         truth, pseudo = list(samples), []
     train, hold = list(pseudo), []
     for kind in ("normal", "mask", "image"):

@@ -149,10 +149,11 @@ def test_pseudo_normals_train_and_never_calibrate(tiny_demo: Path) -> None:
     train, hold = holdout_split(humans + presumed, 0.25, seed=0)
     assert all(p in train for p in presumed) and not any(s.is_pseudo for s in hold)
     assert any(s.label == 0 for s in hold)  # the human-labelled normals calibrate
-    # a pool presumed normal with no human-labelled normal (the bootstrap): they calibrate too
-    only = [s for s in humans if s.label == 1] + presumed
-    _, hold = holdout_split(only, 0.25, seed=0, trains_on_defects=False)
-    assert any(s.is_pseudo for s in hold)
+    # too few human-labelled normals to hold one out (a bootstrap has none): presumed ones calibrate too
+    defects = [s for s in humans if s.label == 1]
+    for few in ([], [s for s in humans if s.label == 0][:3]):
+        _, hold = holdout_split(defects + few + presumed, 0.25, seed=0, trains_on_defects=False)
+        assert any(s.is_pseudo for s in hold)
 
 
 def test_a_weak_holdout_calibrates_on_image_level_defects(tiny_demo: Path) -> None:
