@@ -16,6 +16,7 @@ is not repeated when the same command is run again, so an interrupted study resu
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -142,6 +143,17 @@ def prepare_data(cfg: SimConfig) -> tuple[Dataset, list[Sample], list[Sample]]:
     if problems:
         raise DataError(f"{ds.root}: " + "; ".join(problems))
     return ds, pool, test
+
+
+def files_root(ds: Dataset) -> Path:
+    """The deepest folder holding every image and mask of ``ds``: what the private service
+    imports from and Label Studio serves. A labels CSV may name files outside its own
+    folder (a split written elsewhere), so its folder is not enough."""
+    files = [p.resolve() for s in ds.samples for p in (s.image, s.mask) if p is not None]
+    if not files:
+        return ds.root.resolve()
+    common = Path(os.path.commonpath(files))
+    return common.parent if common in files else common
 
 
 # ---- the services --------------------------------------------------------------------------
@@ -376,7 +388,7 @@ def simulate(cfg: SimConfig, say: Say = print) -> dict[str, Any]:
     refs = {seed: reference(cfg, ds, pool, test, seed, say) for seed in cfg.seeds} if cfg.reference else {}
     todo = [(st, seed) for seed in cfg.seeds for st in cfg.strategies if finished_run(cfg, st, seed) is None]
     if todo:
-        with Progress(console=Console(stderr=True), transient=True) as bar, environment(cfg, ds.root.resolve(), say) as env:
+        with Progress(console=Console(stderr=True), transient=True) as bar, environment(cfg, files_root(ds), say) as env:
             task = bar.add_task("rounds", total=len(todo) * (cfg.rounds + 1))
             for strategy, seed in todo:
                 run_one(env, cfg, strategy, seed, pool, test, lambda m: bar.console.print(m), step=lambda: bar.advance(task))

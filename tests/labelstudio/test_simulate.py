@@ -104,3 +104,15 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     res = _simulate(tmp_path / "data", tmp_path / "out")
     assert res.returncode == 2 and "error:" in res.stderr and str(tmp_path / "data") in res.stderr
+
+
+def test_the_served_root_holds_files_outside_the_csv_folder(tmp_path: Path) -> None:
+    from backend.simulate import files_root
+    from ml.data import Dataset, Sample
+
+    data = tmp_path / "shared" / "line"
+    samples = (Sample(image=data / "images" / "a.png", label=0),
+               Sample(image=data / "images" / "b.png", label=1, mask=data / "masks" / "b.png", has_mask=True))
+    split_csv_folder = tmp_path / "runs" / "split"
+    assert files_root(Dataset(root=split_csv_folder, samples=samples)) == data.resolve()
+    assert files_root(Dataset(root=split_csv_folder, samples=samples[:1])) == (data / "images").resolve()
