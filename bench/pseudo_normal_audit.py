@@ -31,7 +31,9 @@ def audit(out: Path, data: Path) -> list[dict]:
     truth = truth_by_path(data)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     names = dict(con.execute("select id, name from project"))
-    uris = {pid: dict(con.execute("select id, uri from image where project_id = ?", (pid,))) for pid in names}
+    # image id -> ground truth (ids are unique across the study's projects)
+    label_of = {i: truth.get(str(Path(uri).resolve())) for i, uri in con.execute("select id, uri from image")}
+    pool_size = dict(con.execute("select project_id, count(*) from image where split = 'pool' group by project_id"))
     rounds = {rid: idx for rid, idx in con.execute('select id, "index" from round')}
     rows = []
     jobs = con.execute("select project_id, payload, created_at from job where kind = 'train' and status = 'succeeded' order by id")
@@ -40,22 +42,19 @@ def audit(out: Path, data: Path) -> list[dict]:
         ids = p.get("pseudo_normal_ids") or []
         if p.get("round_id") is None or not ids:
             continue
-        def defects(image_ids: list[int], pid: int = pid) -> int:
-            return sum(truth.get(str(Path(uris[pid][i]).resolve())) == 1 for i in image_ids)
-
         index = rounds.get(p["round_id"])
-        row = {"run": names[pid], "round": index, "pseudo_normal": len(ids), "hidden_defects": defects(ids)}
+        row = {"run": names[pid], "round": index, "pseudo_normal": len(ids),
+               "hidden_defects": sum(label_of[i] == 1 for i in ids)}
         if index:  # what half of the whole pool (the count before it became half the unlabelled pool) would have held
-            whole = _whole_pool_rule(con, pid, index, job_created)
-            row.update({"whole_pool_rule": len(whole), "whole_pool_rule_hidden_defects": defects(whole)})
+            whole = _whole_pool_rule(con, pid, index, job_created, pool_size[pid] // 2)
+            row.update({"whole_pool_rule": len(whole), "whole_pool_rule_hidden_defects": sum(label_of[i] == 1 for i in whole)})
         rows.append(row)
     return rows
 
 
-def _whole_pool_rule(con: sqlite3.Connection, pid: int, index: int, before: str) -> list[int]:
-    """The lowest-scoring unlabelled pool images, half the *whole* pool of them, by the
-    model the round started from (round ``index - 1``), with the labels present at ``before``."""
-    pool = [i for (i,) in con.execute("select id from image where project_id = ? and split = 'pool'", (pid,))]
+def _whole_pool_rule(con: sqlite3.Connection, pid: int, index: int, before: str, count: int) -> list[int]:
+    """The ``count`` lowest-scoring unlabelled pool images by the model the round started
+    from (round ``index - 1``), with the labels present at ``before``."""
     labelled = {i for (i,) in con.execute(
         "select image_id from label where created_at <= ? and image_id in (select id from image where project_id = ?)",
         (before, pid))}
@@ -66,7 +65,7 @@ def _whole_pool_rule(con: sqlite3.Connection, pid: int, index: int, before: str)
         return []
     scores = sorted((s, i) for i, s in con.execute("select image_id, score from prediction where model_version_id = ?", mv)
                     if i not in labelled)
-    return [i for _, i in scores[: len(pool) // 2]]
+    return [i for _, i in scores[:count]]
 
 
 def main() -> None:

@@ -31,6 +31,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 SPLITS = ("train", "val", "test")
 
 
+# The extra column that marks a pseudo-label (its value says which, e.g. ``normal``).
+PSEUDO_COLUMN = "pseudo"
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image and what is known about it.
@@ -66,7 +70,7 @@ class Sample:
     def is_pseudo(self) -> bool:
         """True for a pseudo-label (an extra ``pseudo`` column set, e.g. ``normal``): the label
         is the model's presumption, not ground truth, so it trains but never calibrates."""
-        return self.extra_value("pseudo") not in ("", "0")
+        return self.extra_value(PSEUDO_COLUMN) not in ("", "0")
 
 
 @dataclass(frozen=True)

@@ -382,6 +382,12 @@ def fit(
     )
 
 
+def _n_held(n: int, fraction: float) -> int:
+    """How many of ``n`` samples of one kind a holdout takes: the fraction, rounded down,
+    leaving at least one to train on."""
+    return min(math.floor(n * fraction), max(n - 1, 0))
+
+
 def holdout_split(
     samples: Sequence[Sample], fraction: float, seed: int, trains_on_defects: bool = True
 ) -> tuple[list[Sample], list[Sample]]:
@@ -401,8 +407,7 @@ def holdout_split(
     rng = np.random.default_rng(seed + 7919)
     truth = [s for s in samples if not s.is_pseudo]
     pseudo = [s for s in samples if s.is_pseudo]
-    n_normal = sum(s.label == 0 for s in truth)
-    if min(math.floor(n_normal * fraction), n_normal - 1) < 1:
+    if _n_held(sum(s.label == 0 for s in truth), fraction) < 1:
         truth, pseudo = list(samples), []
     train, hold = list(pseudo), []
     for kind in ("normal", "mask", "image"):
@@ -411,7 +416,7 @@ def holdout_split(
             hold += group
             continue
         order = rng.permutation(len(group))
-        n_hold = min(int(math.floor(len(group) * fraction)), max(len(group) - 1, 0))
+        n_hold = _n_held(len(group), fraction)
         hold += [group[i] for i in order[:n_hold]]
         train += [group[i] for i in order[n_hold:]]
     return train, hold

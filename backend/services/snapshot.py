@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, Label, LabelSource, Split
 from backend.services.labels import current_labels
-from ml.data import Sample
+from ml.data import PSEUDO_COLUMN, Sample
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def take_snapshot(
         )
         by_split[Split.TRAIN] += [
             Sample(image=Path(img.uri), label=0, mask=None, has_mask=True, split="train", row=img.id,
-                   extra=(("image_id", str(img.id)), ("pseudo", "normal")))
+                   extra=(("image_id", str(img.id)), (PSEUDO_COLUMN, "normal")))
             for img in pool
         ]
     return Snapshot(by_split[Split.TRAIN], by_split[Split.VAL], by_split[Split.TEST], sorted(used))
