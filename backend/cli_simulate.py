@@ -32,7 +32,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def simulate_cmd(
     data_dir: Annotated[Path, typer.Argument(help="A fully labelled dataset: labels.csv (with masks) or the MVTec layout.")],
-    out: Annotated[Path, typer.Option(help="Where the runs, curves (PNG, JSON) and summary go; a finished run there is reused.")] = Path("simulation"),
+    out: Annotated[Path, typer.Option(help="Where the runs, curves (PNG, JSON) and summary go; runs there with the same settings are reused, resumed or extended to --rounds.")] = Path("simulation"),
     strategies: Annotated[str, typer.Option(help="Comma-separated: random, uncertainty, disagreement, diversity, hybrid, top_score.")] = "random,uncertainty,hybrid,top_score",
     rounds: Annotated[int, typer.Option(min=1, help="Rounds after the bootstrap.")] = 4,
     budget: Annotated[float, typer.Option(min=1, help="Cost units per round (a verdict costs --costs[0], a mask --costs[1]).")] = 30.0,

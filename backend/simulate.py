@@ -9,8 +9,11 @@ with an optional error rate and a lead time), Label Studio's webhooks bring the 
 closing the round syncs and retrains. A full-supervision model trained on the same pool
 with every label is the reference that the summary measures strategies against.
 
-Runs are written as they finish (``runs/<strategy>-seed<k>/rounds.json``); a finished run
-is not repeated when the same command is run again, so an interrupted study resumes.
+Runs are written round by round (``runs/<strategy>-seed<k>/rounds.json``, beside the study's
+own service database and Label Studio). Running the same command again repeats nothing: a
+finished run is reused, an interrupted one goes on from its last recorded round (a round
+caught while annotating or retraining is finished, a retrain the dead process left running is
+run again), and asking for more ``--rounds`` extends finished runs instead of starting over.
 """
 
 from __future__ import annotations
@@ -58,9 +61,14 @@ class SimulatedAnnotator:
     def __init__(self, truth: dict[int, Sample], model: AnnotatorModel, seed: int) -> None:
         if not 0.0 <= model.error_rate <= 1.0:
             raise ValueError(f"error_rate must be in [0, 1], got {model.error_rate}")
-        self.truth, self.model = truth, model
+        self.truth, self.model, self.seed = truth, model, seed
         self.rng = np.random.default_rng(seed)
         self.mistakes = 0
+
+    def begin_round(self, index: int) -> None:
+        """Draw round ``index``'s mistakes and lead times from a stream of their own, so a
+        resumed run answers its later rounds as an uninterrupted one would."""
+        self.rng = np.random.default_rng((self.seed, index))
 
     def answer(self, data: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         """The annotation result for a task's ``data`` and the seconds it took."""
@@ -117,11 +125,17 @@ class SimConfig:
         return d
 
     def run_key(self) -> dict[str, Any]:
-        """What makes a finished run reusable: everything but the list of strategies and seeds."""
-        d = self.to_json()
-        for k in ("out", "strategies", "seeds", "reference", "device"):
-            d.pop(k)
-        return json.loads(json.dumps(d))  # as it reads back from rounds.json
+        """What makes a recorded run reusable: everything but the list of strategies and seeds
+        and the number of rounds (a run with fewer rounds is extended, one with more is read up
+        to ``rounds``)."""
+        return _key(self.to_json())
+
+
+def _key(config: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads(json.dumps(config))  # as it reads back from rounds.json
+    for k in ("out", "strategies", "seeds", "reference", "device", "rounds"):
+        d.pop(k, None)
+    return d
 
 
 # ---- the data ------------------------------------------------------------------------------
@@ -217,14 +231,22 @@ def _run_dir(cfg: SimConfig, strategy: str, seed: int) -> Path:
     return cfg.out / "runs" / f"{strategy}-seed{seed}"
 
 
-def finished_run(cfg: SimConfig, strategy: str, seed: int) -> dict[str, Any] | None:
-    """The recorded run when it finished with this study's settings, else None."""
+def recorded_run(cfg: SimConfig, strategy: str, seed: int) -> dict[str, Any] | None:
+    """The run recorded with this study's settings (any number of rounds), else None."""
     path = _run_dir(cfg, strategy, seed) / "rounds.json"
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return rec if rec.get("complete") and rec.get("config") == cfg.run_key() else None
+    return rec if isinstance(rec, dict) and _key(rec.get("config") or {}) == cfg.run_key() else None
+
+
+def finished_run(cfg: SimConfig, strategy: str, seed: int) -> dict[str, Any] | None:
+    """The recorded run when it holds the bootstrap and ``cfg.rounds`` rounds (cut to those), else None."""
+    rec = recorded_run(cfg, strategy, seed)
+    if rec is None or len(rec.get("rounds", [])) < cfg.rounds + 1:
+        return None
+    return {**rec, "rounds": rec["rounds"][: cfg.rounds + 1]}
 
 
 def _wait_for_labels(env: Environment, project_id: int, image_ids: list[int], timeout_s: float = 60.0) -> int:
@@ -251,28 +273,21 @@ def _run_job(env: Environment, job_id: int, what: str) -> None:
             raise SimulationError(f"{what}: job {job_id} {job.status.value}: {job.message}\n{job.error or ''}")
 
 
-def run_one(
-    env: Environment, cfg: SimConfig, strategy: str, seed: int, pool: Sequence[Sample], test: Sequence[Sample],
-    say: Say, step: Callable[[], None] = lambda: None,
-) -> dict[str, Any]:
-    """Bootstrap and ``cfg.rounds`` rounds of ``strategy`` in a new project; the run's record."""
+def _new_project(env: Environment, cfg: SimConfig, name: str, pool: Sequence[Sample], test: Sequence[Sample]) -> int:
+    """Create the run's project: the test split imported with its labels, the pool without."""
     from backend.db.tables import Project
     from backend.services.images import import_samples
 
-    name = f"{strategy}-seed{seed}"
-    run_dir = _run_dir(cfg, strategy, seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
     body = {
         "name": f"{name}-{secrets.token_hex(3)}", "image_height": cfg.image_size[0], "image_width": cfg.image_size[1],
-        "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
+        "strategy": name.rsplit("-seed", 1)[0], "round_budget": cfg.budget, "mask_share": cfg.mask_share,
         "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask,
         "train_defaults": {**({"epochs": cfg.epochs} if cfg.epochs else {}),
                            **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}),
                            **({"min_defects_supervised": cfg.min_defects_supervised} if cfg.min_defects_supervised is not None else {})},
         **({"backbone": cfg.backbone} if cfg.backbone else {}),
     }
-    pid = env.client.create_project(body)["id"]
-    truth: dict[int, Sample] = {}
+    pid = int(env.client.create_project(body)["id"])
     with env.sessions.begin() as s:
         project = s.get(Project, pid)
         for samples, with_labels in ((test, True), (pool, False)):
@@ -280,11 +295,79 @@ def run_one(
             bad = [f"{r.file}: {r.status} ({r.reason})" for r in results if r.status != "imported"]
             if bad:
                 raise SimulationError(f"{len(bad)} images could not be imported, e.g. " + "; ".join(bad[:3]))
-            if not with_labels:
-                truth.update({r.image_id: smp for r, smp in zip(results, samples, strict=True)})
+    return pid
+
+
+def _truth(env: Environment, project_id: int, pool: Sequence[Sample]) -> dict[int, Sample]:
+    """The ground truth of each pool image of the project, by image id."""
+    from sqlalchemy import select
+
+    from backend.db.tables import Image, Split
+
+    by_file = {str(s.image): s for s in pool}
+    with env.sessions() as s:
+        rows = s.execute(select(Image.id, Image.uri).where(Image.project_id == project_id, Image.split == Split.POOL)).all()
+    missing = [uri for _, uri in rows if uri not in by_file]
+    if missing or len(rows) != len(pool):
+        raise SimulationError(f"project {project_id}'s pool ({len(rows)} images) is not this dataset's pool ({len(pool)}), "
+                              f"e.g. {missing[:1]}: use a new --out")
+    return {int(i): by_file[uri] for i, uri in rows}
+
+
+def _recover(env: Environment, project_id: int) -> None:
+    """Make a project left by a dead process consistent. Its running jobs fail (nobody runs
+    them any more: a study's jobs run in the study's process), so their round can be closed
+    again; a pool scoring that failed so is queued again; then the queued jobs run. Label
+    Studio's webhook is pointed at this process's service."""
+    from sqlalchemy import select
+
+    from backend.db.tables import Job, JobKind, JobStatus, Project
+    from backend.jobs.queue import reap_stale
+    from backend.services.labelstudio_link import active_model_version, setup_project
+    from backend.services.retrain import enqueue_pool_scoring
+
+    with env.sessions.begin() as s:
+        reaped = [s.get(Job, j) for j in reap_stale(s, timeout_s=-1.0)]
+        mv = active_model_version(s, project_id)
+        if mv is not None and any(j.kind is JobKind.PREDICT and j.project_id == project_id for j in reaped):
+            enqueue_pool_scoring(s, project_id=project_id, model_version_id=mv.id)
+        queued = list(s.scalars(select(Job.id).where(Job.project_id == project_id, Job.status == JobStatus.QUEUED).order_by(Job.id)))
+    for job_id in queued:
+        _run_job(env, job_id, f"project {project_id}'s queued job")
+    with env.sessions.begin() as s:
+        project = s.get(Project, project_id)
+        if project.ls_project_id is not None:  # answers now reach this process's service (on a new port)
+            setup_project(s, env.settings, project, env.studio)
+
+
+def run_one(
+    env: Environment, cfg: SimConfig, strategy: str, seed: int, pool: Sequence[Sample], test: Sequence[Sample],
+    say: Say, step: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Bootstrap and ``cfg.rounds`` rounds of ``strategy`` in a project of its own; the run's
+    record. A run recorded with the same settings goes on in its project from where it stopped."""
+    from backend.client import ClientError
+
+    name = f"{strategy}-seed{seed}"
+    run_dir = _run_dir(cfg, strategy, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = recorded_run(cfg, strategy, seed)
+    if record is not None:
+        pid = int(record["project_id"])
+        try:
+            env.client.find_project(str(pid))
+        except ClientError as e:  # the record outlived its database
+            raise SimulationError(f"{run_dir / 'rounds.json'} names project {pid}, which this study's service does not "
+                                  f"hold ({e}): remove {run_dir} to run {name} again") from None
+        truth = _truth(env, pid, pool)
+        _recover(env, pid)
+    else:
+        pid = _new_project(env, cfg, name, pool, test)
+        truth = _truth(env, pid, pool)
+        record = {"strategy": strategy, "seed": seed, "project_id": pid, "rounds": [], "webhooks": [],
+                  "annotator_mistakes": 0}
+    record.update(config=cfg.run_key(), complete=False)
     annotator = SimulatedAnnotator(truth, cfg.annotator, seed=seed)
-    record: dict[str, Any] = {"config": cfg.run_key(), "strategy": strategy, "seed": seed, "project_id": pid,
-                              "complete": False, "rounds": [], "webhooks": []}
 
     def save() -> None:
         record["rounds"] = [r for r in env.client.rounds(pid) if r["status"] == "done"]
@@ -292,38 +375,53 @@ def run_one(
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(run_dir / "rounds.json")
 
-    t0 = time.monotonic()
-    boot = env.client.round_action(pid, f"bootstrap?seed={seed}")
-    _run_job(env, boot["job"]["id"], f"{name} bootstrap")
     save()
-    step()
-    say(f"{name}: bootstrap done ({time.monotonic() - t0:.0f} s)")
-    ls_id: int | None = None
-    for k in range(1, cfg.rounds + 1):
+    done = len(record["rounds"])
+    for _ in range(min(done, cfg.rounds + 1)):
+        step()
+    if done:
+        say(f"{name}: going on after round {done - 1}")
+    if done == 0:
         t0 = time.monotonic()
-        rnd = env.client.round_action(pid, "start", {"budget": cfg.budget, "strategy": strategy, "ask": cfg.ask,
-                                                     "seed": seed * 1000 + k})
-        asked = [int(i) for i, _ in rnd["asks"]]
+        boot = env.client.round_action(pid, f"bootstrap?seed={seed}")
+        _run_job(env, boot["job"]["id"], f"{name} bootstrap")
+        save()
+        step()
+        say(f"{name}: bootstrap done ({time.monotonic() - t0:.0f} s)")
+    ls_id: int | None = None
+    for k in range(max(done, 1), cfg.rounds + 1):
+        t0 = time.monotonic()
+        current = next((r for r in env.client.rounds(pid) if r["index"] == k), None)
+        if current is None:
+            current = env.client.round_action(pid, "start", {"budget": cfg.budget, "strategy": strategy, "ask": cfg.ask,
+                                                             "seed": seed * 1000 + k})
+        asks = current["asks"]
+        asked = [int(i) for i, _ in asks]
         if ls_id is None:  # the first push set the Label Studio project up
             ls_id = env.client.find_project(str(pid))["ls_project_id"]
+        annotator.begin_round(k)
         answered = 0
         for task in env.studio.open_tasks(ls_id):
             result, seconds = annotator.answer(task.data)
             env.studio.annotate(task.task_id, result, lead_time=seconds)
             answered += 1
         by_webhook = _wait_for_labels(env, pid, asked)
+        record["webhooks"] = [w for w in record["webhooks"] if w["round"] != k]
         record["webhooks"].append({"round": k, "asked": len(asked), "answered": answered, "by_webhook": by_webhook})
-        close = env.client.round_action(pid, "close")
-        _run_job(env, close["job"]["id"], f"{name} round {k}")
+        if current["status"] in ("annotating", "failed"):
+            close = env.client.round_action(pid, "close")
+            _run_job(env, close["job"]["id"], f"{name} round {k}")
+        record["annotator_mistakes"] = int(record.get("annotator_mistakes", 0)) + annotator.mistakes
+        annotator.mistakes = 0
         save()
         step()
         last = record["rounds"][-1]["metrics"]
-        say(f"{name}: round {k}/{cfg.rounds}: {len(asked)} asked ({sum(kind == 'mask' for _, kind in rnd['asks'])} masks), "
+        say(f"{name}: round {k}/{cfg.rounds}: {len(asked)} asked ({sum(kind == 'mask' for _, kind in asks)} masks), "
             f"{last['regime']}, image AP {last['metrics'].get('image_ap', float('nan')):.3f}, cost {last['cost']:.0f} "
             f"({time.monotonic() - t0:.0f} s)")
-    record["complete"], record["annotator_mistakes"] = True, annotator.mistakes
+    record["complete"] = True
     save()
-    return record
+    return {**record, "rounds": record["rounds"][: cfg.rounds + 1]}
 
 
 # ---- the full-supervision reference ---------------------------------------------------------

@@ -20,9 +20,9 @@ ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "
         "--epochs", "3", "--device", "cpu", "--error-rate", "0.1", "--min-defects", "1"]
 
 
-def _simulate(data: Path, out: Path) -> subprocess.CompletedProcess:
+def _simulate(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFECTLOOP_")}
-    cmd = [str(Path(sys.executable).parent / "defectloop"), "simulate", str(data), "--out", str(out), *ARGS]
+    cmd = [str(Path(sys.executable).parent / "defectloop"), "simulate", str(data), "--out", str(out), *ARGS, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=False)
 
 
@@ -116,3 +116,46 @@ def test_the_served_root_holds_files_outside_the_csv_folder(tmp_path: Path) -> N
     split_csv_folder = tmp_path / "runs" / "split"
     assert files_root(Dataset(root=split_csv_folder, samples=samples)) == data.resolve()
     assert files_root(Dataset(root=split_csv_folder, samples=samples[:1])) == (data / "images").resolve()
+
+
+# Runs last in this module: it adds a round to the study the tests above read.
+def test_more_rounds_go_on_from_an_interrupted_round(study, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 3 is started and half answered, then its process goes away; asking for three
+    rounds finishes that round in the same project and keeps rounds 0-2 as they were."""
+    from backend.simulate import SimConfig, environment, files_root, prepare_data
+
+    data, out, res, _ = study
+    assert res.returncode == 0, res.stderr[-3000:]
+    path = out / "runs" / "random-seed0" / "rounds.json"
+    before = json.loads(path.read_text())
+    for k in [k for k in os.environ if k.startswith("DEFECTLOOP_")]:
+        monkeypatch.delenv(k)
+    cfg = SimConfig(data=data, out=out, device="cpu")
+    ds, _, _ = prepare_data(cfg)
+    with environment(cfg, files_root(ds), say=lambda m: None) as env:
+        pid = before["project_id"]
+        rnd = env.client.round_action(pid, "start", {"budget": 24, "strategy": "random", "ask": "auto", "seed": 3})
+        ls_id = env.client.find_project(str(pid))["ls_project_id"]
+        from backend.simulate import SimulatedAnnotator, _truth
+
+        annotator = SimulatedAnnotator(_truth(env, pid, prepare_data(cfg)[1]), cfg.annotator, seed=0)
+        tasks = env.studio.open_tasks(ls_id)
+        assert len(tasks) == len(rnd["asks"]) >= 2
+        for task in tasks[: len(tasks) // 2]:
+            result, seconds = annotator.answer(task.data)
+            env.studio.annotate(task.task_id, result, lead_time=seconds)
+
+    again = _simulate(data, out, "--rounds", "3", "--strategies", "random")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "going on after round 2" in again.stderr and "bootstrap done" not in again.stderr
+    after = json.loads(path.read_text())
+    assert after["complete"] and after["project_id"] == pid
+    assert [r["index"] for r in after["rounds"]] == [0, 1, 2, 3]
+    assert after["rounds"][:3] == before["rounds"]
+    assert [a[0] for a in after["rounds"][3]["asks"]] == [a[0] for a in rnd["asks"]]  # the interrupted round, finished
+    w = after["webhooks"][-1]
+    assert w["round"] == 3 and w["asked"] == w["by_webhook"] == len(rnd["asks"])
+    assert w["answered"] == len(rnd["asks"]) - len(rnd["asks"]) // 2
+    assert after["rounds"][3]["metrics"]["labels"]["total"] > before["rounds"][2]["metrics"]["labels"]["total"]
+    curves = json.loads((out / "curves.json").read_text())
+    assert [p["round"] for p in curves["runs"][0]["points"]] == [0, 1, 2, 3]
