@@ -131,6 +131,13 @@ class SimConfig:
         return _key(self.to_json())
 
 
+    def reference_key(self) -> dict[str, Any]:
+        """What the full-supervision reference depends on: the data, its test split and the
+        training settings, not the loop's (strategies, budgets, costs, the annotator)."""
+        d = self.to_json()
+        return {k: d[k] for k in ("data", "test_fraction", "image_size", "backbone", "epochs")}
+
+
 def _key(config: dict[str, Any]) -> dict[str, Any]:
     d = json.loads(json.dumps(config))  # as it reads back from rounds.json
     for k in ("out", "strategies", "seeds", "reference", "device", "rounds"):
@@ -435,7 +442,7 @@ def reference(cfg: SimConfig, ds: Dataset, pool: Sequence[Sample], test: Sequenc
     path = cfg.out / "reference" / f"seed{seed}.json"
     try:
         rec = json.loads(path.read_text())
-        if rec.get("config") == cfg.run_key():
+        if rec.get("config") == json.loads(json.dumps(cfg.reference_key())):
             return rec["metrics"]
     except (OSError, ValueError):
         pass
@@ -448,7 +455,7 @@ def reference(cfg: SimConfig, ds: Dataset, pool: Sequence[Sample], test: Sequenc
     metrics = evaluate(load_model(model_dir, device=cfg.device).predictor, list(test))
     metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": cfg.run_key(), "regime": summary.trained.regime.value, "metrics": metrics}, indent=1))
+    path.write_text(json.dumps({"config": cfg.reference_key(), "regime": summary.trained.regime.value, "metrics": metrics}, indent=1))
     say(f"reference seed {seed}: {summary.trained.regime.value}, image AP {metrics.get('image_ap', float('nan')):.3f} "
         f"({time.monotonic() - t0:.0f} s)")
     return metrics

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,19 @@ def test_the_served_root_holds_files_outside_the_csv_folder(tmp_path: Path) -> N
     assert files_root(Dataset(root=split_csv_folder, samples=samples)) == data.resolve()
     assert files_root(Dataset(root=split_csv_folder, samples=samples[:1])) == (data / "images").resolve()
 
+
+def test_the_reference_depends_on_data_and_training_not_on_the_loop(tmp_path: Path) -> None:
+    from backend.simulate import SimConfig
+
+    base = SimConfig(data=tmp_path, out=tmp_path / "a", image_size=(128, 128))
+    loop_only = replace(base, out=tmp_path / "b", strategies=("hybrid",), rounds=12, budget=100.0, ask="verdict",
+                        mask_share=0.2, seeds=(0, 1), pseudo_normal_fraction=0.0)
+    assert loop_only.reference_key() == base.reference_key()
+    assert loop_only.run_key() != base.run_key()
+    assert replace(base, rounds=12).run_key() == base.run_key()  # more rounds extend a run
+    for changed in (replace(base, image_size=(128, 320)), replace(base, epochs=5), replace(base, test_fraction=0.2),
+                    replace(base, backbone="tf_efficientnet_lite2")):
+        assert changed.reference_key() != base.reference_key()
 
 # Runs last in this module: it adds a round to the study the tests above read.
 def test_more_rounds_go_on_from_an_interrupted_round(study, monkeypatch: pytest.MonkeyPatch) -> None:
