@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 METRICS = ("image_ap", "image_auroc", "image_f1", "pixel_aupro", "pixel_ap")
 X_AXES = {"labels": "labels (images answered)", "cost": "annotation cost (units)", "annotation_seconds": "annotation time (s)"}
 TARGETS = (0.95, 0.99)
+ROW_KEYS = ("round", "regime", "strategy", "labels", "normal", "image_labels", "mask_labels", "cost",
+            "annotation_seconds", "flip_rate", "mask_iou_mean")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,10 @@ class Run:
 
 
 def point_row(p: dict[str, Any]) -> dict[str, Any]:
-    """The flat values of one round record: x axes, metrics, regime and the audit."""
+    """The flat values of one round record: x axes, metrics, regime and the audit. A row
+    this function made (as ``curves.json`` stores them) reads back as itself."""
+    if "labels" in p and not isinstance(p["labels"], dict):
+        return {k: p.get(k) for k in (*ROW_KEYS, *METRICS)}
     audit = p.get("audit") or {}
     labels = p.get("labels") or {}
     row = {
@@ -169,8 +174,9 @@ def plot(runs: Sequence[Run], x: str, path: Path | BinaryIO, title: str = "") ->
     return path
 
 
-def summary_markdown(rows: Sequence[dict[str, Any]], metric: str = "image_ap") -> str:
-    """The planning table: cost to reach 95% / 99% of full supervision, relative to random."""
+def summary_markdown(rows: Sequence[dict[str, Any]], metric: str = "image_ap", baseline: str = "random") -> str:
+    """The planning table: cost to reach 95% / 99% of full supervision, relative to ``baseline``
+    (the strategy :func:`summary` was given)."""
     def fmt(v: float | None, pct: bool = False) -> str:
         return "-" if v is None else f"{100 * v:.1f}" if pct else f"{v:.0f}"
 
@@ -179,7 +185,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]], metric: str = "image_ap") -
         return "-" if r is None else ("<= " if row[f"ratio_{t}_is_bound"] else "") + f"{100 * r:.0f}%"
 
     lines = [
-        f"| strategy | runs | final {metric} | final cost | cost to 95% (reached) | vs random | cost to 99% (reached) | vs random |",
+        (f"| strategy | runs | final {metric} | final cost | cost to 95% (reached) | vs {baseline} "
+         f"| cost to 99% (reached) | vs {baseline} |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
