@@ -82,7 +82,7 @@ def main() -> None:
     curves = curves_json(runs)
     curves["summary"] = summary(runs, baseline=args.baseline)
     (args.out / "curves.json").write_text(json.dumps(curves, indent=1))
-    plot(runs, "cost", args.out / "curves_vs_cost.png", title="image AP against annotation cost")
+    plot(runs, "cost", args.out / "curves_vs_cost.png", title="label efficiency against annotation cost")
     md = summary_markdown(curves["summary"], baseline=args.baseline)
     (args.out / "summary.md").write_text(md)
     print(md)
