@@ -130,7 +130,6 @@ class SimConfig:
         to ``rounds``)."""
         return _key(self.to_json())
 
-
     def reference_key(self) -> dict[str, Any]:
         """What the full-supervision reference depends on: the data, its test split and the
         training settings, not the loop's (strategies, budgets, costs, the annotator)."""
@@ -280,14 +279,16 @@ def _run_job(env: Environment, job_id: int, what: str) -> None:
             raise SimulationError(f"{what}: job {job_id} {job.status.value}: {job.message}\n{job.error or ''}")
 
 
-def _new_project(env: Environment, cfg: SimConfig, name: str, pool: Sequence[Sample], test: Sequence[Sample]) -> int:
+def _new_project(
+    env: Environment, cfg: SimConfig, strategy: str, name: str, pool: Sequence[Sample], test: Sequence[Sample],
+) -> int:
     """Create the run's project: the test split imported with its labels, the pool without."""
     from backend.db.tables import Project
     from backend.services.images import import_samples
 
     body = {
         "name": f"{name}-{secrets.token_hex(3)}", "image_height": cfg.image_size[0], "image_width": cfg.image_size[1],
-        "strategy": name.rsplit("-seed", 1)[0], "round_budget": cfg.budget, "mask_share": cfg.mask_share,
+        "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
         "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask,
         "train_defaults": {**({"epochs": cfg.epochs} if cfg.epochs else {}),
                            **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}),
@@ -369,7 +370,7 @@ def run_one(
         truth = _truth(env, pid, pool)
         _recover(env, pid)
     else:
-        pid = _new_project(env, cfg, name, pool, test)
+        pid = _new_project(env, cfg, strategy, name, pool, test)
         truth = _truth(env, pid, pool)
         record = {"strategy": strategy, "seed": seed, "project_id": pid, "rounds": [], "webhooks": [],
                   "annotator_mistakes": 0}
