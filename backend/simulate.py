@@ -389,7 +389,7 @@ def run_one(
         step()
     if done:
         say(f"{name}: going on after round {done - 1}")
-    if done == 0:
+    else:
         t0 = time.monotonic()
         boot = env.client.round_action(pid, f"bootstrap?seed={seed}")
         _run_job(env, boot["job"]["id"], f"{name} bootstrap")
