@@ -120,8 +120,10 @@ class SimConfig:
     device: str = "auto"
 
     def to_json(self) -> dict[str, Any]:
+        """The config as JSON; ``data`` is absolute, so a study named from another directory
+        or by a relative path keys the same runs and reference."""
         d = asdict(self)
-        d["data"], d["out"] = str(self.data), str(self.out)
+        d["data"], d["out"] = str(Path(self.data).resolve()), str(self.out)
         return d
 
     def run_key(self) -> dict[str, Any]:

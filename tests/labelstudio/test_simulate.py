@@ -132,6 +132,18 @@ def test_the_reference_depends_on_data_and_training_not_on_the_loop(tmp_path: Pa
                     replace(base, backbone="tf_efficientnet_lite2")):
         assert changed.reference_key() != base.reference_key()
 
+
+def test_the_data_path_keys_a_study_however_it_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.simulate import SimConfig
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    relative = SimConfig(data=Path("data"), out=Path("out"))
+    absolute = replace(relative, data=tmp_path / "data")
+    assert relative.run_key() == absolute.run_key()
+    assert relative.reference_key() == absolute.reference_key()
+    assert replace(relative, data=Path("other")).reference_key() != relative.reference_key()
+
 # Runs last in this module: it adds a round to the study the tests above read.
 def test_more_rounds_go_on_from_an_interrupted_round(study, monkeypatch: pytest.MonkeyPatch) -> None:
     """Round 3 is started and half answered, then its process goes away; asking for three
