@@ -13,7 +13,7 @@ def round_cmd(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
     budget: Annotated[float | None, typer.Option(help="Cost units to spend (a verdict costs 1, a mask 10 by default; default: the project's round budget).")] = None,
     strategy: Annotated[str | None, typer.Option(help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's).")] = None,
-    ask: Annotated[str, typer.Option(help="auto (verdicts and masks), verdict or mask.")] = "auto",
+    ask: Annotated[str, typer.Option(help="auto (verdicts and masks), verdict, mask, or staged (verdicts until image AP stops rising, then auto).")] = "auto",
     close: Annotated[bool, typer.Option("--close", help="Close the open round: sync its answers and retrain.")] = False,
     no_push: Annotated[bool, typer.Option("--no-push", help="Select the batch without sending it to Label Studio.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for a bootstrap or close retrain, with a progress bar.")] = False,

@@ -37,7 +37,7 @@ def simulate_cmd(
     rounds: Annotated[int, typer.Option(min=1, help="Rounds after the bootstrap.")] = 4,
     budget: Annotated[float, typer.Option(min=1, help="Cost units per round (a verdict costs --costs[0], a mask --costs[1]).")] = 30.0,
     seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds 0..N-1): the bands on the curves.")] = 3,
-    ask: Annotated[str, typer.Option(help="auto (the strategy decides verdict or mask), verdict or mask.")] = "auto",
+    ask: Annotated[str, typer.Option(help="auto (the strategy decides verdict or mask), verdict, mask, or staged (verdicts until image AP stops rising by a point per round, then auto).")] = "auto",
     mask_share: Annotated[float, typer.Option(min=0, max=1, help="At most this share of a round's budget goes to masks.")] = 0.5,
     costs: Annotated[str, typer.Option(help="Cost units of a verdict and of a mask.")] = "1,10",
     error_rate: Annotated[float, typer.Option(min=0, max=1, help="Probability that the simulated annotator gives the wrong verdict.")] = 0.0,
@@ -57,12 +57,13 @@ def simulate_cmd(
     """
     from backend.simulate import AnnotatorModel, SimConfig, SimulationError, simulate
     from labelstudio.server import ServerError
+    from ml.acquisition import RUN_ASK_POLICIES
     from ml.errors import DataError
 
     c_img, c_mask = _pair(costs, "--costs")
     t_verdict, t_mask = _pair(lead_time, "--lead-time")
-    if ask not in ("auto", "verdict", "mask"):
-        raise typer.BadParameter(f"--ask: auto, verdict or mask, got {ask!r}")
+    if ask not in RUN_ASK_POLICIES:
+        raise typer.BadParameter(f"--ask: one of {', '.join(RUN_ASK_POLICIES)}, got {ask!r}")
     cfg = SimConfig(
         data=data_dir, out=out, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), rounds=rounds,
         budget=budget, seeds=tuple(range(seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,

@@ -12,11 +12,15 @@ units, deciding per image whether to ask for a verdict (OK / Defect) or for a ma
   the mask share of the budget lasts; the rest of the budget buys verdicts in strategy order;
 - a mask ask reserves the mask cost even though an image that turns out normal costs only a
   verdict, so a round never overspends.
+
+Across rounds, the "staged" policy (:func:`staged_ask`) asks for verdicts only while image
+detection still improves, then for verdicts and masks ("auto") for the rest of the run:
+verdicts buy detection cheaply, masks then buy localisation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -194,7 +198,34 @@ STRATEGIES: dict[str, Strategy] = {
     "top_score": top_score_strategy,
 }
 
-ASK_POLICIES = ("auto", "verdict", "mask")
+ASK_POLICIES = ("auto", "verdict", "mask")  # what one round asks for (see select)
+STAGED = "staged"  # a run-level policy: resolved to "verdict" or "auto" per round by staged_ask
+RUN_ASK_POLICIES = (*ASK_POLICIES, STAGED)
+
+
+def staged_ask(image_ap: Sequence[float | None], *, masks_started: bool, min_gain: float = 0.01) -> str:
+    """The ask policy of a staged run's next round: "verdict" or "auto".
+
+    ``image_ap``: the evaluation image AP (in [0, 1]) after each finished round of the run, round
+    0 (the unsupervised bootstrap) first; None where a round has no measurement.
+    ``masks_started``: an earlier round of the run already asked for masks; the switch is
+    final, so one noisy round cannot send the run back to verdicts.
+
+    Verdicts while the last labelled round raised image AP by at least ``min_gain``; "auto"
+    once it gained less (detection has levelled off, or the curve turned noisy). Until two
+    measurements exist (round 0 and one labelled round) the answer is "verdict"; without
+    measurements (no evaluation split) a plateau cannot be seen, so the answer is "auto",
+    the product default.
+    """
+    if masks_started:
+        return "auto"
+    if not image_ap:
+        return "verdict"
+    if any(v is None for v in image_ap):
+        return "auto"
+    if len(image_ap) < 2:
+        return "verdict"
+    return "verdict" if float(image_ap[-1]) - float(image_ap[-2]) >= min_gain else "auto"
 
 
 def get_strategy(name: str) -> Strategy:

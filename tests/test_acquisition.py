@@ -11,6 +11,7 @@ from ml.acquisition import (
     cost_of,
     k_center_greedy,
     select,
+    staged_ask,
 )
 
 
@@ -127,3 +128,13 @@ def test_bad_arguments_are_named() -> None:
             ids=np.arange(3), scores=np.zeros(2), map_max=np.zeros(3), map_entropy=np.zeros(3),
             embeddings=np.zeros((3, 2)), labelled=np.zeros(3, bool), upgradable=np.zeros(3, bool),
         )
+
+
+def test_staged_asks_verdicts_while_detection_rises_then_masks_for_good() -> None:
+    assert staged_ask([0.65], masks_started=False) == "verdict"  # only the bootstrap is measured
+    assert staged_ask([0.65, 0.82, 0.87], masks_started=False) == "verdict"
+    assert staged_ask([0.65, 0.82, 0.875, 0.88], masks_started=False) == "auto"  # +0.5 points: levelled off
+    assert staged_ask([0.65, 0.82, 0.80], masks_started=False) == "auto"  # a drop also ends the verdict stage
+    assert staged_ask([0.65, 0.82, 0.90], masks_started=True) == "auto"  # the switch is final
+    assert staged_ask([0.65, 0.82, 0.84], masks_started=False, min_gain=0.03) == "auto"
+    assert staged_ask([None, None], masks_started=False) == "auto"  # no evaluation split: the default

@@ -35,7 +35,7 @@ from backend.db.tables import (
 from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
 from backend.settings import Settings
-from ml.acquisition import STRATEGIES, AskKind, Candidates, Costs
+from ml.acquisition import STAGED, STRATEGIES, AskKind, Candidates, Costs, staged_ask
 from ml.acquisition import select as acquire
 
 STRATEGY_NAMES = tuple(STRATEGIES)
@@ -162,6 +162,20 @@ def _upgradable(label: Label, mask_asked: bool) -> bool:
     return bool(label.is_defective) and label.mask_png is None and not mask_asked
 
 
+def resolve_ask(session: Session, *, project_id: int, ask: str) -> str:
+    """The concrete ask policy ("auto", "verdict" or "mask") of the next round.
+
+    "staged" is decided from the project's finished rounds (see :func:`ml.acquisition.staged_ask`):
+    their evaluation image AP in round order, and whether a staged round already asked for masks.
+    """
+    if ask != STAGED:
+        return ask
+    done = [r for r in rounds_of(session, project_id=project_id) if r.status is RoundStatus.DONE]
+    image_ap = [((r.metrics or {}).get("metrics") or {}).get("image_ap") for r in done]
+    started = any(r.params.get("ask") == STAGED and r.params.get("ask_used") == "auto" for r in done)
+    return staged_ask(image_ap, masks_started=started)
+
+
 def start_round(
     session: Session, settings: Settings, *, project: Project, budget: float | None = None, strategy: str | None = None,
     ask: str = "auto", seed: int | None = None, push: bool = True,
@@ -174,10 +188,12 @@ def start_round(
     strategy = strategy or project.strategy
     budget = float(project.round_budget if budget is None else budget)
     seed = index if seed is None else seed
+    ask_used = resolve_ask(session, project_id=project.id, ask=ask)
     try:
         asks = acquire(
             candidates(session, project_id=project.id, mv=mv), strategy=strategy, budget=budget,
-            costs=Costs(project.cost_image_label, project.cost_mask_label), mask_share=project.mask_share, ask=ask, seed=seed,
+            costs=Costs(project.cost_image_label, project.cost_mask_label), mask_share=project.mask_share, ask=ask_used,
+            seed=seed,
         )
     except ValueError as e:
         raise RoundError(str(e)) from None
@@ -185,7 +201,7 @@ def start_round(
         raise RoundError("nothing to ask: every pool image is labelled (or the budget buys no label)")
     rnd = Round(
         project_id=project.id, index=index, strategy=strategy, budget=round(budget), status=RoundStatus.ANNOTATING,
-        params={"seed": seed, "ask": ask, "mask_share": project.mask_share, "model_version_id": mv.id,
+        params={"seed": seed, "ask": ask, "ask_used": ask_used, "mask_share": project.mask_share, "model_version_id": mv.id,
                 "asks": [[a.image_id, a.kind.value] for a in asks]},
         started_at=utcnow(),
     )
@@ -197,7 +213,8 @@ def start_round(
         report = push_batch(session, settings, project, [a.image_id for a in asks],
                             asks={a.image_id: a.kind.value for a in asks}, include_labelled=True)
         rnd.params = {**rnd.params, "pushed": len(report.pushed)}
-        rnd.message = f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a mask)"
+        policy = f"; staged: {ask_used}" if ask == STAGED else ""
+        rnd.message = f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a mask{policy})"
     return rnd
 
 

@@ -158,3 +158,34 @@ def test_min_defects_supervised_is_validated(bad) -> None:
 
     with pytest.raises(ValueError, match="train_defaults.min_defects_supervised"):
         _apply(Project(name="x"), ProjectSettings(train_defaults={"min_defects_supervised": bad}))
+
+
+def test_a_staged_run_switches_to_masks_once_image_ap_levels_off(loop) -> None:
+    from backend.db.engine import session_factory
+    from backend.db.tables import Round, RoundStatus
+    from backend.services.rounds import resolve_ask
+
+    client, pid, *_ = loop
+    factory = session_factory(client.engine)
+
+    def finish(index: int, image_ap: float | None, ask_used: str, status: RoundStatus = RoundStatus.DONE) -> None:
+        with factory.begin() as s:
+            s.add(Round(project_id=pid, index=index, strategy="hybrid", budget=100, status=status,
+                        params={"ask": "staged", "ask_used": ask_used},
+                        metrics={"metrics": {} if image_ap is None else {"image_ap": image_ap}}))
+
+    def next_ask() -> str:
+        with factory() as s:
+            return resolve_ask(s, project_id=pid, ask="staged")
+
+    finish(0, 0.60, "verdict")
+    assert next_ask() == "verdict"
+    finish(1, 0.80, "verdict")
+    finish(2, 0.50, "verdict", RoundStatus.FAILED)  # a failed round is no measurement
+    assert next_ask() == "verdict"
+    finish(3, 0.805, "verdict")
+    assert next_ask() == "auto"
+    finish(4, 0.90, "auto")  # masks started; a big gain after them does not switch back
+    assert next_ask() == "auto"
+    with factory() as s:
+        assert resolve_ask(s, project_id=pid, ask="verdict") == "verdict"

@@ -19,7 +19,11 @@ router = APIRouter(tags=["rounds"])
 class StartRound(BaseModel):
     budget: float | None = Field(default=None, ge=0, description="Cost units to spend (default: the project's round_budget).")
     strategy: str | None = Field(default=None, description=f"One of: {', '.join(rounds.STRATEGY_NAMES)} (default: the project's).")
-    ask: Literal["auto", "verdict", "mask"] = Field(default="auto", description="Which labels to ask for.")
+    ask: Literal["auto", "verdict", "mask", "staged"] = Field(
+        default="auto",
+        description="Which labels to ask for: auto (verdicts and masks), verdict, mask, or staged (verdicts until "
+        "the evaluation image AP stops rising by a point per round, then auto).",
+    )
     seed: int | None = Field(default=None, description="Seed of the strategy (default: the round index).")
     push: bool = Field(default=True, description="Send the batch to Label Studio.")
 
