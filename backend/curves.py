@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 METRICS = ("image_ap", "image_auroc", "image_f1", "pixel_aupro", "pixel_ap")
 X_AXES = {"labels": "labels (images answered)", "cost": "annotation cost (units)", "annotation_seconds": "annotation time (s)"}
 TARGETS = (0.95, 0.99)
-ROW_KEYS = ("round", "regime", "strategy", "labels", "normal", "image_labels", "mask_labels", "cost",
+ROW_KEYS = ("round", "regime", "strategy", "ask", "labels", "normal", "image_labels", "mask_labels", "cost",
             "annotation_seconds", "flip_rate", "mask_iou_mean")
 
 
@@ -40,7 +40,7 @@ def point_row(p: dict[str, Any]) -> dict[str, Any]:
     audit = p.get("audit") or {}
     labels = p.get("labels") or {}
     row = {
-        "round": p.get("round"), "regime": p.get("regime"), "strategy": p.get("strategy"),
+        "round": p.get("round"), "regime": p.get("regime"), "strategy": p.get("strategy"), "ask": p.get("ask"),
         "labels": labels.get("total", 0), "normal": labels.get("normal", 0), "image_labels": labels.get("image", 0),
         "mask_labels": labels.get("mask", 0), "cost": p.get("cost", 0.0),
         "annotation_seconds": p.get("annotation_seconds", 0.0),

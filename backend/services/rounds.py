@@ -310,6 +310,7 @@ def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_:
     cost = (normal + image_level) * project.cost_image_label + masks * project.cost_mask_label
     return {
         "round": round_.index, "strategy": round_.strategy, "model_version": mv.name, "regime": mv.regime,
+        "ask": round_.params.get("ask_used", round_.params.get("ask")),  # what this round asked for (None: round 0)
         "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
         "cost": cost, "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
         "pseudo_normal": int(round_.params.get("pseudo_normal", 0)),

@@ -95,6 +95,7 @@ def test_rounds_move_from_unsupervised_to_supervised(loop) -> None:
     assert m["labels"]["total"] == len(asks)
     assert m["labels"]["image"] + m["labels"]["mask"] > 0, "top_score found no defect in a pool of 10/32"
     assert m["regime"] in ("weak", "mixed", "full")
+    assert m["ask"] == "auto" and r0["metrics"]["ask"] is None  # what each round asked for
     assert m["annotation_seconds"] == pytest.approx(4.0 * len(asks))
     assert m["cost"] == m["labels"]["normal"] + m["labels"]["image"] + 10 * m["labels"]["mask"]
     assert m["audit"]["answered"] == len(asks)
