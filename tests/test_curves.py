@@ -9,6 +9,7 @@ import pytest
 
 from backend.curves import (
     Run,
+    cost_to_hold,
     cost_to_reach,
     curves_json,
     point_row,
@@ -35,6 +36,16 @@ def test_cost_to_reach_is_the_first_round_at_the_target() -> None:
     assert cost_to_reach(run.points, 0.95) is None
 
 
+def test_a_target_is_held_from_the_round_after_the_last_dip() -> None:
+    run = _run("a", [0.5, 0.9, 0.8, 0.9, 0.95])
+    assert cost_to_reach(run.points, 0.89) == 100.0
+    assert cost_to_hold(run.points, 0.89) == 300.0  # touched at 100, fell back at 200
+    assert cost_to_hold(_run("b", [0.5, 0.9, 0.8]).points, 0.89) is None  # below at the end
+    rows = {r["strategy"]: r for r in summary([run, _run("random", [0.5, 0.7, 0.9, 0.8, 0.9])])}
+    assert rows["a"]["hold_0.99"] == 300.0 and rows["random"]["hold_0.99"] == 400.0
+    assert rows["a"]["hold_ratio_0.99"] == pytest.approx(0.75) and rows["a"]["held_0.99"] == "1/1"
+
+
 def test_ratios_to_the_baseline_and_bounds_where_it_never_arrived() -> None:
     rows = {r["strategy"]: r for r in summary([_run("random", [0.5, 0.7, 0.8, 0.86]), _run("hybrid", [0.5, 0.86, 0.9, 0.9])])}
     # 95% of 0.9 = 0.855: hybrid at 100, random at 300
@@ -53,8 +64,8 @@ def test_a_strategy_counts_as_arriving_only_when_every_seed_did() -> None:
 def test_the_table_names_its_baseline() -> None:
     rows = summary([_run("random (auto)", [0.5, 0.9]), _run("hybrid", [0.5, 0.9])], baseline="random (auto)")
     md = summary_markdown(rows, baseline="random (auto)")
-    assert md.splitlines()[0].count("vs random (auto)") == 2
-    assert "| hybrid | 1 | 90.0 | 100 | 100 (1/1) | 100% | 100 (1/1) | 100% |" in md
+    assert md.splitlines()[0].count("vs random (auto)") == 3
+    assert "| hybrid | 1 | 90.0 | 100 | 100 (1/1) | 100% | 100 (1/1) | 100% | 100 (1/1) | 100% |" in md
 
 
 def test_rows_read_back_from_curves_json_as_written() -> None:
