@@ -110,10 +110,10 @@ def summary(runs: Sequence[Run], metric: str = "image_ap", baseline: str = "rand
                                "final": _mean([point_row(r.points[-1])[metric] for r in rs if r.points])}
         row["final_cost"] = _mean([point_row(r.points[-1])["cost"] for r in rs if r.points])
         for t in TARGETS:
-            for kind, first in (("cost", cost_to_reach), ("hold", cost_to_hold)):
+            for kind, count, first in (("cost", "reached", cost_to_reach), ("hold", "held", cost_to_hold)):
                 costs = [first(r.points, t * r.reference[metric], metric) for r in rs if _finite(r.reference.get(metric))]
                 reached = [c for c in costs if c is not None]
-                row[f"{'reached' if kind == 'cost' else 'held'}_{t}"] = f"{len(reached)}/{len(costs)}"
+                row[f"{count}_{t}"] = f"{len(reached)}/{len(costs)}"
                 row[f"{kind}_{t}"] = sum(reached) / len(reached) if costs and len(reached) == len(costs) else None
         rows.append(row)
     base = next((r for r in rows if r["strategy"] == baseline), None)
