@@ -217,11 +217,7 @@ def staged_ask(image_ap: Sequence[float | None], *, masks_started: bool, min_gai
     measurements (no evaluation split) a plateau cannot be seen, so the answer is "auto",
     the product default.
     """
-    if masks_started:
-        return "auto"
-    if not image_ap:
-        return "verdict"
-    if any(v is None for v in image_ap):
+    if masks_started or any(v is None for v in image_ap):
         return "auto"
     if len(image_ap) < 2:
         return "verdict"
