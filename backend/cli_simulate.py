@@ -36,7 +36,8 @@ def simulate_cmd(
     strategies: Annotated[str, typer.Option(help="Comma-separated: random, uncertainty, disagreement, diversity, hybrid, top_score.")] = "random,uncertainty,hybrid,top_score",
     rounds: Annotated[int, typer.Option(min=1, help="Rounds after the bootstrap.")] = 4,
     budget: Annotated[float, typer.Option(min=1, help="Cost units per round (a verdict costs --costs[0], a mask --costs[1]).")] = 30.0,
-    seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds 0..N-1): the bands on the curves.")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds F..F+N-1, F = --first-seed): the bands on the curves.")] = 3,
+    first_seed: Annotated[int, typer.Option(min=0, help="The first seed: run seeds one at a time (--seeds 1 --first-seed 2) and combine the studies later.")] = 0,
     ask: Annotated[str, typer.Option(help="auto (the strategy decides verdict or mask), verdict, mask, or staged (verdicts until image AP stops rising by a point per round, then auto).")] = "auto",
     mask_share: Annotated[float, typer.Option(min=0, max=1, help="At most this share of a round's budget goes to masks.")] = 0.5,
     costs: Annotated[str, typer.Option(help="Cost units of a verdict and of a mask.")] = "1,10",
@@ -66,7 +67,7 @@ def simulate_cmd(
         raise typer.BadParameter(f"--ask: one of {', '.join(RUN_ASK_POLICIES)}, got {ask!r}")
     cfg = SimConfig(
         data=data_dir, out=out, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), rounds=rounds,
-        budget=budget, seeds=tuple(range(seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
+        budget=budget, seeds=tuple(range(first_seed, first_seed + seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
         annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
         image_size=_size(image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
         pseudo_normal_fraction=pseudo_normal, min_defects_supervised=min_defects, reference=not no_reference, device=device,
