@@ -90,3 +90,22 @@ def test_errors_are_one_clear_line_and_nonzero(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown backbone" in res.output
     res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--verbose"])
     assert res.exit_code == 2 and "Traceback" in res.output
+
+
+@pytest.mark.parametrize(("args", "seeds"), [([], (0, 1, 2)), (["--seeds", "1", "--first-seed", "2"], (2,)),
+                                             (["--seeds", "2", "--first-seed", "1"], (1, 2))])
+def test_simulate_runs_the_seeds_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                           seeds: tuple[int, ...]) -> None:
+    import backend.simulate
+
+    seen = []
+
+    def fake_simulate(cfg: backend.simulate.SimConfig, say: object) -> dict:
+        seen.append(cfg.seeds)
+        (cfg.out / "summary.md").write_text("table\n")
+        return {"summary": {}}
+
+    monkeypatch.setattr(backend.simulate, "simulate", fake_simulate)
+    res = runner.invoke(app, ["simulate", str(tmp_path), "--out", str(tmp_path), *args])
+    assert res.exit_code == 0, res.output
+    assert seen == [seeds]
