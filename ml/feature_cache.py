@@ -7,6 +7,7 @@ memory-mapped file under ``spill_dir`` that is streamed batch by batch.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,7 @@ def build_cache(
         spill = Path(spill_dir or tempfile.gettempdir())
         spill.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="defectloop-features-", suffix=".f16", dir=spill)
+        os.close(fd)  # open_memmap opens the file by name
         feats = np.lib.format.open_memmap(name, mode="w+", dtype=np.float16, shape=(n, c, fh, fw))
         Path(name).unlink()  # the mapping keeps the data alive; nothing is left behind on exit
     gt = torch.zeros((n, 1, fh, fw), dtype=torch.float32)
