@@ -9,7 +9,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -56,7 +56,7 @@ def _fail(err: BaseException) -> None:
     raise typer.Exit(2)
 
 
-def _run(fn, verbose: bool):  # noqa: ANN001, ANN202 - thin wrapper around each command body
+def _run(fn, verbose: bool):
     from ml.errors import DefectloopError
 
     _state["verbose"] = verbose
@@ -78,19 +78,19 @@ def train(
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder (labels.csv or MVTec layout) or a labels CSV.")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     regime: Annotated[str, typer.Option(help="auto, unsupervised, weak, mixed or full.")] = "auto",
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone name (see docs/ml.md).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name (see docs/ml.md).")] = None,
     backbone_weights: Annotated[
-        Optional[str], typer.Option(help="Weights file for the backbone ('random' only for tests).")
+        str | None, typer.Option(help="Weights file for the backbone ('random' only for tests).")
     ] = None,
     image_size: Annotated[tuple[int, int], typer.Option(help="Input height and width.")] = (256, 256),
     profile: Annotated[str, typer.Option(help="fast (default) or paper (300 epochs, as published).")] = "fast",
-    epochs: Annotated[Optional[int], typer.Option(help="Train exactly this many epochs (overrides the profile, lifts its step cap).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Train exactly this many epochs (overrides the profile, lifts its step cap).")] = None,
     threshold: Annotated[str, typer.Option(help="Threshold rule: f1, fpr:X or fnr:X.")] = "f1",
     perlin_threshold: Annotated[
-        Optional[float], typer.Option(help="Synthetic-defect threshold (default: the regime's; higher = smaller).")
+        float | None, typer.Option(help="Synthetic-defect threshold (default: the regime's; higher = smaller).")
     ] = None,
     distance_weighting: Annotated[
-        Optional[bool], typer.Option("--distance-weighting/--no-distance-weighting", help="Distance-transform weights on mask pixels (default: the regime's).")
+        bool | None, typer.Option("--distance-weighting/--no-distance-weighting", help="Distance-transform weights on mask pixels (default: the regime's).")
     ] = None,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -146,8 +146,8 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder or labels CSV.")],
     split: Annotated[str, typer.Option(help="Which split to evaluate.")] = "test",
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
-    backbone_weights: Annotated[Optional[str], typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    backbone_weights: Annotated[str | None, typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -192,7 +192,7 @@ def predict(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
-    backbone_weights: Annotated[Optional[str], typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
+    backbone_weights: Annotated[str | None, typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -236,10 +236,10 @@ def split(
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     val: Annotated[float, typer.Option(help="Validation fraction of unassigned rows.")] = 0.15,
     test: Annotated[float, typer.Option(help="Test fraction of unassigned rows.")] = 0.3,
-    group: Annotated[Optional[str], typer.Option(help="Regex over file names; its first group keeps near-duplicates together.")] = None,
+    group: Annotated[str | None, typer.Option(help="Regex over file names; its first group keeps near-duplicates together.")] = None,
     reassign: Annotated[bool, typer.Option(help="Also reassign rows already in train/val/test.")] = False,
-    train_defects: Annotated[Optional[int], typer.Option(help="Keep this many defective train images.")] = None,
-    train_masks: Annotated[Optional[int], typer.Option(help="Keep masks on this many defective train images.")] = None,
+    train_defects: Annotated[int | None, typer.Option(help="Keep this many defective train images.")] = None,
+    train_masks: Annotated[int | None, typer.Option(help="Keep masks on this many defective train images.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Write a seeded split (and optionally thinned training labels) as a new labels CSV."""

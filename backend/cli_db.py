@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True, add_com
 def upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     database_url: Annotated[
-        Optional[str], typer.Option(help="Database URL (default: DEFECTLOOP_DATABASE_URL or the data dir's SQLite file).")
+        str | None, typer.Option(help="Database URL (default: DEFECTLOOP_DATABASE_URL or the data dir's SQLite file).")
     ] = None,
 ) -> None:
     """Apply the schema migrations (the service also does this on start)."""

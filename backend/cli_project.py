@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 project_app = typer.Typer(help="Projects.", no_args_is_help=True, add_completion=False)
 
 
-def _client():  # noqa: ANN202
+def _client():
     from backend.client import make_client
     from backend.settings import Settings
 
@@ -26,11 +26,11 @@ def _fail(e: Exception) -> None:
 @project_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Project name (unique).")],
-    image_size: Annotated[Optional[tuple[int, int]], typer.Option(help="Model input height and width.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone for this project's models.")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="fast or paper.")] = None,
-    cost_image: Annotated[Optional[float], typer.Option(help="Cost units of an image-level label.")] = None,
-    cost_mask: Annotated[Optional[float], typer.Option(help="Cost units of a mask label.")] = None,
+    image_size: Annotated[tuple[int, int] | None, typer.Option(help="Model input height and width.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone for this project's models.")] = None,
+    profile: Annotated[str | None, typer.Option(help="fast or paper.")] = None,
+    cost_image: Annotated[float | None, typer.Option(help="Cost units of an image-level label.")] = None,
+    cost_mask: Annotated[float | None, typer.Option(help="Cost units of a mask label.")] = None,
 ) -> None:
     """Create a project."""
     from backend.client import ClientError
@@ -93,7 +93,7 @@ def retrain(
     _follow(client, job["id"])
 
 
-def _follow(client, job_id: int) -> None:  # noqa: ANN001
+def _follow(client, job_id: int) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

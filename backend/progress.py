@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -17,7 +18,7 @@ class ProgressReporter:
         self._progress: Progress | None = None
         self._tasks: dict[str, int] = {}
 
-    def __enter__(self) -> ProgressReporter:
+    def __enter__(self) -> Self:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("{task.description:<18}"),

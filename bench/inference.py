@@ -38,7 +38,7 @@ def load_images(data: Path, n: int, size: int) -> torch.Tensor:
     return to_tensor_batch([resize_rgb(read_image(s.image), (size, size)) for s in samples])
 
 
-def time_calls(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> list[float]:  # noqa: ANN001
+def time_calls(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> list[float]:
     for _ in range(warmup):
         fn(x)
     out = []
@@ -49,13 +49,13 @@ def time_calls(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> list[float
     return out
 
 
-def anomalib_model(backbone: str, weights_model: torch.nn.Module):  # noqa: ANN201
+def anomalib_model(backbone: str, weights_model: torch.nn.Module):
     """anomalib's SupersimplenetModel with the same ImageNet weights as ours (no download)."""
     import timm
 
     create = timm.create_model
 
-    def offline(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - anomalib asks timm to download
+    def offline(*args, **kwargs):
         kwargs["pretrained"] = False
         return create(*args, **kwargs)
 
@@ -72,7 +72,7 @@ def anomalib_model(backbone: str, weights_model: torch.nn.Module):  # noqa: ANN2
     return model.eval()
 
 
-def defectloop_predictor(backbone: str, profile: str):  # noqa: ANN201
+def defectloop_predictor(backbone: str, profile: str):
     from ml.predict import Predictor
     from ml.supersimplenet.features import FeatureExtractor, get_backbone_spec
     from ml.supersimplenet.model import HeadConfig, SuperSimpleNet

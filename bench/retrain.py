@@ -34,6 +34,7 @@ def main() -> None:
     from backend.runtime import tune_process
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from inference import anomalib_model
+
     from ml.data import load_dataset
     from ml.images import read_image, resize_rgb, to_tensor_batch
     from ml.supersimplenet.features import build_classifier_model, get_backbone_spec

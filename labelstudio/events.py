@@ -55,7 +55,7 @@ def _time(v: Any, where: str) -> datetime:
     if not isinstance(v, str):
         raise PayloadError(f"{where}: expected an ISO timestamp, got {v!r}")
     try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(v)  # Python 3.11+ reads a trailing Z
     except ValueError:
         raise PayloadError(f"{where}: not an ISO timestamp: {v!r}") from None
     if t.tzinfo is None:
@@ -92,7 +92,7 @@ def annotation_record(a: Any, *, ls_project_id: int | None = None, task_id: int 
     )
 
 
-def ls_project_ref(value: Any) -> int | None:  # noqa: ANN401
+def ls_project_ref(value: Any) -> int | None:
     """A project id from ``{"id": N}``, ``N`` or the ML backend's ``"<id>.<timestamp>"``; None if absent."""
     if isinstance(value, dict) and "id" in value:
         return _int(value, "id", "project")

@@ -113,7 +113,7 @@ def generate(out_dir: Path, spec: DemoSpec = DemoSpec()) -> Path:
     idx = 0
     for split, n_norm, n_def in plan:
         flags = [False] * n_norm + [True] * n_def
-        n_masked = int(round(spec.mask_fraction * n_def)) if split == "train" else n_def
+        n_masked = round(spec.mask_fraction * n_def) if split == "train" else n_def
         seen_def = 0
         for defective in flags:
             img, mask, kind = make_image(rng, spec.size, defective)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import write_csv, write_png
+
 from ml.data import SplitPlan, assign_splits, load_dataset, write_labels_csv
 from ml.errors import DataError
 

@@ -56,7 +56,7 @@ def test_wide_resnet_without_hub_says_how_to_provide_weights() -> None:
         "build_classifier_model(get_backbone_spec('wide_resnet50_2'), 'pretrained')\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # read by huggingface_hub at import
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     assert "BackboneWeightsError" in res.stderr and "--backbone-weights" in res.stderr
 

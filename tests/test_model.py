@@ -59,7 +59,7 @@ def test_feature_standardisation_is_applied_before_everything_and_saved_with_the
     model = SuperSimpleNet(cfg).eval()
     feats = torch.randn(2, 8, 6, 6) * 3 + 5
     mean, std = feats.mean((0, 2, 3)), feats.std((0, 2, 3))
-    plain = model(((feats - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)))
+    plain = model((feats - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
     model.set_feature_stats(mean, std)
     standardised = model(feats)
     torch.testing.assert_close(standardised.pred_map, plain.pred_map)

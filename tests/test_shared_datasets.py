@@ -1,8 +1,8 @@
 """The shared real datasets load and validate cleanly (skipped when ../shared/datasets is absent)."""
 
 import pytest
-
 from helpers import SHARED_DATASETS
+
 from ml.data import load_dataset
 
 

@@ -11,7 +11,7 @@ from ml.feature_cache import CachedSet, mask_to_feature_grid
 from ml.regimes import REGIME_DEFAULTS, Regime, apply_regime, derive_regime
 from ml.train import PROFILES, Profile, TrainConfig, effective_epochs, epoch_order, fit, holdout_split
 
-TINY = dict(backbone_weights="random", image_size=(64, 64), seed=0)
+TINY = {"backbone_weights": "random", "image_size": (64, 64), "seed": 0}
 
 
 def _train_samples(root: Path, regime: Regime):
@@ -188,7 +188,7 @@ def test_feature_cache_streams_from_disk_when_memory_is_short(tiny_demo: Path, t
 
     samples = list(load_dataset(tiny_demo).select("train").samples)[:6]
     ext = FeatureExtractor(get_backbone_spec("tf_efficientnet_lite0"), "random", upscale=1)
-    rule = lambda s: ("id", "hflip")  # noqa: E731
+    rule = lambda s: ("id", "hflip")
     ram = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"))
     disk = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"), memory_limit_bytes=0, spill_dir=tmp_path)
     assert isinstance(disk.features, np.ndarray) and isinstance(ram.features, torch.Tensor)

@@ -107,7 +107,7 @@ def _apply(project: Project, settings: ProjectSettings) -> None:
             if k not in TRAIN_DEFAULT_KEYS:
                 raise ValueError(f"train_defaults.{k}: unknown; allowed: {', '.join(TRAIN_DEFAULT_KEYS)}")
             if not isinstance(v, (int, float)) or isinstance(v, bool):
-                raise ValueError(f"train_defaults.{k}: must be a number, got {v!r}")
+                raise ValueError(f"train_defaults.{k}: must be a number, got {v!r}")  # noqa: TRY004 - every settings error is a ValueError
             if k in FRACTION_KEYS and not 0 <= v < 1:
                 raise ValueError(f"train_defaults.{k}: must be within [0, 1), got {v!r}")
             if k in COUNT_KEYS and (v < 0 or v != int(v)):

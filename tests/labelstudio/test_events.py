@@ -14,7 +14,7 @@ from labelstudio.events import export_records, parse_event
 PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "labelstudio-payloads"
 
 
-def _payload(name: str):  # noqa: ANN202
+def _payload(name: str):
     path = PAYLOADS / name
     if not path.is_file():
         pytest.skip(f"{path} not found: the recorded Label Studio payloads are not on this machine")

@@ -37,13 +37,13 @@ def _missing_service(message: str) -> None:
 
 
 @pytest.fixture
-def missing_service():  # noqa: ANN201
+def missing_service():
     """Call with a message when a service is absent: skips locally, fails in CI."""
     return _missing_service
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """The URL of an empty database of each kind (PostgreSQL: a fresh schema, dropped after)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"

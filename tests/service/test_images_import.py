@@ -14,7 +14,7 @@ from backend.services.projects import create_project
 from ml.data import load_dataset
 
 
-def _project(Session):  # noqa: ANN001, ANN202, N803
+def _project(Session):
     with Session.begin() as s:
         return create_project(s, name="line-1")
 

@@ -152,7 +152,7 @@ def _n_versions(engine: Engine) -> int:
 
 
 @pytest.mark.parametrize("redis", [False, True], ids=["embedded", "rq"])
-def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: bool) -> None:  # noqa: ANN001
+def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: bool) -> None:
     st = make_stack(redis=redis)
     pid = _setup_project(st, tiny_demo, tmp_path, epochs=3)
     r = st.client.post(f"/projects/{pid}/retrain")
@@ -189,7 +189,7 @@ def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: 
 
 
 @pytest.mark.parametrize("redis", [False, True], ids=["embedded", "rq"])
-def test_cancel_stops_a_running_retrain(make_stack, tiny_demo: Path, tmp_path: Path, redis: bool) -> None:  # noqa: ANN001
+def test_cancel_stops_a_running_retrain(make_stack, tiny_demo: Path, tmp_path: Path, redis: bool) -> None:
     st = make_stack(redis=redis)
     pid = _setup_project(st, tiny_demo, tmp_path, epochs=500)
     job_id = st.client.post(f"/projects/{pid}/retrain").json()["id"]
@@ -205,7 +205,7 @@ def test_cancel_stops_a_running_retrain(make_stack, tiny_demo: Path, tmp_path: P
 
 @pytest.mark.parametrize("redis", [False, True], ids=["embedded", "rq"])
 def test_killed_worker_fails_the_job_and_keeps_the_active_version(
-    make_stack, tiny_demo: Path, tmp_path: Path, redis: bool  # noqa: ANN001
+    make_stack, tiny_demo: Path, tmp_path: Path, redis: bool
 ) -> None:
     st = make_stack(redis=redis)
     pid = _setup_project(st, tiny_demo, tmp_path, epochs=2)
@@ -228,7 +228,7 @@ def test_killed_worker_fails_the_job_and_keeps_the_active_version(
     assert hist["current"]["is_defective"] is True and hist["current"]["source"] == "human"
 
 
-def test_stopping_the_worker_interrupts_its_job(make_stack, tiny_demo: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_stopping_the_worker_interrupts_its_job(make_stack, tiny_demo: Path, tmp_path: Path) -> None:
     st = make_stack()
     pid = _setup_project(st, tiny_demo, tmp_path, epochs=500)
     job_id = st.client.post(f"/projects/{pid}/retrain").json()["id"]

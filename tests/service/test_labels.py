@@ -6,10 +6,18 @@ from sqlalchemy import Engine, func, select
 
 from backend.db.engine import session_factory
 from backend.db.tables import Image, Label, Project
-from backend.services.labels import LabelError, LabelIn, add_label, current_label, current_labels, decode_mask, label_history
+from backend.services.labels import (
+    LabelError,
+    LabelIn,
+    add_label,
+    current_label,
+    current_labels,
+    decode_mask,
+    label_history,
+)
 
 
-def _image(session, name: str = "p") -> Image:  # noqa: ANN001
+def _image(session, name: str = "p") -> Image:
     project = Project(name=name)
     session.add(project)
     session.flush()

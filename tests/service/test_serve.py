@@ -19,7 +19,7 @@ def _free_port() -> int:
 def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
     env.pop("DEFECTLOOP_API_TOKEN", None)
-    res = subprocess.run([sys.executable, "-m", "backend.cli", "serve"], env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "backend.cli", "serve"], env=env, check=False, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "DEFECTLOOP_API_TOKEN" in res.stderr
 
 
@@ -50,7 +50,7 @@ def _serve(tmp_path: Path, token: str | None, *args: str) -> tuple[subprocess.Po
 def _local_addresses() -> list[str]:
     """This machine's non-loopback IPv4 addresses (may be empty in a sandbox)."""
     try:
-        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run(["hostname", "-I"], check=False, capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [a for a in out.split() if "." in a and not a.startswith("127.")]

@@ -67,7 +67,7 @@ def list_images(
     return [ImageOut.model_validate(r) for r in rows]
 
 
-def get_image(session, project_id: int, image_id: int) -> Image:  # noqa: ANN001
+def get_image(session, project_id: int, image_id: int) -> Image:
     img = session.get(Image, image_id)
     if img is None or img.project_id != project_id:
         raise NotFoundError(f"image {image_id} not found in project {project_id}")

@@ -13,17 +13,17 @@ router = APIRouter(tags=["model versions"])
 
 
 def mv_out(mv: ModelVersion, detail: bool = False) -> ModelVersionOut:
-    base = dict(
-        id=mv.id, project_id=mv.project_id, round_id=mv.round_id, name=mv.name, regime=mv.regime, profile=mv.profile,
-        artifact_sha256=mv.artifact_sha256, thresholds=mv.thresholds, metrics=mv.metrics, is_active=mv.is_active,
-        created_at=mv.created_at, n_labels=len(mv.label_ids or []),
-    )
+    base = {
+        "id": mv.id, "project_id": mv.project_id, "round_id": mv.round_id, "name": mv.name, "regime": mv.regime, "profile": mv.profile,
+        "artifact_sha256": mv.artifact_sha256, "thresholds": mv.thresholds, "metrics": mv.metrics, "is_active": mv.is_active,
+        "created_at": mv.created_at, "n_labels": len(mv.label_ids or []),
+    }
     if detail:
         return ModelVersionDetail(**base, config=mv.config, label_ids=list(mv.label_ids or []))
     return ModelVersionOut(**base)
 
 
-def _get(session, model_version_id: int) -> ModelVersion:  # noqa: ANN001
+def _get(session, model_version_id: int) -> ModelVersion:
     mv = session.get(ModelVersion, model_version_id)
     if mv is None:
         raise NotFoundError(f"model version {model_version_id} not found")
