@@ -56,7 +56,7 @@ def _fail(err: BaseException) -> None:
     raise typer.Exit(2)
 
 
-def _run(fn, verbose: bool):
+def _run(fn, verbose: bool):  # a thin wrapper around each command body
     from ml.errors import DefectloopError
 
     _state["verbose"] = verbose

@@ -55,7 +55,7 @@ def anomalib_model(backbone: str, weights_model: torch.nn.Module):
 
     create = timm.create_model
 
-    def offline(*args, **kwargs):
+    def offline(*args, **kwargs):  # anomalib asks timm to download
         kwargs["pretrained"] = False
         return create(*args, **kwargs)
 

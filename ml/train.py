@@ -272,7 +272,7 @@ def train_heads(
                 continue  # a 1-sample batch breaks BatchNorm statistics
             idx_d = idx.to(device)
             feats = feats_all[idx_d].float() if feats_all is not None else cache.feature_batch(idx)
-            two = lambda t: torch.cat([t, t])
+            two = lambda t: torch.cat([t, t])  # the published batch duplication
             noise, tmap, tlabel, pw = training_targets(
                 two(gt_all[idx_d]), two(known_all[idx_d]), two(label_all[idx_d]), two(dt_all[idx_d]),
                 channels, settings, settings.noise_sigma, gen,

@@ -146,7 +146,7 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # any decode failure is the same user error
         raise BackboneWeightsError(f"{path}: cannot read backbone weights ({e})") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -190,7 +190,7 @@ def _from_hub(spec: BackboneSpec) -> tuple[nn.Module, str]:
     assert spec.hub_tag is not None
     try:
         model = timm.create_model(spec.hub_tag, pretrained=True)
-    except Exception as e:
+    except Exception as e:  # network, cache or format: one actionable message
         raise BackboneWeightsError(
             f"{spec.name}: ImageNet weights could not be loaded from the model hub ({type(e).__name__}). "
             f"Download them on a connected machine, e.g. "
