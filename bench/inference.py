@@ -49,8 +49,10 @@ def time_calls(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> list[float
     return out
 
 
-def anomalib_model(backbone: str, weights_model: torch.nn.Module):
-    """anomalib's SupersimplenetModel with the same ImageNet weights as ours (no download)."""
+def anomalib_model(backbone: str, weights_model: torch.nn.Module, stop_grad: bool = True):
+    """anomalib's SupersimplenetModel with the same ImageNet weights as ours (no download).
+
+    ``stop_grad``: as anomalib sets it, True unsupervised, False supervised."""
     import timm
 
     create = timm.create_model
@@ -63,7 +65,7 @@ def anomalib_model(backbone: str, weights_model: torch.nn.Module):
     try:
         from anomalib.models.image.supersimplenet.torch_model import SupersimplenetModel
 
-        model = SupersimplenetModel(backbone=backbone, layers=ANOMALIB_LAYERS[backbone])
+        model = SupersimplenetModel(backbone=backbone, layers=ANOMALIB_LAYERS[backbone], stop_grad=stop_grad)
     finally:
         timm.create_model = create
     fx = model.feature_extractor.feature_extractor.feature_extractor

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 COLUMNS = ["image_auroc", "image_ap", "image_f1", "pixel_auroc", "pixel_aupro", "pixel_ap"]
@@ -34,13 +34,16 @@ def rows(run_root: Path) -> list[str]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_roots", type=Path, nargs="+", help="RUNS_DIR of bench/regimes.sh (one table row per run)")
+    args = ap.parse_args()
     print(
         "| dataset | run | regime | backbone | train normal / mask / image-level | img AUROC | img AP | img F1 "
         "| px AUROC | px AUPRO | px AP | test normal / defective | features + heads s | wall s |"
     )
     print("|" + "---|" * 14)
-    for root in sys.argv[1:]:
-        for r in rows(Path(root)):
+    for root in args.run_roots:
+        for r in rows(root):
             print(r)
 
 
