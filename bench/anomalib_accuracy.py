@@ -195,7 +195,7 @@ def train_defectloop(ds: Dataset, args) -> dict:
 
     cfg = TrainConfig(
         backbone=args.backbone, image_size=tuple(args.image_size), regime=args.regime, seed=args.seed,
-        device="cpu", profile=args.profile,
+        device="cpu", profile=args.profile, epochs=args.defectloop_epochs,
     )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,9 +218,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300, help="anomalib's epochs (its recipe: 300)")
     ap.add_argument("--eval-epochs", type=int, nargs="*", default=[], help="also evaluate anomalib after these epochs")
     ap.add_argument("--profile", default="fast", help="defectloop's training profile")
+    ap.add_argument("--defectloop-epochs", type=int, default=None, help="override the profile's epochs (and step cap)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-defectloop", action="store_true")
+    ap.add_argument("--skip-anomalib", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -243,6 +245,8 @@ def main() -> None:
         save()
         print(rows[-1], flush=True)
 
+    if args.skip_anomalib:
+        return
     runner = AnomalibRunner(args.backbone, size, supervised=args.regime == "full", seed=args.seed)
     t0 = time.perf_counter()
     x, masks, labels = load_training_tensors(train, size)
