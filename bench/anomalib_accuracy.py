@@ -41,10 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference import ANOMALIB_LAYERS, anomalib_model
 
-from ml.data import Dataset, Sample, load_dataset, load_sample_mask
-from ml.evaluate import SampleOutputs, calibrate_outputs, metrics_from_outputs, run_samples
-from ml.feature_cache import mask_to_feature_grid
-from ml.images import read_image, resize_rgb, to_tensor_batch
+from ml.data import Dataset, Sample, load_dataset
+from ml.evaluate import SampleOutputs, calibrate_outputs, load_resized, metrics_from_outputs, run_samples
+from ml.images import resize_rgb, to_tensor_batch
 
 BATCH = 32  # anomalib's README: 300 epochs at batch 32
 
@@ -171,13 +170,9 @@ def training_set(full: Dataset, regime: str) -> Dataset:
 
 def load_training_tensors(samples: Sequence[Sample], size: tuple[int, int]):
     """Images float ``(N, 3, H, W)`` in [0, 1], masks float ``(N, H, W)``, labels ``(N,)``."""
-    imgs, masks = [], []
-    for s in samples:
-        img = read_image(s.image)
-        mask = load_sample_mask(s, img.shape[:2])
-        imgs.append(resize_rgb(img, size))
-        grid = np.zeros(size, np.float32) if mask is None else (mask_to_feature_grid(mask.astype(np.float32), size) > 0)
-        masks.append(torch.from_numpy(np.asarray(grid, np.float32)))
+    loaded = [load_resized(s, size) for s in samples]
+    imgs = [img for img, _ in loaded]
+    masks = [torch.zeros(size) if gt is None else torch.from_numpy(gt.astype(np.float32)) for _, gt in loaded]
     return to_tensor_batch(imgs), torch.stack(masks), torch.tensor([s.label for s in samples])
 
 

@@ -33,7 +33,9 @@ class SampleOutputs:
     labels: np.ndarray
 
 
-def _load(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+def load_resized(sample: Sample, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The sample's image resized to ``size`` (uint8 ``(H, W, 3)``) and its ground truth at
+    that size (bool ``(H, W)``; None when its pixels are unknown)."""
     img = read_image(sample.image)
     mask = load_sample_mask(sample, img.shape[:2])
     small = resize_rgb(img, size)
@@ -54,7 +56,7 @@ def run_samples(
     with ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(samples), batch_size):
             chunk = samples[start : start + batch_size]
-            loaded = list(pool.map(lambda s: _load(s, size), chunk))
+            loaded = list(pool.map(lambda s: load_resized(s, size), chunk))
             s, m, e = predictor.raw([img for img, _ in loaded])
             scores.append(s)
             maps.append(m.astype(np.float16))
