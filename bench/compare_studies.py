@@ -25,28 +25,45 @@ from backend.curves import Run, curves_json, plot, summary, summary_markdown
 
 
 def load_runs(label: str, study: Path, strategy: str, rounds: int | None) -> list[Run]:
-    """The recorded runs of ``strategy`` in ``study``, one per seed, named ``label``; a study
-    kept as its ``curves.json`` only (as under docs/bench/) is read from there."""
+    """The recorded runs of ``strategy`` in ``study``, one per seed, named ``label``.
+
+    A study is read in one of three layouts: as ``defectloop simulate`` leaves it
+    (``runs/STRATEGY-seedN/rounds.json`` and ``reference/seedN.json``); kept as its
+    ``curves.json`` only (docs/bench/); or as a flat copy of its files
+    (``STRATEGY-seedN_rounds.json`` beside ``reference_seedN.json``, docs/bench/ for a study
+    stopped before it wrote its curves).
+    """
     cut = None if rounds is None else rounds + 1
-    if not (study / "runs").is_dir() and (study / "curves.json").is_file():
+    if (study / "runs").is_dir():
+        pairs = [(p, study / "reference" / f"seed{_seed(p)}.json")
+                 for p in sorted((study / "runs").glob(f"{strategy}-seed*/rounds.json"))]
+    elif (study / "curves.json").is_file():
         curves = json.loads((study / "curves.json").read_text())
         runs = [Run(f"{label}-seed{r['seed']}", label, r["seed"], r["points"][:cut], r["reference"])
                 for r in curves["runs"] if r["strategy"] == strategy]
         if not runs:
             raise SystemExit(f"{study / 'curves.json'}: no runs of {strategy!r}")
         return runs
+    else:
+        pairs = [(p, study / f"reference_seed{_seed(p)}.json") for p in sorted(study.glob(f"{strategy}-seed*_rounds.json"))]
     runs = []
-    for path in sorted((study / "runs").glob(f"{strategy}-seed*/rounds.json")):
+    for path, ref_path in pairs:
         rec = json.loads(path.read_text())
         seed = int(rec["seed"])
-        ref_path = study / "reference" / f"seed{seed}.json"
         if not ref_path.is_file():
             raise SystemExit(f"{ref_path}: no full-supervision reference for seed {seed}")
         points = [r["metrics"] for r in rec["rounds"]][:cut]
         runs.append(Run(f"{label}-seed{seed}", label, seed, points, json.loads(ref_path.read_text())["metrics"]))
     if not runs:
-        raise SystemExit(f"{study}: no recorded runs of {strategy!r} under {study / 'runs'}")
+        raise SystemExit(f"{study}: no recorded runs of {strategy!r} (runs/{strategy}-seedN/rounds.json, "
+                         f"curves.json or {strategy}-seedN_rounds.json)")
     return runs
+
+
+def _seed(rounds_json: Path) -> int:
+    """N of a ``STRATEGY-seedN/rounds.json`` or ``STRATEGY-seedN_rounds.json`` path."""
+    name = rounds_json.parent.name if rounds_json.name == "rounds.json" else rounds_json.name.removesuffix("_rounds.json")
+    return int(name.rpartition("-seed")[2])
 
 
 def check_references(runs: list[Run]) -> None:

@@ -44,3 +44,31 @@ def test_training_set_keeps_the_rows_each_regime_can_train_on(anomalib_accuracy,
     full = anomalib_accuracy.training_set(ds, "full")
     assert [s.row for s in unsup.samples] == [1, 4, 5]
     assert [s.row for s in full.samples] == [1, 2, 4, 5]
+
+
+def test_compare_studies_reads_a_study_and_its_flat_copy_alike(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A study stopped before it wrote its curves is kept in docs/bench/ as a flat copy of its
+    rounds and reference files; it must load as the study it was copied from."""
+    import json
+    import shutil
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import compare_studies
+
+    flat = BENCH.parent / "docs" / "bench" / "simulate_bsdata_128x320_partial"
+    live = tmp_path / "study"
+    (live / "runs" / "hybrid-seed0").mkdir(parents=True)
+    (live / "reference").mkdir()
+    shutil.copy(flat / "hybrid-seed0_rounds.json", live / "runs" / "hybrid-seed0" / "rounds.json")
+    shutil.copy(flat / "reference_seed0.json", live / "reference" / "seed0.json")
+
+    from_flat = compare_studies.load_runs("h", flat, "hybrid", rounds=2)
+    assert from_flat == compare_studies.load_runs("h", live, "hybrid", rounds=2)
+    rec = json.loads((flat / "hybrid-seed0_rounds.json").read_text())
+    assert [r.seed for r in from_flat] == [0]
+    assert from_flat[0].points == [r["metrics"] for r in rec["rounds"]][:3]
+    with pytest.raises(SystemExit, match="no recorded runs of 'random'"):
+        compare_studies.load_runs("r", flat, "random", rounds=None)
+    (live / "reference" / "seed0.json").unlink()
+    with pytest.raises(SystemExit, match="no full-supervision reference for seed 0"):
+        compare_studies.load_runs("h", live, "hybrid", rounds=None)

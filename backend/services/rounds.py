@@ -35,10 +35,11 @@ from backend.db.tables import (
 from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
 from backend.settings import Settings
-from ml.acquisition import STAGED, STRATEGIES, AskKind, Candidates, Costs, staged_ask
+from ml.acquisition import RUN_ASK_POLICIES, STAGED, STRATEGIES, AskKind, Candidates, Costs, staged_ask
 from ml.acquisition import select as acquire
 
 STRATEGY_NAMES = tuple(STRATEGIES)
+ASK_NAMES: tuple[str, ...] = RUN_ASK_POLICIES  # what a round may ask for (the API's StartRound.ask)
 OPEN = (RoundStatus.PLANNED, RoundStatus.ANNOTATING, RoundStatus.TRAINING)
 
 

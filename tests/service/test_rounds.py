@@ -190,3 +190,14 @@ def test_a_staged_run_switches_to_masks_once_image_ap_levels_off(loop) -> None:
     assert next_ask() == "auto"
     with factory() as s:
         assert resolve_ask(s, project_id=pid, ask="verdict") == "verdict"
+
+
+def test_the_api_offers_exactly_the_ask_policies_rounds_accept() -> None:
+    """StartRound.ask spells its choices out (an enum in the OpenAPI schema, and routes do
+    not import ml); they must stay the policies the round service resolves."""
+    from typing import get_args
+
+    from backend.api.routes.rounds import StartRound
+    from backend.services.rounds import ASK_NAMES
+
+    assert get_args(StartRound.model_fields["ask"].annotation) == ASK_NAMES
