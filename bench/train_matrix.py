@@ -19,7 +19,7 @@ any ``ml.train.TrainConfig`` field (``regime``, ``profile``, ``epochs``, ``noise
 profile for this run only (any ``ml.train.Profile`` field over a published base), so that
 one change between ``fast`` and ``paper`` can be measured at a time:
 
-    python bench/train_matrix.py small/magnetic-tile/labels.csv --out ablation.jsonl \
+    python bench/train_matrix.py small/magnetic-tile/labels.csv --out ablation.jsonl \\
         --profile fast-up2:base=fast,upscale=2 --run up2:regime=full,profile=fast-up2,epochs=6
 """
 

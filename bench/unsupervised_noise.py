@@ -1,6 +1,6 @@
 """Unsupervised SuperSimpleNet against the synthetic-noise scale, on a labels CSV.
 
-    python bench/unsupervised_noise.py runs/lite0/magnetic-tile/unsup.csv --sigmas 0.015 0.1 \
+    python bench/unsupervised_noise.py runs/lite0/magnetic-tile/unsup.csv --sigmas 0.015 0.1 \\
         --max-train 250 --test-stride 2
 
 Trains on the CSV's normal training images and prints, per noise sigma, the test metrics
