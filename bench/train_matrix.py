@@ -72,6 +72,8 @@ def parse_value(key: str, text: str) -> object:
         return int(text)
     kind = str(_FIELDS[key].type)
     if "bool" in kind:
+        if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise SystemExit(f"{key}={text!r}: expected a boolean (1/0, true/false, yes/no, on/off)")
         return text.lower() in ("1", "true", "yes", "on")
     if "float" in kind:
         return float(text)

@@ -72,3 +72,18 @@ def test_compare_studies_reads_a_study_and_its_flat_copy_alike(monkeypatch: pyte
     (live / "reference" / "seed0.json").unlink()
     with pytest.raises(SystemExit, match="no full-supervision reference for seed 0"):
         compare_studies.load_runs("h", live, "hybrid", rounds=None)
+
+
+def test_train_matrix_run_specs_are_typed_and_typos_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import train_matrix
+
+    assert train_matrix.parse_run("a:standardize_features=off,epochs=3,noise_sigma=0.5,masks=2") == (
+        "a", {"standardize_features": False, "epochs": 3, "noise_sigma": 0.5, "masks": 2},
+    )
+    with pytest.raises(SystemExit, match="expected a boolean"):
+        train_matrix.parse_run("a:standardize_features=ture")
+    with pytest.raises(SystemExit, match="unknown key 'epoch'"):
+        train_matrix.parse_run("a:epoch=3")
+    name, profile = train_matrix.parse_profile("p:base=paper,epochs=6,adaptor_lr=1e-3")
+    assert (name, profile.epochs, profile.adaptor_lr, profile.upscale) == ("p", 6, 1e-3, 2)
