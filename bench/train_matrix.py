@@ -66,15 +66,21 @@ def parse_profile(spec: str) -> tuple[str, Profile]:
     return name, replace(PROFILES[base], **values)
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def parse_value(key: str, text: str) -> object:
     """A run-spec value typed like the TrainConfig field it sets."""
     if key in THINNING or key in ("epochs", "seed"):
         return int(text)
     kind = str(_FIELDS[key].type)
     if "bool" in kind:
-        if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise SystemExit(f"{key}={text!r}: expected a boolean (1/0, true/false, yes/no, on/off)")
-        return text.lower() in ("1", "true", "yes", "on")
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise SystemExit(f"{key}={text!r}: expected a boolean (1/0, true/false, yes/no, on/off)")
     if "float" in kind:
         return float(text)
     return text
