@@ -5,7 +5,8 @@ Layout::
     MODEL_DIR/
       model.safetensors   adaptor + heads (never the backbone)
       config.json         backbone (name, weights source, sha256, normalisation), image size,
-                          regime, profile, hyperparameters, thresholds, validation metrics,
+                          regime, profile, hyperparameters, thresholds, the mask method
+                          (``ml.refine``; absent in older directories: the default), validation metrics,
                           training-set fingerprint (sorted image sha256s and label kinds)
       checksum.sha256     sha256 of the two files above
 
@@ -30,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from ml.data import Sample, file_sha256
 from ml.errors import ArtifactError, BackboneWeightsError
 from ml.predict import Predictor, Thresholds
+from ml.refine import DEFAULT_METHOD, RefineMethod
 from ml.regimes import Regime
 from ml.supersimplenet.features import FeatureExtractor, get_backbone_spec
 from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
@@ -54,8 +56,10 @@ def save_model(
     thresholds: Thresholds,
     train_samples: Sequence[Sample],
     val_metrics: dict | None = None,
+    mask_method: RefineMethod = DEFAULT_METHOD,
 ) -> Path:
-    """Write the model directory atomically (replacing an existing one only on success)."""
+    """Write the model directory atomically (replacing an existing one only on success).
+    ``mask_method``: how its predictions turn anomaly maps into masks (``ml.refine``)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ext = trained.extractor
@@ -85,6 +89,7 @@ def save_model(
         "train_config": trained.config.to_json(),
         "regime_settings": trained.settings.__dict__,
         "thresholds": thresholds.to_json(),
+        "mask_method": mask_method.value,
         "validation_metrics": val_metrics,
         "training": {
             "losses": trained.losses,
@@ -177,6 +182,7 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
     predictor = Predictor(
         extractor, model.to(dev), tuple(config["image_size"]), Thresholds.from_json(config["thresholds"]), dev,
         image_score=config["regime_settings"].get("image_score", "head"),
+        mask_method=config.get("mask_method", DEFAULT_METHOD),
     )
     return LoadedModel(predictor, config, model_dir)
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ml.images import resize_rgb, to_tensor_batch
 from ml.metrics import best_f1_threshold
+from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
 from ml.supersimplenet.features import FeatureExtractor
 from ml.supersimplenet.model import SuperSimpleNet
 
@@ -47,7 +48,8 @@ class Thresholds:
 @dataclass
 class Prediction:
     """One image's prediction. ``pred_map`` float32 ``(H, W)`` in [0, 1] and ``pred_mask``
-    bool ``(H, W)`` at the image's original resolution; ``embedding`` float32 ``(C,)``."""
+    bool ``(H, W)`` at the image's original resolution (the map's region refined with the
+    image by the predictor's ``mask_method``); ``embedding`` float32 ``(C,)``."""
 
     score: float
     decision: bool
@@ -100,12 +102,15 @@ class Predictor:
         thresholds: Thresholds | None = None,
         device: torch.device | None = None,
         image_score: str = "head",
+        mask_method: RefineMethod | str = DEFAULT_METHOD,
     ) -> None:
         """``image_score``: "head" (sigmoid of the classification logit) or "map_max" (maximum
-        of the blurred, sigmoid anomaly map), as the model was trained to be read."""
+        of the blurred, sigmoid anomaly map), as the model was trained to be read.
+        ``mask_method``: how ``pred_mask`` is made from the map and the image (``ml.refine``)."""
         if image_score not in ("head", "map_max"):
             raise ValueError(f"image_score must be 'head' or 'map_max', got {image_score!r}")
         self.image_score = image_score
+        self.mask_method = RefineMethod(mask_method)
         self.device = device or next(model.parameters()).device
         self.extractor = extractor.to(self.device).eval()
         self.model = model.to(self.device).eval()
@@ -137,7 +142,9 @@ class Predictor:
         scores, maps, emb = self.forward_tensor(x)
         return scores.cpu().numpy(), maps.cpu().numpy(), emb.cpu().numpy()
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+    def predict(self, images: Sequence[np.ndarray], *, refine: bool = True) -> list[Prediction]:
+        """One Prediction per uint8 ``(h, w, 3)`` image; ``refine=False`` leaves ``pred_mask`` the
+        map's thresholded region (for callers that keep only the map, e.g. pool scoring)."""
         scores, maps, emb = self.raw(images)
         th = self.thresholds
         out = []
@@ -155,7 +162,9 @@ class Predictor:
                 "map_entropy": float(_entropy(m).mean()),
                 "map_region_entropy": _region_entropy(m, th.pixel),
             }
-            out.append(Prediction(float(s), bool(s >= th.image), full.astype(np.float32), full >= th.pixel, e, unc))
+            full = full.astype(np.float32)
+            mask = refine_mask(im, full, th.pixel, self.mask_method) if refine else full >= th.pixel
+            out.append(Prediction(float(s), bool(s >= th.image), full, mask, e, unc))
         return out
 
 

@@ -1,0 +1,127 @@
+"""Mask proposals against the true defect: the coarse map, each refinement method, one-click masks.
+
+For every model in ``RUN_DIR/models/<regime>/`` (``bench/refine_models.sh`` trains them on one
+seeded split) and every defective test image of ``RUN_DIR/full.csv`` with a valid mask, at the
+image's own resolution:
+
+- the proposal of each ``ml.refine`` method: IoU and Dice with the true mask, and the
+  milliseconds the refinement adds to the model's forward pass;
+- a one-click mask (``ml.assist``) with the click at the innermost point of the true mask (the
+  maximum of its distance transform): IoU, and the click's latency with the model loaded
+  (forward pass on the image + the mask), as ``defectloop assist`` times it.
+
+Writes ``--out`` (JSON: per regime and method, median / mean IoU and Dice, median and p95
+ms) and prints the tables. Threads: the process's default (2 on the reference machine).
+
+    python bench/refine_masks.py runs/refine/magnetic-tile --out docs/bench/refine_magnetic-tile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scipy.ndimage import distance_transform_edt  # noqa: E402
+
+from ml.artifact import load_model  # noqa: E402
+from ml.assist import Click, assist_mask  # noqa: E402
+from ml.data import load_dataset  # noqa: E402
+from ml.images import read_image, read_mask  # noqa: E402
+from ml.refine import RefineMethod, refine_mask  # noqa: E402
+
+REGIMES = ("unsupervised", "weak", "mixed5", "mixed20", "full")
+
+
+def iou_dice(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    inter = float(np.logical_and(a, b).sum())
+    sa, sb = float(a.sum()), float(b.sum())
+    union = sa + sb - inter
+    return (inter / union if union else 1.0), (2 * inter / (sa + sb) if sa + sb else 1.0)
+
+
+def innermost(mask: np.ndarray) -> tuple[int, int]:
+    """``(x, y)`` of the maximum of the mask's distance transform."""
+    d = distance_transform_edt(mask)
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    return int(x), int(y)
+
+
+def stats(rows: list[dict], key: str) -> dict[str, float]:
+    v = np.array([r[key] for r in rows], dtype=float)
+    return {"median": float(np.median(v)), "mean": float(v.mean()), "p95": float(np.percentile(v, 95))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path, help="folder with full.csv and models/<regime>/")
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    ap.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated model names under models/")
+    ap.add_argument("--methods", default=",".join(m.value for m in RefineMethod), help="ml.refine methods")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many test defects (first ones)")
+    ap.add_argument("--no-assist", action="store_true", help="skip the one-click masks")
+    args = ap.parse_args()
+    methods = [RefineMethod(m) for m in args.methods.split(",")]
+    ds = load_dataset(args.run_dir / "full.csv")
+    test = [s for s in ds.select("test").samples if s.label == 1 and s.pixels_known]
+    test = test[: args.limit] if args.limit else test
+    images = [read_image(s.image) for s in test]
+    truths = [read_mask(s.mask) for s in test]
+    result: dict = {"run_dir": str(args.run_dir), "n_defects": len(test),
+                    "pixels_median": float(np.median([t.size for t in truths])), "regimes": {}}
+    for regime in args.regimes.split(","):
+        model_dir = args.run_dir / "models" / regime
+        if not (model_dir / "config.json").is_file():
+            print(f"{regime}: no model in {model_dir}, skipped", flush=True)
+            continue
+        pred = load_model(model_dir, device="cpu").predictor
+        pred.predict(images[:1], refine=False)  # warm-up, not timed
+        t_px = pred.thresholds.pixel
+        rows: dict[str, list[dict]] = {m.value: [] for m in methods}
+        clicks: list[dict] = []
+        for img, gt in zip(images, truths, strict=True):
+            t0 = time.perf_counter()
+            p = pred.predict([img], refine=False)[0]
+            forward_ms = 1000 * (time.perf_counter() - t0)
+            for m in methods:
+                t1 = time.perf_counter()
+                mask = refine_mask(img, p.pred_map, t_px, m)
+                ms = 1000 * (time.perf_counter() - t1)
+                iou, dice = iou_dice(mask, gt)
+                rows[m.value].append({"iou": iou, "dice": dice, "ms": ms, "empty": float(not mask.any())})
+            if not args.no_assist:
+                x, y = innermost(gt)
+                t1 = time.perf_counter()
+                amap = pred.predict([img], refine=False)[0].pred_map
+                mask = assist_mask(img, amap, Click(x, y))
+                ms = 1000 * (time.perf_counter() - t1)
+                clicks.append({"iou": iou_dice(mask, gt)[0], "ms": ms, "forward_ms": forward_ms})
+        out = {"threshold_pixel": t_px, "methods": {}}
+        for m, rs in rows.items():
+            out["methods"][m] = {"iou": stats(rs, "iou"), "dice": stats(rs, "dice"), "ms": stats(rs, "ms"),
+                                 "empty_share": float(np.mean([r["empty"] for r in rs]))}
+        if clicks:
+            out["assist"] = {"iou": stats(clicks, "iou"), "ms": stats(clicks, "ms"),
+                             "share_iou_ge_0.5": float(np.mean([c["iou"] >= 0.5 for c in clicks]))}
+        result["regimes"][regime] = out
+        print(f"\n{regime} (pixel threshold {t_px:.3f}, {len(test)} defects)", flush=True)
+        for m, r in out["methods"].items():
+            print(f"  {m:14s} IoU median {r['iou']['median']:.3f} mean {r['iou']['mean']:.3f}  "
+                  f"Dice median {r['dice']['median']:.3f}  ms median {r['ms']['median']:.1f} p95 {r['ms']['p95']:.1f}  "
+                  f"empty {r['empty_share']:.2f}", flush=True)
+        if clicks:
+            a = out["assist"]
+            print(f"  one click      IoU median {a['iou']['median']:.3f} mean {a['iou']['mean']:.3f}  "
+                  f"ms p50 {a['ms']['median']:.0f} p95 {a['ms']['p95']:.0f}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
