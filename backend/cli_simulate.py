@@ -41,6 +41,7 @@ def simulate_cmd(
     ask: Annotated[str, typer.Option(help="auto (the strategy decides verdict or mask), verdict, mask, or staged (verdicts until image AP stops rising by a point per round, then auto).")] = "auto",
     mask_share: Annotated[float, typer.Option(min=0, max=1, help="At most this share of a round's budget goes to masks.")] = 0.5,
     costs: Annotated[str, typer.Option(help="Cost units of a verdict and of a mask.")] = "1,10",
+    mask_cost: Annotated[str, typer.Option(help="Mask cost model: edit (a verdict's cost plus the share of the mask changed from the proposal, of the difference: a mask drawn from nothing costs the full mask cost) or flat (always the mask cost).")] = "edit",
     error_rate: Annotated[float, typer.Option(min=0, max=1, help="Probability that the simulated annotator gives the wrong verdict.")] = 0.0,
     lead_time: Annotated[str, typer.Option(help="Seconds the annotator spends on a verdict and on a mask (jittered).")] = "4,40",
     image_size: Annotated[str, typer.Option(help="Training resolution: 256 (square) or HEIGHTxWIDTH such as 128x320 for long images.")] = "256",
@@ -63,12 +64,14 @@ def simulate_cmd(
 
     c_img, c_mask = _pair(costs, "--costs")
     t_verdict, t_mask = _pair(lead_time, "--lead-time")
+    if mask_cost not in ("edit", "flat"):
+        raise typer.BadParameter(f"--mask-cost: edit or flat, got {mask_cost!r}")
     if ask not in RUN_ASK_POLICIES:
         raise typer.BadParameter(f"--ask: one of {', '.join(RUN_ASK_POLICIES)}, got {ask!r}")
     cfg = SimConfig(
         data=data_dir, out=out, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), rounds=rounds,
         budget=budget, seeds=tuple(range(first_seed, first_seed + seeds)), ask=ask, mask_share=mask_share, cost_image=c_img, cost_mask=c_mask,
-        annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
+        mask_cost=mask_cost, annotator=AnnotatorModel(error_rate=error_rate, verdict_seconds=t_verdict, mask_seconds=t_mask),
         image_size=_size(image_size), backbone=backbone, epochs=epochs, test_fraction=test_fraction,
         pseudo_normal_fraction=pseudo_normal, min_defects_supervised=min_defects, reference=not no_reference, device=device,
     )

@@ -17,8 +17,9 @@ from typing import Any, BinaryIO
 METRICS = ("image_ap", "image_auroc", "image_f1", "pixel_aupro", "pixel_ap")
 X_AXES = {"labels": "labels (images answered)", "cost": "annotation cost (units)", "annotation_seconds": "annotation time (s)"}
 TARGETS = (0.95, 0.99)
+AUDIT_KEYS = ("flip_rate", "mask_answers", "mask_iou_mean", "masks_accepted", "masks_edited", "masks_drawn")
 ROW_KEYS = ("round", "regime", "strategy", "ask", "labels", "normal", "image_labels", "mask_labels", "cost",
-            "annotation_seconds", "flip_rate", "mask_iou_mean")
+            "cost_model", "annotation_seconds", *AUDIT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ def point_row(p: dict[str, Any]) -> dict[str, Any]:
     row = {
         "round": p.get("round"), "regime": p.get("regime"), "strategy": p.get("strategy"), "ask": p.get("ask"),
         "labels": labels.get("total", 0), "normal": labels.get("normal", 0), "image_labels": labels.get("image", 0),
-        "mask_labels": labels.get("mask", 0), "cost": p.get("cost", 0.0),
+        "mask_labels": labels.get("mask", 0), "cost": p.get("cost", 0.0), "cost_model": p.get("cost_model", "flat"),
         "annotation_seconds": p.get("annotation_seconds", 0.0),
-        "flip_rate": audit.get("flip_rate"), "mask_iou_mean": audit.get("mask_iou_mean"),
+        **{k: audit.get(k) for k in AUDIT_KEYS},
     }
     metrics = p.get("metrics") or {}
     row.update({m: metrics.get(m) for m in METRICS})
@@ -144,7 +145,7 @@ def curves_json(runs: Sequence[Run]) -> dict[str, Any]:
         "reference": {m: _mean([ref.get(m) for ref in refs]) for m in METRICS} if refs else {},
         "runs": [{"name": r.name, "strategy": r.strategy, "seed": r.seed, "reference": r.reference,
                   "points": [point_row(p) for p in r.points]} for r in runs],
-        "strategies": {s: {k: band(rs, k) for k in (*X_AXES, *METRICS, "flip_rate", "mask_iou_mean")}
+        "strategies": {s: {k: band(rs, k) for k in (*X_AXES, *METRICS, *AUDIT_KEYS)}
                        for s, rs in by_strategy(runs).items()},
         "summary": summary(runs) if refs else [],
     }

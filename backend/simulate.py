@@ -109,6 +109,7 @@ class SimConfig:
     mask_share: float = 0.5
     cost_image: float = 1.0
     cost_mask: float = 10.0
+    mask_cost: str = "edit"  # the projects' mask cost model (backend.db.tables.MaskCostModel)
     annotator: AnnotatorModel = field(default_factory=AnnotatorModel)
     image_size: tuple[int, int] = (256, 256)
     backbone: str | None = None
@@ -291,7 +292,7 @@ def _new_project(
     body = {
         "name": f"{name}-{secrets.token_hex(3)}", "image_height": cfg.image_size[0], "image_width": cfg.image_size[1],
         "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
-        "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask,
+        "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask, "mask_cost_model": cfg.mask_cost,
         "train_defaults": {**({"epochs": cfg.epochs} if cfg.epochs else {}),
                            **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}),
                            **({"min_defects_supervised": cfg.min_defects_supervised} if cfg.min_defects_supervised is not None else {})},

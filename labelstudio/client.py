@@ -159,11 +159,14 @@ class Studio:
 
     # ---- ML backend ----------------------------------------------------------------------
     def connect_ml_backend(self, ls_project_id: int, url: str, title: str) -> int:
-        """Register (once) defectloop's ML backend at ``url`` for the project; its id."""
+        """Register (once) defectloop's ML backend at ``url`` for the project, interactive (it
+        answers the smart tools' clicks and boxes with masks); its id."""
         for b in self._call("listing ML backends", self.sdk.ml.list, project=ls_project_id):
             if b.url.rstrip("/") == url.rstrip("/"):
+                if not getattr(b, "is_interactive", False):
+                    self._call("making the ML backend interactive", self.sdk.ml.update, id=b.id, is_interactive=True)
                 return int(b.id)
-        b = self._call("connecting the ML backend", self.sdk.ml.create, project=ls_project_id, url=url, title=title, is_interactive=False)
+        b = self._call("connecting the ML backend", self.sdk.ml.create, project=ls_project_id, url=url, title=title, is_interactive=True)
         return int(b.id)
 
     def retrieve_predictions(self, ls_project_id: int, task_ids: list[int]) -> None:

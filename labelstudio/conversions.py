@@ -72,7 +72,8 @@ def choice_result(is_defective: bool) -> dict[str, Any]:
 
 
 def prediction_result(is_defective: bool, mask: np.ndarray | None) -> list[dict[str, Any]]:
-    """A model proposal: the verdict, and (for a defect with a non-empty pseudo-mask) the brush."""
+    """A model proposal: the verdict, and (for a defect with a non-empty mask) the brush. A task
+    that asks for a verdict only gets ``mask=None``: a brush there would be submitted as a mask."""
     result = [choice_result(is_defective)]
     if is_defective and mask is not None and np.asarray(mask).any():
         result.append(brush_result(np.asarray(mask)))
@@ -89,12 +90,14 @@ def validate_result(result: list[dict[str, Any]]) -> None:
         raise PayloadError("result does not match the labeling config")
 
 
-def parse_result(result: list[dict[str, Any]], height: int, width: int) -> Answer:
+def parse_result(result: list[dict[str, Any]], height: int, width: int, *, with_mask: bool = True) -> Answer:
     """Read an annotation's result for an image of ``height`` x ``width`` pixels.
 
     Rules: Defect/OK choice -> the verdict; brush strokes -> their union at full resolution;
     Defect without brush -> an image-level label; brush without choice -> defective with
     mask; OK with a brush or an unknown choice -> kept, flagged for review.
+    ``with_mask=False`` reads the verdict only (a task that asked for no mask): brush strokes
+    are ignored, never decoded, and never make a mask.
     """
     if not isinstance(result, list):
         raise PayloadError("annotation result must be a list")
@@ -106,7 +109,7 @@ def parse_result(result: list[dict[str, Any]], height: int, width: int) -> Answe
         kind = item.get("type")
         if kind == "choices":
             choices += [str(c) for c in item["value"].get("choices", [])]
-        elif kind == "brushlabels":
+        elif kind == "brushlabels" and with_mask:
             w, h = item.get("original_width"), item.get("original_height")
             if (w, h) != (width, height):
                 raise PayloadError(f"brush drawn on a {w}x{h} image but the image is {width}x{height}")
@@ -128,3 +131,35 @@ def parse_result(result: list[dict[str, Any]], height: int, width: int) -> Answe
     if has_brush:
         return Answer(True, mask)
     return Answer(None, None, "no verdict and no brush: please review")
+
+
+@dataclass(frozen=True)
+class ClickIn:
+    """An annotator's click ``(x, y)`` (or box to ``(x2, y2)``) in pixels of the image."""
+
+    x: float
+    y: float
+    x2: float | None = None
+    y2: float | None = None
+
+
+def click_from_context(context: Any, width: int, height: int) -> ClickIn:
+    """The newest keypoint or rectangle of an interactive pre-annotation's ``context``
+    (``{"result": [{"type": "keypointlabels" | "rectanglelabels", "value": {"x", "y", ...}}]}``,
+    coordinates in percent of the image) in pixels of a ``width`` x ``height`` image."""
+    items = context.get("result") if isinstance(context, dict) else None
+    if not isinstance(items, list) or not items:
+        raise PayloadError("context: expected {'result': [a keypoint or rectangle]}")
+    for item in reversed(items):
+        value = item.get("value") if isinstance(item, dict) else None
+        kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(value, dict) or kind not in ("keypointlabels", "rectanglelabels"):
+            continue
+        try:
+            x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
+            if kind == "rectanglelabels":
+                return ClickIn(x, y, x + float(value["width"]) * width / 100, y + float(value["height"]) * height / 100)
+        except (KeyError, TypeError, ValueError):
+            raise PayloadError(f"context: {kind} without numeric x/y/width/height") from None
+        return ClickIn(x, y)
+    raise PayloadError("context: no keypoint or rectangle in it")

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.db.tables import MaskCostModel, MaskOrigin
+
 
 class ProjectUpdate(BaseModel):
     """Editable project settings (absent fields stay unchanged)."""
@@ -21,6 +23,11 @@ class ProjectUpdate(BaseModel):
     strategy: str | None = Field(default=None, description="Acquisition strategy of the rounds.")
     round_budget: float | None = Field(default=None, ge=0, description="Cost units a round spends by default.")
     mask_share: float | None = Field(default=None, ge=0, le=1, description="At most this share of a round's budget buys masks.")
+    mask_cost_model: MaskCostModel | None = Field(
+        default=None,
+        description="What a mask label costs on the curves: flat (always cost_mask_label) or edit (a verdict's cost plus "
+        "the share of the mask the annotator changed from the proposal, of the difference).",
+    )
     auto_round_labels: int | None = Field(default=None, ge=1, description="Close the open round once this many of its images are answered.")
 
 
@@ -43,6 +50,7 @@ class ProjectOut(BaseModel):
     strategy: str
     round_budget: float
     mask_share: float
+    mask_cost_model: MaskCostModel
     auto_round_labels: int | None = None
     ls_project_id: int | None = None
     created_at: datetime
@@ -99,6 +107,13 @@ class LabelOut(BaseModel):
     review_reason: str | None
     created_at: datetime
     kind: str = Field(description="normal, image (defective, image-level), mask, unknown (flagged) or retracted")
+    mask_origin: MaskOrigin | None = Field(
+        default=None, description="A mask answered on a mask task: its proposal accepted unchanged, edited, or drawn without one."
+    )
+    proposal_iou: float | None = Field(default=None, description="IoU of the answered mask and the task's proposal.")
+    mask_edit: float | None = Field(
+        default=None, description="Share of the answered mask that differs from the proposal (at most 1; drawn: 1)."
+    )
 
 
 class LabelHistory(BaseModel):

@@ -61,6 +61,23 @@ class LabelSource(enum.StrEnum):
     PSEUDO = "pseudo"
 
 
+class MaskOrigin(enum.StrEnum):
+    """How an answered mask came to be, against the proposal its task showed."""
+
+    ACCEPTED = "accepted"  # the proposal submitted unchanged
+    EDITED = "edited"  # the proposal corrected
+    DRAWN = "drawn"  # painted without a proposal
+
+
+class MaskCostModel(enum.StrEnum):
+    """What a mask label costs: ``flat`` always ``cost_mask_label``; ``edit`` a verdict's cost plus
+    the share of the mask the annotator had to change (``Label.mask_edit``) of the difference, so a
+    mask drawn from nothing costs ``cost_mask_label`` and an accepted proposal a verdict's cost."""
+
+    FLAT = "flat"
+    EDIT = "edit"
+
+
 class RoundStatus(enum.StrEnum):
     PLANNED = "planned"
     ANNOTATING = "annotating"
@@ -99,6 +116,9 @@ class Project(Base):
     strategy: Mapped[str] = mapped_column(String(50), default="hybrid", server_default="hybrid")
     round_budget: Mapped[float] = mapped_column(Float, default=30.0, server_default=text("30"))
     mask_share: Mapped[float] = mapped_column(Float, default=0.5, server_default=text("0.5"))
+    mask_cost_model: Mapped[MaskCostModel] = mapped_column(
+        _enum(MaskCostModel, "mask_cost_model"), default=MaskCostModel.EDIT, server_default=MaskCostModel.EDIT.value
+    )
     auto_round_labels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -130,6 +150,10 @@ class Label(Base):
     answer flagged for review whose verdict could not be read; ``mask_png``
     is a lossless PNG at the image's resolution, or null for an image-level label.
     ``review_reason`` marks answers stored but needing a human look (e.g. OK with a brush).
+    A mask answered on a task that asked for one records its origin against the task's
+    proposal (``mask_origin``), their IoU (``proposal_iou``, null when drawn) and the share
+    of the mask that had to change (``mask_edit``: differing pixels over the answer's pixels,
+    at most 1; 1 when drawn).
     """
 
     __tablename__ = "label"
@@ -149,6 +173,9 @@ class Label(Base):
     ls_updated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     lead_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     review_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    mask_origin: Mapped[MaskOrigin | None] = mapped_column(_enum(MaskOrigin, "mask_origin"), nullable=True)
+    proposal_iou: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mask_edit: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     image: Mapped[Image] = relationship(back_populates="labels", lazy="raise")
@@ -252,7 +279,9 @@ class Job(Base):
 
 class LsTask(Base):
     """An image's task in the project's Label Studio project: at most one per image and
-    ask, so an image answered with a verdict can get a second task that asks for its mask."""
+    ask, so an image answered with a verdict can get a second task that asks for its mask.
+    ``proposal_png``: the mask proposal the task was pushed with (mask asks only; null: none),
+    what an answer's mask is compared with."""
 
     __tablename__ = "ls_task"
     __table_args__ = (UniqueConstraint("ls_project_id", "ls_task_id"), UniqueConstraint("ls_project_id", "image_id", "ask"))
@@ -265,6 +294,7 @@ class LsTask(Base):
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ask: Mapped[str] = mapped_column(String(16), default="verdict")
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"), nullable=True)
+    proposal_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

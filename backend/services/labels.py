@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Image, Label, LabelSource
+from backend.db.tables import Image, Label, LabelSource, MaskOrigin
 
 
 class LabelError(ValueError):
@@ -57,6 +57,33 @@ class LabelIn:
     lead_time: float | None = None
     review_reason: str | None = None
     retracted: bool = False
+    provenance: MaskProvenance | None = None
+
+
+@dataclass(frozen=True)
+class MaskProvenance:
+    """How a mask answer relates to the proposal its task showed (see ``Label``)."""
+
+    origin: MaskOrigin
+    proposal_iou: float | None
+    edit: float
+
+
+def mask_provenance(answer: np.ndarray, proposal: np.ndarray | None) -> MaskProvenance:
+    """Compare an answered mask with the proposal shown (bool ``(H, W)`` each; None or empty: no
+    proposal). ``edit`` is the share of the answer that had to change: pixels that differ over the
+    answer's pixels, at most 1 (a mask drawn from nothing: 1; the proposal accepted unchanged: 0)."""
+    a = np.asarray(answer, bool)
+    if proposal is None or not np.asarray(proposal).any():
+        return MaskProvenance(MaskOrigin.DRAWN, None, 1.0)
+    p = np.asarray(proposal, bool)
+    if p.shape != a.shape:
+        raise LabelError(f"mask: proposal size {p.shape} differs from the answer's {a.shape}")
+    differ = int(np.logical_xor(a, p).sum())
+    union = int(np.logical_or(a, p).sum())
+    iou = float(np.logical_and(a, p).sum() / union) if union else 1.0
+    edit = min(1.0, differ / max(int(a.sum()), 1))
+    return MaskProvenance(MaskOrigin.ACCEPTED if differ == 0 else MaskOrigin.EDITED, iou, edit)
 
 
 def add_label(session: Session, *, image: Image, label: LabelIn) -> Label:
@@ -65,6 +92,8 @@ def add_label(session: Session, *, image: Image, label: LabelIn) -> Label:
         raise LabelError("mask: a retraction carries no mask")
     if not label.retracted and label.is_defective is None and not label.review_reason:
         raise LabelError("is_defective: required unless the label is a retraction or flagged for review")
+    if label.provenance is not None and label.mask is None:
+        raise LabelError("mask: provenance given for a label without a mask")
     png = None
     if label.mask is not None:
         if label.mask.shape != (image.height, image.width):
@@ -84,6 +113,9 @@ def add_label(session: Session, *, image: Image, label: LabelIn) -> Label:
         ls_updated_at=label.ls_updated_at,
         lead_time=label.lead_time,
         review_reason=label.review_reason,
+        mask_origin=label.provenance.origin if label.provenance else None,
+        proposal_iou=label.provenance.proposal_iou if label.provenance else None,
+        mask_edit=label.provenance.edit if label.provenance else None,
     )
     session.add(row)
     session.flush()

@@ -36,10 +36,24 @@ from backend.db.tables import (
 )
 from backend.errors import NotFoundError, ServiceError
 from backend.jobs.runner import JobContext
-from backend.services.labels import LabelIn, add_label, current_label, current_labels
+from backend.services.labels import (
+    LabelIn,
+    add_label,
+    current_label,
+    current_labels,
+    decode_mask,
+    encode_mask,
+    mask_provenance,
+)
 from backend.settings import Settings
 from labelstudio.client import Studio, StudioError, TaskOut
-from labelstudio.conversions import PayloadError, parse_result, prediction_result
+from labelstudio.conversions import (
+    PayloadError,
+    brush_result,
+    click_from_context,
+    parse_result,
+    prediction_result,
+)
 from labelstudio.events import (
     ANNOTATION_ACTIONS,
     TRAINING_ACTION,
@@ -47,6 +61,10 @@ from labelstudio.events import (
     ls_project_ref,
     parse_event,
 )
+from ml.assist import AssistError, Click, assist_mask
+from ml.errors import DataError
+from ml.images import read_image
+from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
 from labelstudio.server import (
     ServerInfo,
     default_template_dir,
@@ -176,15 +194,39 @@ class Proposal:
     mask: np.ndarray | None
 
 
-def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image) -> Proposal:
-    """A proposal from a pool-scoring Prediction (anomaly map PNG thresholded at the pixel threshold)."""
+def stored_map(prediction: Prediction, image: Image) -> np.ndarray | None:
+    """The stored anomaly map float32 ``(H, W)`` in [0, 1] at the image's resolution (None: none on disk)."""
+    if not prediction.anomaly_map_path or not Path(prediction.anomaly_map_path).is_file():
+        return None
+    amap = cv2.imread(prediction.anomaly_map_path, cv2.IMREAD_GRAYSCALE)
+    if amap is None:
+        return None
+    if amap.shape != (image.height, image.width):
+        amap = cv2.resize(amap, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
+    return amap.astype(np.float32) / 255.0
+
+
+def mask_method(mv: ModelVersion) -> RefineMethod:
+    """How ``mv``'s proposals turn its anomaly maps into masks (recorded in its model directory)."""
+    return RefineMethod(mv.config.get("mask_method", DEFAULT_METHOD))
+
+
+def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
+    """A proposal from a pool-scoring Prediction: for a likely defect, the stored anomaly map's
+    region at the pixel threshold refined with the image (``refined=False``: the region as it is;
+    also when the image file cannot be read any more)."""
     mask = None
-    if prediction.decision and prediction.anomaly_map_path and Path(prediction.anomaly_map_path).is_file():
-        amap = cv2.imread(prediction.anomaly_map_path, cv2.IMREAD_GRAYSCALE)
-        if amap is not None:
-            if amap.shape != (image.height, image.width):
-                amap = cv2.resize(amap, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
-            mask = amap.astype(np.float32) / 255.0 >= float(mv.thresholds.get("pixel", 0.5))
+    amap = stored_map(prediction, image) if prediction.decision else None
+    if amap is not None:
+        threshold = float(mv.thresholds.get("pixel", 0.5))
+        method = mask_method(mv) if refined else RefineMethod.COARSE
+        try:
+            rgb = read_image(Path(image.uri)) if method is not RefineMethod.COARSE else None
+        except DataError:
+            method, rgb = RefineMethod.COARSE, None
+        if rgb is not None and rgb.shape[:2] != amap.shape:
+            method = RefineMethod.COARSE
+        mask = refine_mask(rgb if rgb is not None else np.zeros((*amap.shape, 3), np.uint8), amap, threshold, method)
     return Proposal(float(prediction.score), bool(prediction.decision), mask)
 
 
@@ -248,6 +290,7 @@ def push_batch(
             select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(image_ids)))}
     root = document_root(settings)
     tasks: list[TaskOut] = []
+    proposals: dict[int, np.ndarray | None] = {}  # the mask each task shows (mask asks only)
     folders: set[Path] = set()
     for rank, image_id in enumerate(image_ids, start=1):
         ask = (asks or {}).get(image_id, "verdict")
@@ -266,19 +309,23 @@ def push_batch(
         url, folder = image_link(settings, image, root)
         if folder is not None:
             folders.add(folder)
-        result = score = None
+        result = score = shown = None
         if mv is not None and image_id in preds:
-            prop = stored_proposal(preds[image_id], mv, image)
-            result, score = prediction_result(prop.is_defective, prop.mask), prop.score
+            prop = stored_proposal(preds[image_id], mv, image, refined=ask == "mask")
+            shown = prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
+            result, score = prediction_result(prop.is_defective, shown), prop.score
             report.with_prediction += 1
+        proposals[image_id] = shown
         tasks.append(TaskOut(image_id=image_id, image_url=url, rank=rank, ask=ask, score=score, prediction=result,
                              model_version=mv.name if mv is not None else None))
     for folder in sorted(folders):
         st.ensure_local_storage(ls_id, folder)
     ids = st.import_tasks(ls_id, tasks)
     for t, tid in zip(tasks, ids):
+        shown = proposals.get(t.image_id)
         session.add(LsTask(project_id=project.id, image_id=t.image_id, ls_project_id=ls_id, ls_task_id=tid, rank=t.rank,
-                           ask=t.ask, model_version_id=mv.id if (mv is not None and t.prediction is not None) else None))
+                           ask=t.ask, model_version_id=mv.id if (mv is not None and t.prediction is not None) else None,
+                           proposal_png=encode_mask(shown) if shown is not None else None))
         report.pushed.append(t.image_id)
         report.task_ids.append(tid)
     session.flush()
@@ -333,14 +380,34 @@ def _task(session: Session, ls_project_id: int, task_id: int) -> LsTask | None:
     return session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_project_id, LsTask.ls_task_id == task_id)).first()
 
 
+def task_proposal(session: Session, task: LsTask, image: Image) -> np.ndarray | None:
+    """The mask ``task`` showed as its proposal (None: none). Tasks pushed before proposals were
+    kept showed the stored map's unrefined region, recomputed here."""
+    if task.proposal_png is not None:
+        return decode_mask(task.proposal_png)
+    if task.model_version_id is None:
+        return None
+    mv = session.get(ModelVersion, task.model_version_id)
+    pred = session.scalars(select(Prediction).where(
+        Prediction.model_version_id == task.model_version_id, Prediction.image_id == image.id)).first()
+    if mv is None or pred is None:
+        return None
+    return stored_proposal(pred, mv, image, refined=False).mask
+
+
 def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> Outcome:
-    """Store one annotation's current state as a Label (see the module docstring)."""
+    """Store one annotation's current state as a Label (see the module docstring). A task that
+    asked for a verdict yields a verdict only, whatever brush its answer carries; a mask answered
+    on a mask task records its provenance against the task's proposal."""
     task = _task(session, rec.ls_project_id, rec.task_id)
     if task is None:
         return Outcome(rec.annotation_id, "rejected", f"task {rec.task_id} is not a task defectloop created")
     image = session.get(Image, task.image_id)
     try:  # read before touching the database, so a bad answer stores nothing
-        answer = None if rec.was_cancelled else parse_result(rec.result, image.height, image.width)
+        answer = None if rec.was_cancelled else parse_result(
+            rec.result, image.height, image.width, with_mask=task.ask == "mask")
+        provenance = None if answer is None or answer.mask is None else mask_provenance(
+            answer.mask, task_proposal(session, task, image))
     except PayloadError as e:
         return Outcome(rec.annotation_id, "rejected", f"annotation {rec.annotation_id} on task {rec.task_id}: {e}")
     row, _ = _annotation_row(session, project, rec.ls_project_id, rec.annotation_id)
@@ -357,7 +424,7 @@ def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> 
     label = add_label(session, image=image, label=LabelIn(
         is_defective=answer.is_defective, mask=answer.mask, source=LabelSource.HUMAN, annotator=rec.annotator,
         ls_annotation_id=rec.annotation_id, ls_updated_at=updated, lead_time=rec.lead_time,
-        review_reason=answer.review_reason,
+        review_reason=answer.review_reason, provenance=provenance,
     ))
     row.label_id = label.id
     session.flush()
@@ -463,38 +530,55 @@ def sync_before_retrain(session: Session, settings: Settings, project: Project) 
 
 
 # ---- Label Studio calling us: the ML backend ----------------------------------------------
-def task_images(session: Session, ls_project_id: int | None, tasks: list[dict[str, Any]]) -> list[Image | None]:
-    """The image of each task (by defectloop's task record, else the id in the task data)."""
-    out: list[Image | None] = []
+@dataclass(frozen=True)
+class TaskRef:
+    """A task Label Studio asks about: its image (None: not one of this project's) and what it asks."""
+
+    image: Image | None
+    ask: str
+
+
+def task_refs(session: Session, project: Project, ls_project_id: int | None, tasks: list[dict[str, Any]]) -> list[TaskRef]:
+    """The image and ask of each task (by defectloop's task record, else the id in the task
+    data); an image of another project is never returned."""
+    out: list[TaskRef] = []
     for t in tasks:
-        image = None
-        rec = _task(session, ls_project_id, int(t.get("id", -1))) if ls_project_id is not None and str(t.get("id", "")).isdigit() else None
+        image, data = None, (t.get("data") if isinstance(t, dict) else None) or {}
+        tid = t.get("id") if isinstance(t, dict) else None
+        rec = _task(session, ls_project_id, tid) if ls_project_id is not None and isinstance(tid, int) and 0 < tid < 2**31 else None
         if rec is not None:
-            image = session.get(Image, rec.image_id)
+            image, ask = session.get(Image, rec.image_id), rec.ask
         else:
-            iid = (t.get("data") or {}).get("defectloop_image_id")
-            image = session.get(Image, iid) if isinstance(iid, int) else None
-        out.append(image)
+            iid = data.get("defectloop_image_id")
+            image = session.get(Image, iid) if isinstance(iid, int) and 0 < iid < 2**63 else None
+            ask = data.get("ask") if data.get("ask") in ("verdict", "mask") else "verdict"
+        out.append(TaskRef(image if image is not None and image.project_id == project.id else None, ask))
     return out
 
 
 _PREDICTORS: dict[int, Any] = {}
 
 
-def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:
-    """Run ``mv`` on images that have no stored prediction (one cached predictor per version)."""
+def cached_predictor(mv: ModelVersion, device: str) -> Any:
+    """``mv``'s loaded predictor, kept for the next call (one version at a time)."""
     from ml.artifact import load_model
-    from ml.images import read_image
 
     if mv.id not in _PREDICTORS:
         _PREDICTORS.clear()
         _PREDICTORS[mv.id] = load_model(Path(mv.artifact_path), device=device).predictor
-    preds = _PREDICTORS[mv.id].predict([read_image(Path(im.uri)) for im in images])
+    return _PREDICTORS[mv.id]
+
+
+def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:
+    """Run ``mv`` on images that have no stored prediction (one cached predictor per version)."""
+    preds = cached_predictor(mv, device).predict([read_image(Path(im.uri)) for im in images])
     return [Proposal(p.score, p.decision, p.pred_mask if p.decision else None) for p in preds]
 
 
 def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
-    """The ML backend's /predict: one result per task from the active model version."""
+    """The ML backend's /predict: one result per task from the active model version (a verdict
+    task's result carries the verdict only). With a click or box in ``context`` (Label Studio's
+    interactive pre-annotation), the mask of the defect there instead (:func:`assist_result`)."""
     tasks = body.get("tasks")
     if not isinstance(tasks, list):
         raise PayloadError("tasks: expected a list")
@@ -503,21 +587,42 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
     mv = active_model_version(session, project.id)
     if mv is None:
         return {"results": [{"result": [], "score": 0.0, "model_version": "none"} for _ in tasks]}
-    images = task_images(session, ls_id, tasks)
+    refs = task_refs(session, project, ls_id, tasks)
+    context = body.get("context") or (body.get("params") or {}).get("context")
+    if context:
+        return {"results": [assist_result(settings, mv, r, context) for r in refs]}
+    images = [r.image for r in refs if r.image is not None]
     stored = {p.image_id: p for p in session.scalars(select(Prediction).where(
-        Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images if im is not None])))}
-    proposals: dict[int, Proposal] = {im.id: stored_proposal(stored[im.id], mv, im) for im in images if im is not None and im.id in stored}
-    todo = [im for im in images if im is not None and im.id not in proposals]
+        Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images])))}
+    proposals: dict[int, Proposal] = {im.id: stored_proposal(stored[im.id], mv, im) for im in images if im.id in stored}
+    todo = [im for im in images if im.id not in proposals]
     if todo:
         proposals.update({im.id: p for im, p in zip(todo, live_proposals(mv, todo, settings.device))})
     results = []
-    for im in images:
-        if im is None:
+    for r in refs:
+        if r.image is None:
             results.append({"result": [], "score": 0.0, "model_version": mv.name})
             continue
-        p = proposals[im.id]
-        results.append({"result": prediction_result(p.is_defective, p.mask), "score": p.score, "model_version": mv.name})
+        p = proposals[r.image.id]
+        mask = p.mask if r.ask == "mask" else None
+        results.append({"result": prediction_result(p.is_defective, mask), "score": p.score, "model_version": mv.name})
     return {"results": results}
+
+
+def assist_result(settings: Settings, mv: ModelVersion, ref: TaskRef, context: Any) -> dict[str, Any]:
+    """One task's interactive pre-annotation: the brush mask of the defect at the click (or in
+    the box) that ``context`` carries, from ``mv``'s anomaly map and the image."""
+    if ref.image is None:
+        return {"result": [], "score": 0.0, "model_version": mv.name}
+    image = ref.image
+    c = click_from_context(context, image.width, image.height)
+    rgb = read_image(Path(image.uri))
+    pred = cached_predictor(mv, settings.device).predict([rgb], refine=False)[0]
+    try:
+        mask = assist_mask(rgb, pred.pred_map, Click(c.x, c.y, c.x2, c.y2))
+    except AssistError as e:
+        raise PayloadError(f"context: {e}") from None
+    return {"result": [brush_result(mask)], "score": pred.score, "model_version": mv.name}
 
 
 def run_sync_job(ctx: JobContext) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Project
+from backend.db.tables import MaskCostModel, Project
 from backend.errors import ConflictError, NotFoundError
 
 
@@ -26,6 +26,7 @@ class ProjectSettings:
     strategy: str | None = None
     round_budget: float | None = None
     mask_share: float | None = None
+    mask_cost_model: MaskCostModel | None = None
     auto_round_labels: int | None = None
 
 TRAIN_DEFAULT_KEYS = {

@@ -211,7 +211,7 @@ def run_predict_job(ctx: JobContext) -> dict:
                 ok_ids.append(i)
             except Exception:  # noqa: BLE001 - a vanished file is counted, not fatal
                 failed += 1
-        preds = predictor.predict(images) if images else []
+        preds = predictor.predict(images, refine=False) if images else []
         rows = []
         for i, p in zip(ok_ids, preds):
             png = cv2.imencode(".png", (np.clip(p.pred_map, 0, 1) * 255).astype(np.uint8))[1].tobytes()

@@ -24,6 +24,8 @@ from backend.db.tables import (
     JobStatus,
     Label,
     LsTask,
+    MaskCostModel,
+    MaskOrigin,
     ModelVersion,
     Prediction,
     Project,
@@ -301,19 +303,34 @@ def after_labels(session: Session, settings: Settings, *, project_id: int) -> Jo
         return None
 
 
+def label_cost(label: Label, project: Project) -> float:
+    """What one label cost in the project's units: a verdict ``cost_image_label``; a mask
+    ``cost_mask_label`` under the flat model, and under the edit model a verdict's cost plus the
+    share of the mask the annotator changed (``Label.mask_edit``; unknown, e.g. imported: all of
+    it) of the difference."""
+    if not (label.is_defective and label.mask_png is not None):
+        return project.cost_image_label
+    if project.mask_cost_model is MaskCostModel.FLAT or label.mask_edit is None:
+        return project.cost_mask_label
+    extra = max(project.cost_mask_label - project.cost_image_label, 0.0)
+    return project.cost_image_label + extra * min(max(label.mask_edit, 0.0), 1.0)
+
+
 def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_: Round) -> dict[str, Any]:
-    """The round's point on the label-efficiency curves: labels by kind, cost units,
-    annotation time, regime, test metrics, and the pseudo-label audit of its answers."""
+    """The round's point on the label-efficiency curves: labels by kind, cost units (and the
+    mask cost model used), annotation time, regime, test metrics, and the proposal audit of its
+    answers."""
     labels = list(session.scalars(select(Label).where(Label.id.in_(mv.label_ids))))
     normal = sum(1 for lb in labels if not lb.is_defective)
     masks = sum(1 for lb in labels if lb.is_defective and lb.mask_png is not None)
     image_level = sum(1 for lb in labels if lb.is_defective and lb.mask_png is None)
-    cost = (normal + image_level) * project.cost_image_label + masks * project.cost_mask_label
+    cost = float(sum(label_cost(lb, project) for lb in labels))
     return {
         "round": round_.index, "strategy": round_.strategy, "model_version": mv.name, "regime": mv.regime,
         "ask": round_.params.get("ask_used", round_.params.get("ask")),  # what this round asked for (None: round 0)
         "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
-        "cost": cost, "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
+        "cost": cost, "cost_model": MaskCostModel(project.mask_cost_model).value,
+        "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
         "pseudo_normal": int(round_.params.get("pseudo_normal", 0)),
         "metrics": {k: v for k, v in (mv.metrics or {}).items() if isinstance(v, int | float | str)},
         "audit": audit(session, round_=round_),
@@ -321,9 +338,10 @@ def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_:
 
 
 def audit(session: Session, *, round_: Round) -> dict[str, Any]:
-    """How much annotators changed the proposals of this round's batch: verdict flips and the
-    IoU of proposed vs final masks (over answered images whose proposal or answer has a mask)."""
-    from backend.services.labels import decode_mask
+    """How much annotators changed the proposals of this round's batch: verdict flips over the
+    answered images, and over the mask answers (masks answered on tasks that asked for one) the
+    mean IoU of answer and proposal where a proposal was shown, and the shares accepted
+    unchanged, edited and drawn without a proposal."""
     from backend.services.labelstudio_link import stored_proposal
 
     asks = [int(i) for i, _ in round_.params.get("asks", [])]
@@ -334,22 +352,20 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     preds = {p.image_id: p for p in session.scalars(
         select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current))))}
     images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(list(current))))}
-    flips, ious = 0, []
+    flips = 0
     for image_id, lb in current.items():
-        if image_id not in preds:
-            continue
-        prop = stored_proposal(preds[image_id], mv, images[image_id])
-        flips += int(bool(lb.is_defective) != prop.is_defective)
-        final = decode_mask(lb.mask_png) if lb.mask_png is not None else None
-        if final is not None or prop.mask is not None:
-            a = final if final is not None else np.zeros((images[image_id].height, images[image_id].width), bool)
-            b = prop.mask if prop.mask is not None else np.zeros_like(a)
-            union = np.logical_or(a, b).sum()
-            ious.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
+        if image_id in preds:
+            prop = stored_proposal(preds[image_id], mv, images[image_id], refined=False)
+            flips += int(bool(lb.is_defective) != prop.is_defective)
     n = sum(1 for i in current if i in preds)
+    mask_answers = [lb for lb in current.values() if lb.mask_origin is not None]
+    origins = {o.value: sum(1 for lb in mask_answers if lb.mask_origin is o) for o in MaskOrigin}
+    ious = [lb.proposal_iou for lb in mask_answers if lb.proposal_iou is not None]
+    m = len(mask_answers)
     return {"asked": len(asks), "answered": n, "verdict_flips": flips,
-            "flip_rate": flips / n if n else None, "mask_iou_mean": float(np.mean(ious)) if ious else None,
-            "masks_compared": len(ious)}
+            "flip_rate": flips / n if n else None, "mask_answers": m,
+            "mask_iou_mean": float(np.mean(ious)) if ious else None, "masks_compared": len(ious),
+            **{f"masks_{o}": (k / m if m else None) for o, k in origins.items()}}
 
 
 def finish_round(

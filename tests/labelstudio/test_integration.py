@@ -141,11 +141,15 @@ def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(ls_serv
         brush = [r for r in pred.result if r["type"] == "brushlabels"]
         if expected[image_id] is None:
             assert choice["value"]["choices"] == ["OK"] and not brush
-        else:
+        elif image_id != ids["part_5.png"]:  # a verdict task: the verdict only, never a brush to submit
+            assert choice["value"]["choices"] == ["Defect"] and not brush
+        else:  # the mask task: the proposal refined at full resolution, inside the map's region, kept
             assert choice["value"]["choices"] == ["Defect"]
             h, w = expected[image_id].shape
             assert (brush[0]["original_width"], brush[0]["original_height"]) == (w, h)
-            np.testing.assert_array_equal(rle_to_mask(brush[0]["value"]["rle"], h, w), expected[image_id])
+            shown = rle_to_mask(brush[0]["value"]["rle"], h, w)
+            assert shown.any() and not (shown & ~expected[image_id]).any()
+            np.testing.assert_array_equal(shown, task_proposal(service, tid))
 
     # pushing again duplicates nothing; a labelled image is not sent unless asked
     service.http.put(f"/projects/{pid}/images/{ids['part_2.png']}/label", data={"is_defective": "false"}).raise_for_status()
@@ -154,6 +158,16 @@ def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(ls_serv
     assert again["pushed"] == 0 and sorted(again["already_in_labelstudio"]) == sorted(order)
     assert again["already_labelled"] == [ids["part_2.png"]]
     assert len(sdk.tasks.list(project=res_project(service, pid), fields="task_only").items) == 4
+
+
+def task_proposal(svc: Service, task_id: int) -> np.ndarray | None:
+    """The proposal defectloop recorded for a Label Studio task."""
+    from backend.db.tables import LsTask
+    from backend.services.labels import decode_mask
+
+    with svc.sessions()() as s:
+        t = s.scalars(select(LsTask).where(LsTask.ls_task_id == task_id)).one()
+        return None if t.proposal_png is None else decode_mask(t.proposal_png)
 
 
 def res_project(svc: Service, pid: int) -> int:
@@ -243,6 +257,52 @@ def test_a_verdict_answered_in_labelstudio_is_upgraded_to_a_mask(ls_server: Labe
     assert current(service, pid, a)["kind"] == "mask"
     np.testing.assert_array_equal(label_mask(service, pid, a), s1)
     assert [x["kind"] for x in history(service, pid, a)] == ["image", "mask"]
+
+
+def test_a_verdict_task_never_yields_a_mask(ls_server: LabelStudioServer, service: Service) -> None:
+    """Also when its answer carries a brush, as answers to tasks pushed with the model's blob did."""
+    pid, ids = make_project(service, ls_server)
+    a = ids["part_3.png"]
+    register_model(service, pid, defective={a})
+    res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [a]}).raise_for_status().json()
+    (pred,) = ls_server.sdk().predictions.list(task=res["task_ids"][0])
+    assert [r["type"] for r in pred.result] == ["choices"]
+    h, w = 100, 90
+    s1, _ = strokes(h, w)
+    ls_server.sdk().annotations.create(id=res["task_ids"][0], result=[choice_result(True), brush_result(s1)], lead_time=2.0)
+    lab = wait_for(lambda: current(service, pid, a))
+    assert lab["is_defective"] is True and lab["kind"] == "image" and lab["mask_origin"] is None
+    assert label_mask(service, pid, a) is None
+
+
+def test_mask_answers_record_how_they_came_to_be(ls_server: LabelStudioServer, service: Service) -> None:
+    pid, ids = make_project(service, ls_server)
+    acc, edit, drawn = ids["part_3.png"], ids["part_5.png"], ids["part_0.png"]
+    register_model(service, pid, defective={acc, edit})
+    body = {"image_ids": [acc, edit, drawn], "asks": {str(i): "mask" for i in (acc, edit, drawn)}}
+    t_acc, t_edit, t_drawn = service.http.post(f"/projects/{pid}/labelstudio/push", json=body).raise_for_status().json()["task_ids"]
+    sdk = ls_server.sdk()
+    (pred,) = sdk.predictions.list(task=t_acc)
+    sdk.annotations.create(id=t_acc, result=pred.result, lead_time=4.0)  # submitted as proposed
+    (pred_e,) = sdk.predictions.list(task=t_edit)
+    brush = next(r for r in pred_e.result if r["type"] == "brushlabels")
+    h, w = brush["original_height"], brush["original_width"]
+    proposal = rle_to_mask(brush["value"]["rle"], h, w)
+    corrected = proposal.copy()
+    corrected[: h // 2] = False  # the annotator erases the top half of the proposal and adds a stroke
+    corrected[h - 12 : h - 4, 4:20] = True
+    sdk.annotations.create(id=t_edit, result=[choice_result(True), brush_result(corrected)], lead_time=9.0)
+    s1, _ = strokes(96, 128)
+    sdk.annotations.create(id=t_drawn, result=[choice_result(True), brush_result(s1)], lead_time=20.0)
+
+    la = wait_for(lambda: current(service, pid, acc))
+    assert la["mask_origin"] == "accepted" and la["proposal_iou"] == 1.0 and la["mask_edit"] == 0.0
+    le = wait_for(lambda: current(service, pid, edit))
+    inter, union = (proposal & corrected).sum(), (proposal | corrected).sum()
+    assert le["mask_origin"] == "edited" and le["proposal_iou"] == pytest.approx(inter / union)
+    assert le["mask_edit"] == pytest.approx(min(1.0, (proposal ^ corrected).sum() / corrected.sum()))
+    ld = wait_for(lambda: current(service, pid, drawn))
+    assert ld["mask_origin"] == "drawn" and ld["proposal_iou"] is None and ld["mask_edit"] == 1.0
 
 
 def test_lost_webhooks_are_repaired_by_sync_and_before_retrain(ls_server: LabelStudioServer, service: Service) -> None:
@@ -414,3 +474,60 @@ def test_ml_backend_runs_the_model_for_images_without_stored_scores(
     for r in one["result"]:
         if r["type"] == "brushlabels":  # full resolution of part_3 (100 x 90), not the model's 64 x 64
             assert (r["original_height"], r["original_width"]) == (100, 90)
+
+
+def test_ml_backend_answers_a_click_with_the_defect_mask(
+    ls_server: LabelStudioServer, service: Service, tiny_demo: Path
+) -> None:
+    """Label Studio's interactive pre-annotation: a smart keypoint (or box) in the /predict
+    context comes back as a brush region over the defect at that point."""
+    from backend.db.tables import ModelVersion
+    from backend.services.retrain import artifact_sha256
+    from labelstudio.conversions import validate_result
+    from ml.data import load_dataset
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    model_dir = service.settings.data_dir / "models" / "click"
+    summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
+    # a part with a dark spot, in its own folder under the document root
+    folder = ls_server.root / f"spot-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    h, w = 96, 128
+    img = np.full((h, w, 3), 150, np.uint8)
+    img += np.random.default_rng(0).integers(0, 12, img.shape, dtype=np.uint8)
+    spot = np.zeros((h, w), np.uint8)
+    cv2.circle(spot, (80, 40), 7, 1, -1)
+    img[spot > 0] = 40
+    cv2.imwrite(str(folder / "spot.png"), img)
+    pid = service.http.post("/projects", json={"name": folder.name}).raise_for_status().json()["id"]
+    service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
+    (part,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
+    with service.sessions().begin() as s:
+        s.add(ModelVersion(project_id=pid, name="v-click", regime=summary.trained.regime.value, profile="fast", config={},
+                           artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir),
+                           thresholds=summary.thresholds.to_json(), is_active=True))
+    res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [part], "asks": {str(part): "mask"}})
+    task = ls_server.sdk().tasks.get(id=res.raise_for_status().json()["task_ids"][0])
+
+    def ask(context: dict) -> httpx.Response:
+        body = {"tasks": [{"id": task.id, "data": task.data}], "project": f"{res_project(service, pid)}.1795354220",
+                "params": {"context": context}}
+        return httpx.post(f"{service.url}/labelstudio/{SECRET}/predict", json=body, timeout=120)
+
+    point = {"type": "keypointlabels", "original_width": w, "original_height": h,
+             "value": {"x": 80 / w * 100, "y": 40 / h * 100, "width": 0.5, "keypointlabels": ["Defect"]}}
+    box = {"type": "rectanglelabels", "original_width": w, "original_height": h,
+           "value": {"x": 64 / w * 100, "y": 24 / h * 100, "width": 32 / w * 100, "height": 32 / h * 100,
+                     "rectanglelabels": ["Defect"]}}
+    for ctx in (point, box):
+        (one,) = ask({"result": [ctx]}).raise_for_status().json()["results"]
+        validate_result(one["result"])
+        (brush,) = one["result"]
+        assert brush["type"] == "brushlabels" and (brush["original_width"], brush["original_height"]) == (w, h)
+        got = rle_to_mask(brush["value"]["rle"], h, w)
+        inter, union = (got & (spot > 0)).sum(), (got | (spot > 0)).sum()
+        assert inter / union >= 0.6
+    outside = {**point, "value": {**point["value"], "x": 140.0}}
+    bad = ask({"result": [outside]})
+    assert bad.status_code == 422 and "outside" in bad.text

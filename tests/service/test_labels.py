@@ -94,3 +94,41 @@ def test_parallel_label_writes_lose_nothing(migrated: Engine) -> None:
     with Session() as s:
         assert s.scalar(select(func.count(Label.id))) == 40
         assert {h.annotator for h in label_history(s, image_id=img_id)} == {"w0", "w1", "w2", "w3"}
+
+
+def test_mask_provenance_says_how_an_answer_relates_to_its_proposal() -> None:
+    from backend.db.tables import MaskOrigin
+    from backend.services.labels import mask_provenance
+
+    proposal = np.zeros((20, 30), bool)
+    proposal[5:15, 5:15] = True
+    same = mask_provenance(proposal.copy(), proposal)
+    assert (same.origin, same.proposal_iou, same.edit) == (MaskOrigin.ACCEPTED, 1.0, 0.0)
+    answer = proposal.copy()
+    answer[5:10] = False  # half erased
+    edited = mask_provenance(answer, proposal)
+    assert edited.origin is MaskOrigin.EDITED and edited.proposal_iou == pytest.approx(0.5)
+    assert edited.edit == pytest.approx(1.0)  # 50 changed pixels over a 50-pixel answer
+    grown = proposal.copy()
+    grown[15:17, 5:15] = True
+    assert mask_provenance(grown, proposal).edit == pytest.approx(20 / 120)
+    for none in (None, np.zeros_like(proposal)):
+        drawn = mask_provenance(answer, none)
+        assert (drawn.origin, drawn.proposal_iou, drawn.edit) == (MaskOrigin.DRAWN, None, 1.0)
+    with pytest.raises(LabelError, match="proposal size"):
+        mask_provenance(answer, proposal[:-1])
+
+
+def test_a_mask_costs_by_the_project_model() -> None:
+    from backend.db.tables import Label, MaskCostModel, Project
+    from backend.services.rounds import label_cost
+
+    project = Project(cost_image_label=1.0, cost_mask_label=10.0, mask_cost_model=MaskCostModel.EDIT)
+    verdict = Label(is_defective=True, mask_png=None)
+    accepted = Label(is_defective=True, mask_png=b"png", mask_edit=0.0)
+    edited = Label(is_defective=True, mask_png=b"png", mask_edit=0.25)
+    drawn = Label(is_defective=True, mask_png=b"png", mask_edit=1.0)
+    imported = Label(is_defective=True, mask_png=b"png", mask_edit=None)
+    assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [1.0, 1.0, 3.25, 10.0, 10.0]
+    project.mask_cost_model = MaskCostModel.FLAT
+    assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [1.0, 10.0, 10.0, 10.0, 10.0]

@@ -24,6 +24,7 @@ def label_out(row: Label) -> LabelOut:
         retracted=row.retracted, source=row.source.value, annotator=row.annotator,
         ls_annotation_id=row.ls_annotation_id, lead_time=row.lead_time, review_reason=row.review_reason,
         created_at=row.created_at, kind="retracted" if row.retracted else svc.label_kind(row),
+        mask_origin=row.mask_origin, proposal_iou=row.proposal_iou, mask_edit=row.mask_edit,
     )
 
 
