@@ -1,4 +1,4 @@
-"""The ``defectloop`` command line: train, evaluate, predict, demo-data, split.
+"""The ``defectloop`` command line: train, evaluate, predict, assist, demo-data, split.
 
 Errors are one clear message and a non-zero exit (``--verbose`` adds the traceback).
 """
@@ -206,6 +206,33 @@ def predict(
         typer.echo(f"{n} images scored; results in {out}")
 
     _run(body, verbose)
+
+
+@app.command()
+def assist(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
+    clicks: Annotated[Path, typer.Argument(help="CSV with file,x,y (optional x2,y2: a box), pixels of the original image.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: <file stem>.png masks and latency.json.")],
+    device: Device = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """One-click masks: the defect at each click (or in each box), and each click's latency.
+
+    A bad row (click outside the image, missing or unreadable file) is reported on one line
+    naming the row; the other rows are still done, and the exit status is 1.
+    """
+
+    def body() -> int:
+        from backend.assist_files import assist_files
+
+        report = assist_files(model_dir, clicks, out, device, say_error=lambda m: typer.echo(f"error: {m}", err=True))
+        p50 = "-" if report["p50_ms"] is None else f"{report['p50_ms']:.0f}"
+        p95 = "-" if report["p95_ms"] is None else f"{report['p95_ms']:.0f}"
+        typer.echo(f"{report['clicks']} clicks done, {len(report['errors'])} failed; p50 {p50} ms, p95 {p95} ms; results in {out}")
+        return 1 if report["errors"] else 0
+
+    if _run(body, verbose):
+        raise typer.Exit(1)
 
 
 @app.command("demo-data")
