@@ -109,3 +109,36 @@ def test_simulate_runs_the_seeds_asked_for(tmp_path: Path, monkeypatch: pytest.M
     res = runner.invoke(app, ["simulate", str(tmp_path), "--out", str(tmp_path), *args])
     assert res.exit_code == 0, res.output
     assert seen == [seeds]
+
+
+def test_assist_writes_masks_and_latency_and_names_bad_rows(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["demo-data", str(data), "--size", "64", "--mask-fraction", "0.5"]).exit_code == 0
+    model = tmp_path / "model"
+    res = runner.invoke(app, ["train", str(data), "--out", str(model), "--image-size", "64", "64", "--epochs", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    img = np.full((90, 120, 3), 150, np.uint8)
+    cv2.circle(img, (70, 40), 8, (30, 30, 30), -1)
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "spot.png"), img)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not an image")
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("file,x,y,x2,y2\nimgs/spot.png,70,40,,\nimgs/spot.png,500,40,,\nimgs/missing.png,1,1,,\n"
+                      "imgs/broken.png,1,1,,\nimgs/spot.png,a,1,,\nimgs/spot.png,55,25,85,55\n")
+    out = tmp_path / "assist"
+    res = runner.invoke(app, ["assist", str(model), str(clicks), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 1, res.output  # some rows failed; the others are done
+    assert "clicks.csv:3" in res.output and "outside the 120x90 image" in res.output
+    assert "clicks.csv:4" in res.output and "clicks.csv:5" in res.output and "clicks.csv:6" in res.output
+    report = json.loads((out / "latency.json").read_text())
+    assert report["clicks"] == 2 and len(report["errors"]) == 4 and [c["row"] for c in report["per_click"]] == [2, 7]
+    assert 0 < report["p50_ms"] <= report["p95_ms"] and all(c["ms"] > 0 for c in report["per_click"])
+    mask = cv2.imread(str(out / "spot.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (90, 120) and set(np.unique(mask)) <= {0, 255}
+    truth = np.zeros((90, 120), np.uint8)
+    cv2.circle(truth, (70, 40), 8, 1, -1)
+    got = mask > 0
+    assert (got & (truth > 0)).sum() / (got | (truth > 0)).sum() >= 0.7

@@ -109,3 +109,18 @@ def test_a_box_masks_the_defect_inside_it() -> None:
 def test_a_point_outside_the_image_is_refused(click: Click) -> None:
     with pytest.raises(AssistError, match="outside the 320x240 image"):
         assist_mask(surface(), np.zeros((240, 320), np.float32), click)
+
+
+def test_auto_takes_the_contrast_mask_for_a_crisp_defect_and_the_region_for_a_faint_large_one() -> None:
+    crisp = blob()
+    img = with_defect(surface(seed=6), crisp, -50)
+    pm = coarse_map(crisp)
+    auto = refine_mask(img, pm, 0.2, RefineMethod.AUTO)
+    np.testing.assert_array_equal(auto, refine_mask(img, pm, 0.2, RefineMethod.CONTRAST))
+    faint = np.zeros((240, 320), bool)
+    faint[60:180, 100:240] = True
+    img = with_defect(surface(seed=7), faint, 8)
+    pm = coarse_map(faint, sigma=12)
+    auto = refine_mask(img, pm, 0.5, RefineMethod.AUTO)
+    contrast = refine_mask(img, pm, 0.5, RefineMethod.CONTRAST)
+    assert iou(auto, faint) >= 0.6 and iou(auto, faint) >= iou(contrast, faint) + 0.2
