@@ -7,6 +7,8 @@ CHOICES = "verdict"
 BRUSH = "mask"
 CLICK = "click"
 BOX = "box"
+CLICK_LABEL = "Click a defect"
+BOX_LABEL = "Box a defect"
 OK = "OK"
 DEFECT = "Defect"
 
@@ -26,10 +28,10 @@ def label_config() -> str:
     <Label value="{DEFECT}" background="#ff0000"/>
   </BrushLabels>
   <KeyPointLabels name="{CLICK}" toName="{IMAGE}" smart="true" smartOnly="true">
-    <Label value="{DEFECT}" background="#ff8800" smart="true"/>
+    <Label value="{CLICK_LABEL}" background="#ff8800" smart="true"/>
   </KeyPointLabels>
   <RectangleLabels name="{BOX}" toName="{IMAGE}" smart="true" smartOnly="true">
-    <Label value="{DEFECT}" background="#ff8800" smart="true"/>
+    <Label value="{BOX_LABEL}" background="#ff8800" smart="true"/>
   </RectangleLabels>
 </View>"""
 

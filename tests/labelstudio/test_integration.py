@@ -521,10 +521,10 @@ def test_ml_backend_answers_a_click_with_the_defect_mask(
         return httpx.post(f"{service.url}/labelstudio/{SECRET}/predict", json=body, timeout=120)
 
     point = {"type": "keypointlabels", "original_width": w, "original_height": h,
-             "value": {"x": 80 / w * 100, "y": 40 / h * 100, "width": 0.5, "keypointlabels": ["Defect"]}}
+             "value": {"x": 80 / w * 100, "y": 40 / h * 100, "width": 0.5, "keypointlabels": ["Click a defect"]}}
     box = {"type": "rectanglelabels", "original_width": w, "original_height": h,
            "value": {"x": 64 / w * 100, "y": 24 / h * 100, "width": 32 / w * 100, "height": 32 / h * 100,
-                     "rectanglelabels": ["Defect"]}}
+                     "rectanglelabels": ["Box a defect"]}}
     for ctx in (point, box):
         (one,) = ask({"result": [ctx]}).raise_for_status().json()["results"]
         validate_result(one["result"])
