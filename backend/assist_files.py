@@ -4,8 +4,9 @@ CLICKS.csv has a header with ``file,x,y`` and optional ``x2,y2`` (a box): pixels
 original image, ``file`` relative to the CSV's folder or absolute. Each image gets
 ``DIR/<file stem>.png`` (0/255, the image's size; several rows on one image: the union of
 their masks) and ``DIR/latency.json`` holds ``p50_ms``, ``p95_ms`` and each click's
-milliseconds, timed with the model already loaded and warmed up (the model's forward pass on
-the image and the mask; reading the file excluded). A bad row (a click outside the image, a missing or
+milliseconds (the mask; reading the file excluded). The click masks come from the image
+alone (``ml.assist``: measured, the model's map did not help them); MODEL_DIR is checked and
+recorded, so a script names the model its annotators work with. A bad row (a click outside the image, a missing or
 unreadable file, a non-numeric coordinate) is one line naming the row; the others are done.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ml.artifact import load_model
+from ml.artifact import read_config
 from ml.assist import AssistError, Click, assist_mask
 from ml.errors import DataError
 from ml.images import read_image
@@ -59,11 +60,10 @@ def read_clicks(csv_path: Path) -> tuple[list[ClickRow], list[str]]:
     return rows, errors
 
 
-def assist_files(model_dir: Path, clicks_csv: Path, out: Path, device: str,
-                 say_error: Callable[[str], None] = print) -> dict:
+def assist_files(model_dir: Path, clicks_csv: Path, out: Path, say_error: Callable[[str], None] = print) -> dict:
     """Run every click; write the masks and latency.json; return latency.json's content."""
-    predictor = load_model(model_dir, device=device).predictor
-    predictor.predict([np.zeros((*predictor.image_size, 3), np.uint8)], refine=False)  # warm-up, not timed
+    read_config(model_dir)  # a model directory, intact (checksums)
+    assist_mask(np.zeros((8, 8, 3), np.uint8), Click(4, 4))  # warm-up, not timed
     rows, errors = read_clicks(clicks_csv)
     for e in errors:
         say_error(e)
@@ -75,8 +75,7 @@ def assist_files(model_dir: Path, clicks_csv: Path, out: Path, device: str,
         try:
             image = read_image(r.file)
             t0 = time.perf_counter()
-            pred_map = predictor.predict([image], refine=False)[0].pred_map
-            mask = assist_mask(image, pred_map, r.click)
+            mask = assist_mask(image, r.click)
             ms = 1000 * (time.perf_counter() - t0)
         except (DataError, AssistError, FileNotFoundError) as e:
             errors.append(f"{where}: {e}")

@@ -213,10 +213,12 @@ def assist(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
     clicks: Annotated[Path, typer.Argument(help="CSV with file,x,y (optional x2,y2: a box), pixels of the original image.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: <file stem>.png masks and latency.json.")],
-    device: Device = "auto",
     verbose: Verbose = False,
 ) -> None:
     """One-click masks: the defect at each click (or in each box), and each click's latency.
+
+    The masks come from the images around the clicks (as Label Studio's smart point and box
+    tools get them); MODEL_DIR is checked and recorded in latency.json.
 
     A bad row (click outside the image, missing or unreadable file) is reported on one line
     naming the row; the other rows are still done, and the exit status is 1.
@@ -225,7 +227,7 @@ def assist(
     def body() -> int:
         from backend.assist_files import assist_files
 
-        report = assist_files(model_dir, clicks, out, device, say_error=lambda m: typer.echo(f"error: {m}", err=True))
+        report = assist_files(model_dir, clicks, out, say_error=lambda m: typer.echo(f"error: {m}", err=True))
         p50 = "-" if report["p50_ms"] is None else f"{report['p50_ms']:.0f}"
         p95 = "-" if report["p95_ms"] is None else f"{report['p95_ms']:.0f}"
         typer.echo(f"{report['clicks']} clicks done, {len(report['errors'])} failed; p50 {p50} ms, p95 {p95} ms; results in {out}")

@@ -6,9 +6,9 @@ image's own resolution:
 
 - the proposal of each ``ml.refine`` method: IoU and Dice with the true mask, and the
   milliseconds the refinement adds to the model's forward pass;
-- a one-click mask (``ml.assist``) with the click at the innermost point of the true mask (the
-  maximum of its distance transform): IoU, and the click's latency with the model loaded
-  (forward pass on the image + the mask), as ``defectloop assist`` times it.
+- a one-click mask (``ml.assist``, from the image around the click) with the click at the
+  innermost point of the true mask (the maximum of its distance transform): IoU, and the
+  click's milliseconds, as ``defectloop assist`` times them.
 
 Writes ``--out`` (JSON: per regime and method, median / mean IoU and Dice, median and p95
 ms) and prints the tables. Threads: the process's default (2 on the reference machine).
@@ -85,6 +85,7 @@ def main() -> None:
         t_px = pred.thresholds.pixel
         rows: dict[str, list[dict]] = {m.value: [] for m in methods}
         clicks: list[dict] = []
+        kinds = [s.extra_value("defect_type", "") for s in test]
         for img, gt in zip(images, truths, strict=True):
             t0 = time.perf_counter()
             p = pred.predict([img], refine=False)[0]
@@ -98,8 +99,7 @@ def main() -> None:
             if not args.no_assist:
                 x, y = innermost(gt)
                 t1 = time.perf_counter()
-                amap = pred.predict([img], refine=False)[0].pred_map
-                mask = assist_mask(img, amap, Click(x, y))
+                mask = assist_mask(img, Click(x, y))
                 ms = 1000 * (time.perf_counter() - t1)
                 clicks.append({"iou": iou_dice(mask, gt)[0], "ms": ms, "forward_ms": forward_ms})
         out = {"threshold_pixel": t_px, "methods": {}}
@@ -109,6 +109,15 @@ def main() -> None:
         if clicks:
             out["assist"] = {"iou": stats(clicks, "iou"), "ms": stats(clicks, "ms"),
                              "share_iou_ge_0.5": float(np.mean([c["iou"] >= 0.5 for c in clicks]))}
+        if any(kinds):  # per defect type (a `defect_type` column): median IoU of each method and of one click
+            out["by_type"] = {
+                k: {"n": kinds.count(k),
+                    **{m: float(np.median([r["iou"] for r, kk in zip(rs, kinds, strict=True) if kk == k]))
+                       for m, rs in rows.items()},
+                    **({"one_click": float(np.median([c["iou"] for c, kk in zip(clicks, kinds, strict=True) if kk == k]))}
+                       if clicks else {})}
+                for k in sorted(set(kinds))
+            }
         result["regimes"][regime] = out
         print(f"\n{regime} (pixel threshold {t_px:.3f}, {len(test)} defects)", flush=True)
         for m, r in out["methods"].items():
@@ -119,6 +128,8 @@ def main() -> None:
             a = out["assist"]
             print(f"  one click      IoU median {a['iou']['median']:.3f} mean {a['iou']['mean']:.3f}  "
                   f"ms p50 {a['ms']['median']:.0f} p95 {a['ms']['p95']:.0f}", flush=True)
+        for k, v in out.get("by_type", {}).items():
+            print(f"  {k:12s} n={v['n']:3d} " + " ".join(f"{m} {x:.2f}" for m, x in v.items() if m != "n"), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
 

@@ -1,15 +1,21 @@
 """One-click masks: the defect under an annotator's click (or inside a dragged box).
 
-The click says *which* defect; the anomaly map says roughly how large it is; the image says
-where its boundary runs. A window around the click is sized from the map's blob under the
-click (or a default share of the image where the map sees nothing there); inside it, the pixels
-that depart from the local background the way the clicked pixels do (darker or brighter), beyond
-Otsu's threshold of that window, form the mask, kept where connected to the click. A box is the
-window itself, seeded from its centre.
+The click says *which* defect; the image says where its boundary runs. In a window of
+:data:`CLICK_WINDOW` pixels around the click (or the dragged box), the pixels that depart from
+the window's background (its median gray level) the way the clicked pixels do, darker or
+brighter, beyond Otsu's threshold of the window and half the click's own departure, form the
+mask, kept where connected to the click. Where the click does not depart from the background
+(inside a large, even area), the smoothed gray levels within a tolerance of the click's are
+flooded instead. A box is segmented by GrabCut initialised with it (outside: background).
 
-Contracts: ``image`` uint8 ``(H, W, 3)``, ``pred_map`` float ``(H, W)`` in [0, 1] (the same size);
-points are ``(x, y)`` pixels of the image; the mask is bool ``(H, W)``, never empty for a click
-inside the image (at least the clicked pixel's neighbourhood).
+The model's anomaly map is not used: measured on magnetic-tile and bsdata test defects,
+windows sized from the map's blob under the click, and windows grown while the mask reached
+their edge, both did worse than this fixed window (docs/RESULTS.md, "One-click masks"), and
+without the model a click costs milliseconds.
+
+Contracts: ``image`` uint8 ``(H, W, 3)``; points are ``(x, y)`` pixels of the image; the mask is
+bool ``(H, W)``, never empty for a click inside the image (at least the clicked pixel's
+neighbourhood).
 """
 
 from __future__ import annotations
@@ -19,20 +25,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ml.refine import STRONG_SHARE, Crop, defect_evidence, gray, keep_touching, otsu
+from ml.refine import STRONG_SHARE, WORK_SIDE, Crop, defect_evidence, gray, keep_touching, otsu
 
-#: the window around a click where the map sees nothing: this share of the image's shorter side
-DEFAULT_WINDOW = 0.25
+#: the side (px) of the square window around a click
+CLICK_WINDOW = 128
 #: the radius (px) of the disc around a click taken as certainly defective
 SEED_RADIUS = 2
-#: a mask that reaches the window's edge is looked for again in a window twice as large, this often
-MAX_GROWTH = 2
 #: the flood fill of an even area takes gray levels within this many robust deviations of the click's
 FILL_TOLERANCE = 1.0
 
 
 class AssistError(ValueError):
-    """A click or box that cannot be used (outside the image, empty box); the message says why."""
+    """A click or box that cannot be used (outside the image); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -56,34 +60,8 @@ def _check(click: Click, h: int, w: int) -> None:
             raise AssistError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
 
 
-def click_window(pred_map: np.ndarray, x: int, y: int) -> Crop:
-    """The window around ``(x, y)``: the map's blob there (pixels at or above half the map's
-    value at the click, connected to it) grown by its own size, at least 24 px; where the map
-    is flat there, a square of :data:`DEFAULT_WINDOW` of the shorter side."""
-    h, w = pred_map.shape
-    v = float(pred_map[y, x])
-    blob = None
-    if v > 0.05 and v >= 0.25 * float(pred_map.max()):
-        region = pred_map >= 0.5 * v
-        n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
-        if n > 1 and lab[y, x] > 0:
-            blob = lab == lab[y, x]
-    if blob is None or blob.sum() > 0.25 * h * w:
-        half = max(12, int(DEFAULT_WINDOW * min(h, w) / 2))
-        return Crop(max(0, y - half), min(h, y + half + 1), max(0, x - half), min(w, x + half + 1))
-    ys, xs = np.nonzero(blob)
-    hy = max(12, ys.max() - ys.min() + 1)
-    hx = max(12, xs.max() - xs.min() + 1)
-    return Crop(max(0, ys.min() - hy // 2), min(h, ys.max() + hy // 2 + 1),
-                max(0, xs.min() - hx // 2), min(w, xs.max() + hx // 2 + 1))
-
-
 def _segment(g: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """The pixels of window ``g`` that belong with ``seed``: where the seed departs from the local
-    background, the pixels departing the same way beyond Otsu's threshold of the window and
-    half the seed's departure; where
-    it does not (the click is inside a large, even area), the smoothed gray levels within a
-    tolerance of the seed's (a flood fill). Either way connected to the seed."""
+    """The pixels of window ``g`` that belong with ``seed`` (see the module docstring)."""
     ev = defect_evidence(g, seed, max(15, max(g.shape)))
     t = max(otsu(ev.ravel()), 1.0)
     at_seed = float(np.median(ev[seed]))
@@ -99,41 +77,44 @@ def _segment(g: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return keep_touching(mask, seed) | seed
 
 
-def _touches_border(mask: np.ndarray, win: Crop, h: int, w: int) -> bool:
-    """Whether ``mask`` (of the window) reaches a window edge that is not an image edge."""
-    return bool((win.y0 > 0 and mask[0].any()) or (win.y1 < h and mask[-1].any())
-                or (win.x0 > 0 and mask[:, 0].any()) or (win.x1 < w and mask[:, -1].any()))
+def box_mask(image: np.ndarray, box: Crop) -> np.ndarray:
+    """GrabCut initialised with ``box`` (outside it: background) on a crop around it, at most
+    :data:`ml.refine.WORK_SIDE` px on its longer side; the box itself where GrabCut finds nothing."""
+    h, w = image.shape[:2]
+    my, mx = max(8, box.shape[0] // 4), max(8, box.shape[1] // 4)
+    c = Crop(max(0, box.y0 - my), min(h, box.y1 + my), max(0, box.x0 - mx), min(w, box.x1 + mx))
+    f = min(1.0, WORK_SIDE / max(c.shape))
+    crop = np.ascontiguousarray(c.of(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)))
+    small = cv2.resize(crop, (max(2, round(c.shape[1] * f)), max(2, round(c.shape[0] * f))), interpolation=cv2.INTER_AREA)
+    rect = (int((box.x0 - c.x0) * f), int((box.y0 - c.y0) * f), max(1, int(box.shape[1] * f)), max(1, int(box.shape[0] * f)))
+    gc = np.zeros(small.shape[:2], np.uint8)
+    out = np.zeros((h, w), bool)
+    if rect[2] < 2 or rect[3] < 2 or (rect[2] >= small.shape[1] and rect[3] >= small.shape[0]):
+        box.of(out)[...] = True
+        return out
+    cv2.grabCut(small, gc, rect, np.zeros((1, 65)), np.zeros((1, 65)), 4, cv2.GC_INIT_WITH_RECT)
+    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+    part = cv2.resize(fg, (c.shape[1], c.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    c.of(out)[...] = part
+    out &= np.pad(np.ones(box.shape, bool), ((box.y0, h - box.y1), (box.x0, w - box.x1)))
+    if not out.any():
+        box.of(out)[...] = True
+    return out
 
 
-def _grown(win: Crop, h: int, w: int) -> Crop:
-    """``win`` twice as large about its centre, within the image."""
-    cy, cx = (win.y0 + win.y1) // 2, (win.x0 + win.x1) // 2
-    hy, hx = win.shape[0], win.shape[1]
-    return Crop(max(0, cy - hy), min(h, cy + hy), max(0, cx - hx), min(w, cx + hx))
-
-
-def assist_mask(image: np.ndarray, pred_map: np.ndarray, click: Click) -> np.ndarray:
+def assist_mask(image: np.ndarray, click: Click) -> np.ndarray:
     """The mask of the defect at ``click`` (a point or a box); AssistError for a point outside the image."""
     h, w = image.shape[:2]
-    if pred_map.shape != (h, w):
-        raise ValueError(f"image {(h, w)} and anomaly map {pred_map.shape} differ in size")
     _check(click, h, w)
-    g = gray(image)
     if click.is_box:
         x0, x1 = sorted((int(click.x), int(click.x2)))
         y0, y1 = sorted((int(click.y), int(click.y2)))
-        win = Crop(y0, y1 + 1, x0, x1 + 1)
-        cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
-    else:
-        cx, cy = int(click.x), int(click.y)
-        win = click_window(np.asarray(pred_map, np.float32), cx, cy)
-    for attempt in range(MAX_GROWTH + 1):
-        seed = np.zeros(win.shape, np.uint8)
-        cv2.circle(seed, (cx - win.x0, cy - win.y0), SEED_RADIUS, 1, -1)
-        part = _segment(win.of(g), seed > 0)
-        if click.is_box or attempt == MAX_GROWTH or not _touches_border(part, win, h, w):
-            break
-        win = _grown(win, h, w)  # the defect runs past the window: look wider
+        return box_mask(image, Crop(y0, y1 + 1, x0, x1 + 1))
+    cx, cy = int(click.x), int(click.y)
+    half = CLICK_WINDOW // 2
+    win = Crop(max(0, cy - half), min(h, cy + half), max(0, cx - half), min(w, cx + half))
+    seed = np.zeros(win.shape, np.uint8)
+    cv2.circle(seed, (cx - win.x0, cy - win.y0), SEED_RADIUS, 1, -1)
     out = np.zeros((h, w), bool)
-    win.of(out)[...] = part
+    win.of(out)[...] = _segment(win.of(gray(image)), seed > 0)
     return out

@@ -129,7 +129,7 @@ def test_assist_writes_masks_and_latency_and_names_bad_rows(tmp_path: Path) -> N
     clicks.write_text("file,x,y,x2,y2\nimgs/spot.png,70,40,,\nimgs/spot.png,500,40,,\nimgs/missing.png,1,1,,\n"
                       "imgs/broken.png,1,1,,\nimgs/spot.png,a,1,,\nimgs/spot.png,55,25,85,55\n")
     out = tmp_path / "assist"
-    res = runner.invoke(app, ["assist", str(model), str(clicks), "--out", str(out), "--device", "cpu"])
+    res = runner.invoke(app, ["assist", str(model), str(clicks), "--out", str(out)])
     assert res.exit_code == 1, res.output  # some rows failed; the others are done
     assert "clicks.csv:3" in res.output and "outside the 120x90 image" in res.output
     assert "clicks.csv:4" in res.output and "clicks.csv:5" in res.output and "clicks.csv:6" in res.output

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ml.assist import AssistError, Click, assist_mask
+from ml.assist import CLICK_WINDOW, AssistError, Click, assist_mask
 from ml.refine import RefineMethod, refine_mask
 
 
@@ -85,30 +85,35 @@ def test_one_click_at_the_defect_masks_it(truth: np.ndarray, delta: float) -> No
     img = with_defect(surface(seed=3), truth, delta)
     ys, xs = np.nonzero(truth)
     k = len(ys) // 2
-    for pm in (coarse_map(truth), np.zeros(truth.shape, np.float32)):  # with and without the model's help
-        out = assist_mask(img, pm, Click(float(xs[k]), float(ys[k])))
-        assert iou(out, truth) >= 0.6
+    out = assist_mask(img, Click(float(xs[k]), float(ys[k])))
+    assert iou(out, truth) >= 0.6
 
 
-def test_one_click_in_a_large_even_area_floods_it() -> None:
+def test_a_click_in_a_large_even_area_floods_its_window_and_a_box_takes_it_whole() -> None:
     truth = np.zeros((240, 320), bool)
     truth[40:200, 150:300] = True  # a large, faintly brighter patch (e.g. an uneven area)
     img = with_defect(surface(seed=4), truth, 30)
-    out = assist_mask(img, np.zeros(truth.shape, np.float32), Click(225, 120))
-    assert iou(out, truth) >= 0.5
+    out = assist_mask(img, Click(225, 120))
+    half = CLICK_WINDOW // 2
+    inside = np.zeros_like(truth)
+    inside[120 - half : 120 + half, 225 - half : 225 + half] = True
+    assert not out[~inside].any() and not out[~truth].any()  # a click looks no further than its window
+    assert out.sum() >= 0.3 * inside.sum()  # ... and floods a good part of it
+    boxed = assist_mask(img, Click(140, 30, 310, 210))
+    assert iou(boxed, truth) >= 0.7
 
 
 def test_a_box_masks_the_defect_inside_it() -> None:
     truth = blob()
     img = with_defect(surface(seed=5), truth, -50)
-    out = assist_mask(img, coarse_map(truth), Click(180, 100, 220, 140))
+    out = assist_mask(img, Click(180, 100, 220, 140))
     assert iou(out, truth) >= 0.6 and not out[:, :175].any()
 
 
 @pytest.mark.parametrize("click", [Click(-1, 10), Click(320, 10), Click(10, 240), Click(float("nan"), 3), Click(5, 5, 999, 5)])
 def test_a_point_outside_the_image_is_refused(click: Click) -> None:
     with pytest.raises(AssistError, match="outside the 320x240 image"):
-        assist_mask(surface(), np.zeros((240, 320), np.float32), click)
+        assist_mask(surface(), click)
 
 
 def test_auto_takes_the_contrast_mask_for_a_crisp_defect_and_the_region_for_a_faint_large_one() -> None:

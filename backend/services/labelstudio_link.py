@@ -590,7 +590,7 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
     refs = task_refs(session, project, ls_id, tasks)
     context = body.get("context") or (body.get("params") or {}).get("context")
     if context:
-        return {"results": [assist_result(settings, mv, r, context) for r in refs]}
+        return {"results": [assist_result(mv, r, context) for r in refs]}
     images = [r.image for r in refs if r.image is not None]
     stored = {p.image_id: p for p in session.scalars(select(Prediction).where(
         Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images])))}
@@ -609,20 +609,18 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
     return {"results": results}
 
 
-def assist_result(settings: Settings, mv: ModelVersion, ref: TaskRef, context: Any) -> dict[str, Any]:
+def assist_result(mv: ModelVersion, ref: TaskRef, context: Any) -> dict[str, Any]:
     """One task's interactive pre-annotation: the brush mask of the defect at the click (or in
-    the box) that ``context`` carries, from ``mv``'s anomaly map and the image."""
+    the box) that ``context`` carries, made from the image there (``ml.assist``)."""
     if ref.image is None:
         return {"result": [], "score": 0.0, "model_version": mv.name}
     image = ref.image
     c = click_from_context(context, image.width, image.height)
-    rgb = read_image(Path(image.uri))
-    pred = cached_predictor(mv, settings.device).predict([rgb], refine=False)[0]
     try:
-        mask = assist_mask(rgb, pred.pred_map, Click(c.x, c.y, c.x2, c.y2))
+        mask = assist_mask(read_image(Path(image.uri)), Click(c.x, c.y, c.x2, c.y2))
     except AssistError as e:
         raise PayloadError(f"context: {e}") from None
-    return {"result": [brush_result(mask)], "score": pred.score, "model_version": mv.name}
+    return {"result": [brush_result(mask)], "score": 1.0, "model_version": mv.name}
 
 
 def run_sync_job(ctx: JobContext) -> dict[str, Any]:
