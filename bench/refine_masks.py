@@ -5,7 +5,8 @@ seeded split) and every defective test image of ``RUN_DIR/full.csv`` with a vali
 image's own resolution:
 
 - the proposal of each ``ml.refine`` method: IoU and Dice with the true mask, and the
-  milliseconds the refinement adds to the model's forward pass;
+  milliseconds the refinement adds to the model's forward pass, and the share of the mask an
+  annotator would change (``edit``, as the edit cost model charges it);
 - a one-click mask (``ml.assist``, from the image around the click) with the click at the
   innermost point of the true mask (the maximum of its distance transform): IoU, and the
   click's milliseconds, as ``defectloop assist`` times them.
@@ -37,6 +38,14 @@ from ml.images import read_image, read_mask  # noqa: E402
 from ml.refine import RefineMethod, refine_mask  # noqa: E402
 
 REGIMES = ("unsupervised", "weak", "mixed5", "mixed20", "full")
+
+
+def edit_share(proposal: np.ndarray, truth: np.ndarray) -> float:
+    """What an annotator changes to turn ``proposal`` into ``truth``: differing pixels over the
+    truth's, at most 1 (as ``Label.mask_edit``; no proposal: 1)."""
+    if not proposal.any():
+        return 1.0
+    return min(1.0, float(np.logical_xor(proposal, truth).sum()) / max(float(truth.sum()), 1.0))
 
 
 def iou_dice(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -95,7 +104,8 @@ def main() -> None:
                 mask = refine_mask(img, p.pred_map, t_px, m)
                 ms = 1000 * (time.perf_counter() - t1)
                 iou, dice = iou_dice(mask, gt)
-                rows[m.value].append({"iou": iou, "dice": dice, "ms": ms, "empty": float(not mask.any())})
+                rows[m.value].append({"iou": iou, "dice": dice, "ms": ms, "empty": float(not mask.any()),
+                                      "edit": edit_share(mask, gt)})
             if not args.no_assist:
                 x, y = innermost(gt)
                 t1 = time.perf_counter()
@@ -105,7 +115,7 @@ def main() -> None:
         out = {"threshold_pixel": t_px, "methods": {}}
         for m, rs in rows.items():
             out["methods"][m] = {"iou": stats(rs, "iou"), "dice": stats(rs, "dice"), "ms": stats(rs, "ms"),
-                                 "empty_share": float(np.mean([r["empty"] for r in rs]))}
+                                 "empty_share": float(np.mean([r["empty"] for r in rs])), "edit": stats(rs, "edit")}
         if clicks:
             out["assist"] = {"iou": stats(clicks, "iou"), "ms": stats(clicks, "ms"),
                              "share_iou_ge_0.5": float(np.mean([c["iou"] >= 0.5 for c in clicks]))}
@@ -123,7 +133,7 @@ def main() -> None:
         for m, r in out["methods"].items():
             print(f"  {m:14s} IoU median {r['iou']['median']:.3f} mean {r['iou']['mean']:.3f}  "
                   f"Dice median {r['dice']['median']:.3f}  ms median {r['ms']['median']:.1f} p95 {r['ms']['p95']:.1f}  "
-                  f"empty {r['empty_share']:.2f}", flush=True)
+                  f"empty {r['empty_share']:.2f}  edit mean {r['edit']['mean']:.2f}", flush=True)
         if clicks:
             a = out["assist"]
             print(f"  one click      IoU median {a['iou']['median']:.3f} mean {a['iou']['mean']:.3f}  "

@@ -132,3 +132,40 @@ def test_a_mask_costs_by_the_project_model() -> None:
     assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [1.0, 1.0, 3.25, 10.0, 10.0]
     project.mask_cost_model = MaskCostModel.FLAT
     assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [1.0, 10.0, 10.0, 10.0, 10.0]
+
+
+def test_the_round_audit_counts_mask_answers_only(migrated: Engine) -> None:
+    from backend.db.tables import MaskOrigin, ModelVersion, Prediction, Round
+    from backend.services.labels import MaskProvenance
+    from backend.services.rounds import audit
+
+    Session = session_factory(migrated)
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 2:4] = True
+    with Session.begin() as s:
+        first = _image(s)
+        imgs = [first] + [Image(project_id=first.project_id, uri=f"{i}.png", sha256=f"{i}" * 64, width=5, height=4)
+                          for i in range(1, 5)]
+        s.add_all(imgs[1:])
+        s.flush()
+        mv = ModelVersion(project_id=first.project_id, name="v1", regime="weak", profile="fast", config={},
+                          artifact_path="-", artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5})
+        s.add(mv)
+        s.flush()
+        for im, decision in zip(imgs, (True, True, True, False, True), strict=True):
+            s.add(Prediction(model_version_id=mv.id, image_id=im.id, score=0.9 if decision else 0.1, decision=decision))
+        rnd = Round(project_id=first.project_id, index=1, strategy="hybrid", budget=30,
+                    params={"asks": [[im.id, "mask"] for im in imgs[:3]] + [[imgs[3].id, "verdict"], [imgs[4].id, "verdict"]],
+                            "model_version_id": mv.id})
+        s.add(rnd)
+        answers = [MaskProvenance(MaskOrigin.ACCEPTED, 1.0, 0.0), MaskProvenance(MaskOrigin.EDITED, 0.5, 0.6),
+                   MaskProvenance(MaskOrigin.DRAWN, None, 1.0)]
+        for im, prov in zip(imgs[:3], answers, strict=True):
+            add_label(s, image=im, label=LabelIn(is_defective=True, mask=mask, provenance=prov))
+        add_label(s, image=imgs[3], label=LabelIn(is_defective=True))  # a verdict, flipping the proposal
+        add_label(s, image=imgs[4], label=LabelIn(is_defective=True))  # a verdict, agreeing
+        s.flush()
+        a = audit(s, round_=rnd)
+    assert a["answered"] == 5 and a["verdict_flips"] == 1 and a["mask_answers"] == 3
+    assert a["mask_iou_mean"] == pytest.approx(0.75) and a["masks_compared"] == 2  # verdicts count for no IoU
+    assert a["masks_accepted"] == a["masks_edited"] == a["masks_drawn"] == pytest.approx(1 / 3)
