@@ -8,6 +8,8 @@ backend. Callers pass plain values; SDK objects never leave this module.
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ class TaskOut:
     """One task to create: the image link, its place in the ranking and the model's proposal.
 
     ``prediction``: a validated result list (see ``conversions.prediction_result``) or None.
+    ``overlay_url``: a picture of the model's view (its heatmap and region) shown beside the
+    task, for a verdict task whose proposal is a defect: seen, never submittable as a mask.
     """
 
     image_id: int
@@ -34,6 +38,16 @@ class TaskOut:
     score: float | None = None
     prediction: list[dict[str, Any]] | None = None
     model_version: str | None = None
+    overlay_url: str | None = None
+
+
+def overlay_html(url: str | None) -> str:
+    """The task's ``overlay`` field, shown by the config's HyperText: a caption and the picture
+    at ``url`` (a link: Label Studio's HTML sanitiser drops inline data URLs), or nothing."""
+    if not url:
+        return ""
+    return (f'<p style="margin:4px 0">The model\'s view (heatmap; white outline: where it sees a defect):</p>'
+            f'<img src="{html.escape(url, quote=True)}" alt="the model\'s anomaly map" style="max-width:100%;max-height:45vh"/>')
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,7 @@ class Studio:
             item: dict[str, Any] = {
                 "data": {
                     "image": t.image_url, "rank": t.rank, "ask": t.ask, "instruction": ASK_TEXT[t.ask],
+                    "overlay": overlay_html(t.overlay_url),
                     "defectloop_image_id": t.image_id, **({"score": round(t.score, 6)} if t.score is not None else {}),
                 }
             }

@@ -7,6 +7,7 @@ CHOICES = "verdict"
 BRUSH = "mask"
 CLICK = "click"
 BOX = "box"
+MODEL_VIEW = "model_view"
 CLICK_LABEL = "Click a defect"
 BOX_LABEL = "Box a defect"
 OK = "OK"
@@ -24,6 +25,7 @@ def label_config() -> str:
     <Choice value="{OK}"/>
     <Choice value="{DEFECT}"/>
   </Choices>
+  <HyperText name="{MODEL_VIEW}" value="$overlay" inline="true"/>
   <BrushLabels name="{BRUSH}" toName="{IMAGE}">
     <Label value="{DEFECT}" background="#ff0000"/>
   </BrushLabels>

@@ -64,6 +64,7 @@ from labelstudio.events import (
 from ml.assist import AssistError, Click, assist_mask
 from ml.errors import DataError
 from ml.images import read_image
+from ml.overlay import heatmap_overlay
 from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
 from labelstudio.server import (
     ServerInfo,
@@ -152,13 +153,28 @@ def callback_base(settings: Settings) -> str:
     return f"{settings.public_url.rstrip('/')}/labelstudio/{webhook_secret(settings)}"
 
 
-def image_signature(settings: Settings, image_id: int) -> str:
-    """An unguessable per-image token for links handed to annotators' browsers."""
-    return hmac.new(webhook_secret(settings).encode(), f"image:{image_id}".encode(), hashlib.sha256).hexdigest()[:32]
+def image_signature(settings: Settings, image_id: int, purpose: str = "image") -> str:
+    """An unguessable per-image token for links handed to annotators' browsers (one per
+    purpose: the image itself, or the model's view of it)."""
+    return hmac.new(webhook_secret(settings).encode(), f"{purpose}:{image_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def signature_matches(settings: Settings, image_id: int, sig: str) -> bool:
-    return hmac.compare_digest(sig.encode(), image_signature(settings, image_id).encode())
+def signature_matches(settings: Settings, image_id: int, sig: str, purpose: str = "image") -> bool:
+    return hmac.compare_digest(sig.encode(), image_signature(settings, image_id, purpose).encode())
+
+
+def overlay_link(settings: Settings, image_id: int) -> str:
+    """The signed link of an image's model's-view picture (:func:`verdict_overlay`)."""
+    sig = image_signature(settings, image_id, "overlay")
+    return f"{settings.public_url.rstrip('/')}/labelstudio/overlays/{image_id}?sig={sig}"
+
+
+def overlay_jpeg(session: Session, image: Image) -> bytes | None:
+    """The model's-view picture of ``image`` from the active model version (None: no map)."""
+    mv = active_model_version(session, image.project_id)
+    pred = None if mv is None else session.scalars(select(Prediction).where(
+        Prediction.model_version_id == mv.id, Prediction.image_id == image.id)).first()
+    return None if pred is None else verdict_overlay(pred, mv, image)
 
 
 def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str, Path | None]:
@@ -228,6 +244,31 @@ def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, r
             method = RefineMethod.COARSE
         mask = refine_mask(rgb if rgb is not None else np.zeros((*amap.shape, 3), np.uint8), amap, threshold, method)
     return Proposal(float(prediction.score), bool(prediction.decision), mask)
+
+
+#: the longer side of the model's-view picture on a verdict task
+OVERLAY_SIDE = 384
+
+
+def verdict_overlay(prediction: Prediction, mv: ModelVersion, image: Image) -> bytes | None:
+    """A small JPEG of the image with the stored anomaly map as a heatmap and the region at the
+    pixel threshold outlined: what a verdict task shows of the model's view (None: no map or
+    no readable image)."""
+    amap = stored_map(prediction, image)
+    if amap is None:
+        return None
+    try:
+        rgb = read_image(Path(image.uri))
+    except DataError:
+        return None
+    if rgb.shape[:2] != amap.shape:
+        return None
+    over = heatmap_overlay(rgb, amap, amap >= float(mv.thresholds.get("pixel", 0.5)))
+    f = min(1.0, OVERLAY_SIDE / max(over.shape[:2]))
+    if f < 1:
+        over = cv2.resize(over, (round(over.shape[1] * f), round(over.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", over[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return buf.tobytes() if ok else None
 
 
 def active_model_version(session: Session, project_id: int) -> ModelVersion | None:
@@ -309,15 +350,17 @@ def push_batch(
         url, folder = image_link(settings, image, root)
         if folder is not None:
             folders.add(folder)
-        result = score = shown = None
+        result = score = shown = overlay = None
         if mv is not None and image_id in preds:
             prop = stored_proposal(preds[image_id], mv, image, refined=ask == "mask")
             shown = prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
             result, score = prediction_result(prop.is_defective, shown), prop.score
+            if ask == "verdict" and prop.is_defective and preds[image_id].anomaly_map_path:
+                overlay = overlay_link(settings, image.id)
             report.with_prediction += 1
         proposals[image_id] = shown
         tasks.append(TaskOut(image_id=image_id, image_url=url, rank=rank, ask=ask, score=score, prediction=result,
-                             model_version=mv.name if mv is not None else None))
+                             model_version=mv.name if mv is not None else None, overlay_url=overlay))
     for folder in sorted(folders):
         st.ensure_local_storage(ls_id, folder)
     ids = st.import_tasks(ls_id, tasks)

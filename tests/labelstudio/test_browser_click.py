@@ -136,3 +136,59 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
     got = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_GRAYSCALE) > 127
     truth = spot > 0
     assert (got & truth).sum() / (got | truth).sum() >= 0.8
+
+
+@pytest.mark.slow
+def test_a_verdict_task_shows_the_model_view_and_stores_no_mask(ls_server: LabelStudioServer, service: Service) -> None:
+    exe, sync_playwright = _browser()
+    from backend.db.tables import ModelVersion, Prediction
+
+    folder = ls_server.root / f"verdict-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    h, w = 240, 320
+    img = np.full((h, w, 3), 150, np.uint8)
+    cv2.circle(img, (200, 100), 16, (40, 40, 40), -1)
+    cv2.imwrite(str(folder / "part.png"), img)
+    pid = service.http.post("/projects", json={"name": folder.name}).raise_for_status().json()["id"]
+    service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
+    (image_id,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
+    yy, xx = np.mgrid[0:h, 0:w]
+    amap = np.exp(-(((yy - 100) / 40.0) ** 2 + ((xx - 200) / 40.0) ** 2))
+    map_path = folder.parent / f"{folder.name}-map.png"
+    cv2.imwrite(str(map_path), (amap * 255).astype(np.uint8))
+    with service.sessions().begin() as s:
+        mv = ModelVersion(project_id=pid, name="v-view", regime="weak", profile="fast", config={}, artifact_path="-",
+                          artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5}, is_active=True)
+        s.add(mv)
+        s.flush()
+        s.add(Prediction(model_version_id=mv.id, image_id=image_id, score=0.93, decision=True, anomaly_map_path=str(map_path)))
+    push = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id]}).raise_for_status().json()
+    ls_pid = service.http.get(f"/projects/{pid}").raise_for_status().json()["ls_project_id"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(ls_server.info.url + "/user/login")
+        page.fill("input[name=email]", ls_server.creds.username)
+        page.fill("input[name=password]", ls_server.creds.password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        page.goto(f"{ls_server.info.url}/projects/{ls_pid}/data?task={push['task_ids'][0]}")
+        page.wait_for_selector("img[src*='/labelstudio/overlays/']", timeout=30_000)
+        page.wait_for_timeout(1500)
+        _shot(page, "5-verdict-task")
+        # the model's view is a rendered picture, not a region: nothing to submit as a mask
+        assert page.evaluate("() => document.querySelector(\"img[src*='/labelstudio/overlays/']\").naturalWidth") > 0
+        assert page.get_by_text("Labeled regions will appear here").count() == 1
+        page.get_by_role("button", name="Submit").click()  # the pre-selected verdict, Defect, as it is
+        page.wait_for_timeout(1000)
+        browser.close()
+
+    import time
+
+    deadline = time.monotonic() + 30
+    lab = None
+    while time.monotonic() < deadline and lab is None:
+        lab = service.http.get(f"/projects/{pid}/images/{image_id}/label").raise_for_status().json()["current"]
+        time.sleep(0.5)
+    assert lab is not None and lab["is_defective"] is True and lab["kind"] == "image" and lab["mask_origin"] is None

@@ -140,9 +140,15 @@ def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(ls_serv
         choice = next(r for r in pred.result if r["type"] == "choices")
         brush = [r for r in pred.result if r["type"] == "brushlabels"]
         if expected[image_id] is None:
-            assert choice["value"]["choices"] == ["OK"] and not brush
-        elif image_id != ids["part_5.png"]:  # a verdict task: the verdict only, never a brush to submit
+            assert choice["value"]["choices"] == ["OK"] and not brush and task.data["overlay"] == ""
+        elif image_id != ids["part_5.png"]:  # a verdict task: the verdict only, never a brush to submit ...
             assert choice["value"]["choices"] == ["Defect"] and not brush
+            # ... and the model's view as a picture behind a link signed for it alone
+            url = task.data["overlay"].split('src="')[1].split('"')[0].replace("&amp;", "&")
+            pic = httpx.get(url)
+            assert pic.status_code == 200 and pic.headers["content-type"] == "image/jpeg" and pic.content[:2] == b"\xff\xd8"
+            assert httpx.get(url[:-4] + "0000").status_code == 403
+            assert httpx.get(url.replace("/overlays/", "/images/")).status_code == 403  # not an image link
         else:  # the mask task: the proposal refined at full resolution, inside the map's region, kept
             assert choice["value"]["choices"] == ["Defect"]
             h, w = expected[image_id].shape

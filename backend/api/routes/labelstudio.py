@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from backend.api.deps import SessionDep, SettingsDep
 from backend.api.routes.jobs import job_out
@@ -111,6 +111,18 @@ def ml_predict(secret: str, session: SessionDep, settings: SettingsDep, body: An
     if not isinstance(body, dict):
         raise HTTPException(status_code=422, detail="predict body: expected an object with 'tasks'")
     return link.predict_for_tasks(session, settings, body)
+
+
+@callbacks.get("/labelstudio/overlays/{image_id}", response_class=Response)
+def signed_overlay(image_id: int, sig: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """The model's view of an image (heatmap and region, JPEG) for verdict tasks, authorised by its signature."""
+    if not link.signature_matches(settings, image_id, sig, "overlay"):
+        raise HTTPException(status_code=403, detail="wrong overlay signature")
+    image = session.get(Image, image_id)
+    jpeg = None if image is None else link.overlay_jpeg(session, image)
+    if jpeg is None:
+        raise HTTPException(status_code=404, detail=f"image {image_id} has no anomaly map from the active model version")
+    return Response(jpeg, media_type="image/jpeg")
 
 
 @callbacks.get("/labelstudio/images/{image_id}", response_class=FileResponse)
