@@ -29,13 +29,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scipy.ndimage import distance_transform_edt  # noqa: E402
+from scipy.ndimage import distance_transform_edt
 
-from ml.artifact import load_model  # noqa: E402
-from ml.assist import Click, assist_mask  # noqa: E402
-from ml.data import load_dataset  # noqa: E402
-from ml.images import read_image, read_mask  # noqa: E402
-from ml.refine import RefineMethod, refine_mask  # noqa: E402
+from ml.artifact import load_model
+from ml.assist import Click, assist_mask
+from ml.data import load_dataset
+from ml.images import read_image, read_mask
+from ml.refine import RefineMethod, refine_mask
 
 REGIMES = ("unsupervised", "weak", "mixed5", "mixed20", "full")
 

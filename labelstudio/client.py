@@ -9,7 +9,6 @@ backend. Callers pass plain values; SDK objects never leave this module.
 from __future__ import annotations
 
 import html
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -61,11 +61,6 @@ from labelstudio.events import (
     ls_project_ref,
     parse_event,
 )
-from ml.assist import AssistError, Click, assist_mask
-from ml.errors import DataError
-from ml.images import read_image
-from ml.overlay import heatmap_overlay
-from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
 from labelstudio.server import (
     ServerInfo,
     default_template_dir,
@@ -75,6 +70,11 @@ from labelstudio.server import (
 )
 from labelstudio.server import start as start_server
 from labelstudio.server import status as server_status
+from ml.assist import AssistError, Click, assist_mask
+from ml.errors import DataError
+from ml.images import read_image
+from ml.overlay import heatmap_overlay
+from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
 
 
 class LabelStudioUnavailable(ServiceError):
