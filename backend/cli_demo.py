@@ -148,7 +148,8 @@ def demo_cmd(
         batch = _first_batch(client, pid)
         if batch is not None:
             typer.echo(f"round {batch['index']}: {batch['message']}")
-        ls_project = client.labelstudio(pid, "setup")["ls_project_id"]
+        # setup, and the service as the project's interactive ML backend: one-click masks work from the start
+        ls_project = client.labelstudio(pid, "connect")["ls_project_id"]
     except (ClientError, server.ServerError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
