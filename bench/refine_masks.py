@@ -67,6 +67,23 @@ def stats(rows: list[dict], key: str) -> dict[str, float]:
     return {"median": float(np.median(v)), "mean": float(v.mean()), "p95": float(np.percentile(v, 95))}
 
 
+def add_choices(run_dir: Path, out: Path) -> None:
+    """Per model: the mask method chosen on the val split's defects and that method's test IoU."""
+    from ml.pipeline import choose_mask_method
+
+    result = json.loads(out.read_text())
+    val = list(load_dataset(run_dir / "full.csv").select("val").samples)
+    for regime, r in result["regimes"].items():
+        pred = load_model(run_dir / "models" / regime, device="cpu").predictor
+        choice = choose_mask_method(pred, val, pred.thresholds.pixel)
+        test = r["methods"][choice.method.value]
+        r["chosen"] = {"method": choice.method.value, "val_mean_iou": choice.mean_iou, "n_val": choice.n,
+                       "test_iou": test["iou"], "test_dice": test["dice"]}
+        print(f"{regime}: chose {choice.method.value} on {choice.n} val defects; test IoU median "
+              f"{test['iou']['median']:.3f} mean {test['iou']['mean']:.3f}", flush=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path, help="folder with full.csv and models/<regime>/")
@@ -75,7 +92,13 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(m.value for m in RefineMethod), help="ml.refine methods")
     ap.add_argument("--limit", type=int, default=None, help="at most this many test defects (first ones)")
     ap.add_argument("--no-assist", action="store_true", help="skip the one-click masks")
+    ap.add_argument("--choose-only", action="store_true",
+                    help="only add to --out (already written) the method each model would choose on the val split "
+                         "(as training does, ml.pipeline.choose_mask_method) and its test IoU")
     args = ap.parse_args()
+    if args.choose_only:
+        add_choices(args.run_dir, args.out)
+        return
     methods = [RefineMethod(m) for m in args.methods.split(",")]
     ds = load_dataset(args.run_dir / "full.csv")
     test = [s for s in ds.select("test").samples if s.label == 1 and s.pixels_known]

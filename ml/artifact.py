@@ -5,8 +5,9 @@ Layout::
     MODEL_DIR/
       model.safetensors   adaptor + heads (never the backbone)
       config.json         backbone (name, weights source, sha256, normalisation), image size,
-                          regime, profile, hyperparameters, thresholds, the mask method
-                          (``ml.refine``; absent in older directories: the default), validation metrics,
+                          regime, profile, hyperparameters, thresholds, the mask method and
+                          how it was chosen (``ml.refine``; absent in older directories: the
+                          default), validation metrics,
                           training-set fingerprint (sorted image sha256s and label kinds)
       checksum.sha256     sha256 of the two files above
 
@@ -31,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from ml.data import Sample, file_sha256
 from ml.errors import ArtifactError, BackboneWeightsError
 from ml.predict import Predictor, Thresholds
-from ml.refine import DEFAULT_METHOD, RefineMethod
+from ml.refine import DEFAULT_METHOD, MethodChoice
 from ml.regimes import Regime
 from ml.supersimplenet.features import FeatureExtractor, get_backbone_spec
 from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
@@ -56,10 +57,11 @@ def save_model(
     thresholds: Thresholds,
     train_samples: Sequence[Sample],
     val_metrics: dict | None = None,
-    mask_method: RefineMethod = DEFAULT_METHOD,
+    mask_choice: MethodChoice | None = None,
 ) -> Path:
     """Write the model directory atomically (replacing an existing one only on success).
-    ``mask_method``: how its predictions turn anomaly maps into masks (``ml.refine``)."""
+    ``mask_choice``: how its predictions turn anomaly maps into masks (``ml.refine``; None: the
+    default method)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ext = trained.extractor
@@ -89,7 +91,9 @@ def save_model(
         "train_config": trained.config.to_json(),
         "regime_settings": trained.settings.__dict__,
         "thresholds": thresholds.to_json(),
-        "mask_method": mask_method.value,
+        "mask_method": (mask_choice.method if mask_choice else DEFAULT_METHOD).value,
+        "mask_method_choice": None if mask_choice is None else {
+            "mean_iou": mask_choice.mean_iou, "n": mask_choice.n, "note": mask_choice.note},
         "validation_metrics": val_metrics,
         "training": {
             "losses": trained.losses,

@@ -1,4 +1,4 @@
-"""Train, calibrate and save in one call: what the CLI and the service run.
+"""Train, calibrate, choose the mask method and save in one call: what the CLI and the service run.
 
 Thresholds are calibrated on the dataset's ``val`` split; without one, a seeded,
 label-stratified holdout of the training split (``TrainConfig.holdout_fraction``) is set
@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ml.artifact import save_model
-from ml.data import Dataset, Sample
+from ml.data import Dataset, Sample, load_sample_mask
 from ml.errors import TrainingError
 from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
+from ml.images import read_image
 from ml.predict import Predictor, Thresholds
+from ml.refine import MethodChoice, choose_method
 from ml.regimes import Regime
 from ml.train import ProgressFn, TrainConfig, TrainedModel, fit, holdout_split
 
@@ -33,6 +35,7 @@ class TrainSummary:
     n_train: int
     n_calibration: int
     val_metrics: dict | None
+    mask_choice: MethodChoice | None = None
 
 
 def refine_unsupervised(
@@ -95,5 +98,21 @@ def train_and_save(
             (*thresholds.notes, f"no val split: calibrated on a {cfg.holdout_fraction:.0%} holdout of train"),
         )
     val_metrics = metrics_from_outputs(outputs, thresholds.image) if len(cal) else None
-    model_dir = save_model(out_dir, trained, thresholds, train, val_metrics)
-    return TrainSummary(model_dir, trained, thresholds, source, len(train), len(cal), val_metrics)
+    choice = choose_mask_method(predictor, cal, thresholds.pixel)
+    model_dir = save_model(out_dir, trained, thresholds, train, val_metrics, choice)
+    return TrainSummary(model_dir, trained, thresholds, source, len(train), len(cal), val_metrics, choice)
+
+
+def choose_mask_method(predictor: Predictor, samples: list[Sample], pixel_threshold: float) -> MethodChoice:
+    """Choose how this model's proposals are made (``ml.refine.choose_method``) on the
+    calibration samples that are defective with a known mask, at their own resolution."""
+    cases = []
+    for s in samples:
+        if s.label != 1 or not s.pixels_known:
+            continue
+        image = read_image(s.image)
+        truth = load_sample_mask(s, image.shape[:2])
+        if truth is None or not truth.any():
+            continue
+        cases.append((image, predictor.predict([image], refine=False)[0].pred_map, truth))
+    return choose_method(cases, pixel_threshold)

@@ -243,3 +243,39 @@ def refine_mask(
     out = np.zeros_like(region)
     c.of(out)[...] = part
     return out if out.any() else region
+
+
+#: fewer validation defects with masks than this: no choice, the default method
+MIN_CHOICE_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """The mask method chosen on validation defects, and every candidate's mean IoU there."""
+
+    method: RefineMethod
+    mean_iou: dict[str, float]
+    n: int
+    note: str
+
+
+def choose_method(
+    cases: list[tuple[np.ndarray, np.ndarray, np.ndarray]], threshold: float,
+    candidates: tuple[RefineMethod, ...] = tuple(RefineMethod),
+) -> MethodChoice:
+    """The candidate with the highest mean IoU over ``cases`` (image uint8 ``(H, W, 3)``, anomaly
+    map float ``(H, W)``, true mask bool ``(H, W)``, each at the image's resolution); the default
+    method when there are fewer than :data:`MIN_CHOICE_SAMPLES` cases or it ties with the best."""
+    if len(cases) < MIN_CHOICE_SAMPLES:
+        return MethodChoice(DEFAULT_METHOD, {}, len(cases),
+                            f"{len(cases)} validation defects with masks (< {MIN_CHOICE_SAMPLES}): the default")
+    scores: dict[str, float] = {}
+    for m in candidates:
+        ious = []
+        for image, pred_map, truth in cases:
+            mask = refine_mask(image, pred_map, threshold, m)
+            union = np.logical_or(mask, truth).sum()
+            ious.append(float(np.logical_and(mask, truth).sum() / union) if union else 1.0)
+        scores[m.value] = float(np.mean(ious))
+    best = max(scores, key=lambda k: (scores[k], k == DEFAULT_METHOD.value))
+    return MethodChoice(RefineMethod(best), scores, len(cases), f"best mean IoU on {len(cases)} validation defects")

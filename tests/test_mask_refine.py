@@ -129,3 +129,33 @@ def test_auto_takes_the_contrast_mask_for_a_crisp_defect_and_the_region_for_a_fa
     auto = refine_mask(img, pm, 0.5, RefineMethod.AUTO)
     contrast = refine_mask(img, pm, 0.5, RefineMethod.CONTRAST)
     assert iou(auto, faint) >= 0.6 and iou(auto, faint) >= iou(contrast, faint) + 0.2
+
+
+def test_the_method_is_chosen_on_validation_defects() -> None:
+    from ml.refine import DEFAULT_METHOD, choose_method
+
+    faint = np.zeros((240, 320), bool)
+    faint[60:180, 100:240] = True  # large, faint areas: the map's region beats the contrast mask
+    cases = [(with_defect(surface(seed=10 + i), faint, 8), coarse_map(faint, sigma=12), faint) for i in range(5)]
+    choice = choose_method(cases, 0.5)
+    assert choice.n == 5 and set(choice.mean_iou) == {m.value for m in RefineMethod}
+    assert choice.mean_iou[choice.method.value] == max(choice.mean_iou.values())
+    assert choice.mean_iou[choice.method.value] > choice.mean_iou["contrast"] + 0.2
+    few = choose_method(cases[:4], 0.5)
+    assert few.method is DEFAULT_METHOD and few.mean_iou == {} and "< 5" in few.note
+
+
+def test_a_trained_model_records_the_chosen_mask_method(tiny_demo, tmp_path) -> None:
+    import json
+
+    from ml.artifact import load_model
+    from ml.data import load_dataset
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    summary = train_and_save(load_dataset(tiny_demo), tmp_path / "m",
+                             TrainConfig(backbone_weights="random", image_size=(64, 64), epochs=1))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["mask_method"] == summary.mask_choice.method.value
+    assert config["mask_method_choice"]["n"] == summary.mask_choice.n
+    assert load_model(tmp_path / "m", device="cpu").predictor.mask_method is summary.mask_choice.method
