@@ -637,7 +637,9 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
     images = [r.image for r in refs if r.image is not None]
     stored = {p.image_id: p for p in session.scalars(select(Prediction).where(
         Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images])))}
-    proposals: dict[int, Proposal] = {im.id: stored_proposal(stored[im.id], mv, im) for im in images if im.id in stored}
+    wants_mask = {r.image.id for r in refs if r.image is not None and r.ask == "mask"}
+    proposals: dict[int, Proposal] = {im.id: stored_proposal(stored[im.id], mv, im, refined=im.id in wants_mask)
+                                      for im in images if im.id in stored}
     todo = [im for im in images if im.id not in proposals]
     if todo:
         proposals.update({im.id: p for im, p in zip(todo, live_proposals(mv, todo, settings.device))})
