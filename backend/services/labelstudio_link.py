@@ -235,14 +235,15 @@ def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, r
     amap = stored_map(prediction, image) if prediction.decision else None
     if amap is not None:
         threshold = float(mv.thresholds.get("pixel", 0.5))
+        mask = amap >= threshold
         method = mask_method(mv) if refined else RefineMethod.COARSE
-        try:
-            rgb = read_image(Path(image.uri)) if method is not RefineMethod.COARSE else None
-        except DataError:
-            method, rgb = RefineMethod.COARSE, None
-        if rgb is not None and rgb.shape[:2] != amap.shape:
-            method = RefineMethod.COARSE
-        mask = refine_mask(rgb if rgb is not None else np.zeros((*amap.shape, 3), np.uint8), amap, threshold, method)
+        if method is not RefineMethod.COARSE:
+            try:
+                rgb = read_image(Path(image.uri))
+            except DataError:
+                rgb = None
+            if rgb is not None and rgb.shape[:2] == amap.shape:
+                mask = refine_mask(rgb, amap, threshold, method)
     return Proposal(float(prediction.score), bool(prediction.decision), mask)
 
 

@@ -342,8 +342,6 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     answered images, and over the mask answers (masks answered on tasks that asked for one) the
     mean IoU of answer and proposal where a proposal was shown, and the shares accepted
     unchanged, edited and drawn without a proposal."""
-    from backend.services.labelstudio_link import stored_proposal
-
     asks = [int(i) for i, _ in round_.params.get("asks", [])]
     mv = session.get(ModelVersion, round_.params.get("model_version_id") or -1)
     if not asks or mv is None:
@@ -351,12 +349,7 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id, image_ids=asks)}
     preds = {p.image_id: p for p in session.scalars(
         select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current))))}
-    images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(list(current))))}
-    flips = 0
-    for image_id, lb in current.items():
-        if image_id in preds:
-            prop = stored_proposal(preds[image_id], mv, images[image_id], refined=False)
-            flips += int(bool(lb.is_defective) != prop.is_defective)
+    flips = sum(int(bool(lb.is_defective) != bool(preds[i].decision)) for i, lb in current.items() if i in preds)
     n = sum(1 for i in current if i in preds)
     mask_answers = [lb for lb in current.values() if lb.mask_origin is not None]
     origins = {o.value: sum(1 for lb in mask_answers if lb.mask_origin is o) for o in MaskOrigin}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from ls_support import LabelStudioServer, Service
 
-SHOTS = Path(os.environ.get("DEFECTLOOP_TEST_SHOTS", "")) if os.environ.get("DEFECTLOOP_TEST_SHOTS") else None
+SHOTS = Path(os.environ["DEFECTLOOP_TEST_SHOTS"]) if os.environ.get("DEFECTLOOP_TEST_SHOTS") else None
 
 
 def missing_service(message: str) -> None:
@@ -39,6 +39,14 @@ def _shot(page, name: str) -> None:
     if SHOTS is not None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def _login(page, ls_server: LabelStudioServer) -> None:
+    page.goto(ls_server.info.url + "/user/login")
+    page.fill("input[name=email]", ls_server.creds.username)
+    page.fill("input[name=password]", ls_server.creds.password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
 
 
 @pytest.mark.slow
@@ -78,11 +86,7 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(ls_server.info.url + "/user/login")
-        page.fill("input[name=email]", ls_server.creds.username)
-        page.fill("input[name=password]", ls_server.creds.password)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        _login(page, ls_server)
         page.goto(f"{ls_server.info.url}/projects/{ls_pid}/data?task={task_id}")
         page.wait_for_timeout(5000)
         _shot(page, "1-task")
@@ -168,11 +172,7 @@ def test_a_verdict_task_shows_the_model_view_and_stores_no_mask(ls_server: Label
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(ls_server.info.url + "/user/login")
-        page.fill("input[name=email]", ls_server.creds.username)
-        page.fill("input[name=password]", ls_server.creds.password)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        _login(page, ls_server)
         page.goto(f"{ls_server.info.url}/projects/{ls_pid}/data?task={push['task_ids'][0]}")
         page.wait_for_selector("img[src*='/labelstudio/overlays/']", timeout=30_000)
         page.wait_for_timeout(1500)
