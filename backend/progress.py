@@ -7,7 +7,7 @@ from typing import Self
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-_TITLES = {"features": "backbone features", "train": "training", "calibrate": "calibrating", "evaluate": "evaluating", "predict": "predicting"}
+_TITLES = {"features": "backbone features", "train": "training", "calibrate": "calibrating", "masks": "choosing the mask method", "evaluate": "evaluating", "predict": "predicting"}
 
 
 class ProgressReporter:

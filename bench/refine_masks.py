@@ -75,11 +75,14 @@ def add_choices(run_dir: Path, out: Path) -> None:
     val = list(load_dataset(run_dir / "full.csv").select("val").samples)
     for regime, r in result["regimes"].items():
         pred = load_model(run_dir / "models" / regime, device="cpu").predictor
+        t0 = time.perf_counter()
         choice = choose_mask_method(pred, val, pred.thresholds.pixel)
+        seconds = time.perf_counter() - t0
         test = r["methods"][choice.method.value]
         r["chosen"] = {"method": choice.method.value, "val_mean_iou": choice.mean_iou, "n_val": choice.n,
+                       "seconds": round(seconds, 1),
                        "test_iou": test["iou"], "test_dice": test["dice"]}
-        print(f"{regime}: chose {choice.method.value} on {choice.n} val defects; test IoU median "
+        print(f"{regime}: chose {choice.method.value} on {choice.n} val defects in {seconds:.1f} s; test IoU median "
               f"{test['iou']['median']:.3f} mean {test['iou']['mean']:.3f}", flush=True)
     out.write_text(json.dumps(result, indent=2))
 

@@ -98,18 +98,24 @@ def train_and_save(
             (*thresholds.notes, f"no val split: calibrated on a {cfg.holdout_fraction:.0%} holdout of train"),
         )
     val_metrics = metrics_from_outputs(outputs, thresholds.image) if len(cal) else None
-    choice = choose_mask_method(predictor, cal, thresholds.pixel)
+    choice = choose_mask_method(
+        predictor, cal, thresholds.pixel, progress=(lambda d, t: progress("masks", d, t, {})) if progress else None
+    )
     model_dir = save_model(out_dir, trained, thresholds, train, val_metrics, choice)
     return TrainSummary(model_dir, trained, thresholds, source, len(train), len(cal), val_metrics, choice)
 
 
-def choose_mask_method(predictor: Predictor, samples: list[Sample], pixel_threshold: float) -> MethodChoice:
+def choose_mask_method(
+    predictor: Predictor, samples: list[Sample], pixel_threshold: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> MethodChoice:
     """Choose how this model's proposals are made (``ml.refine.choose_method``) on the
     calibration samples that are defective with a known mask, at their own resolution."""
     cases = []
-    for s in samples:
-        if s.label != 1 or not s.pixels_known:
-            continue
+    masked = [s for s in samples if s.label == 1 and s.pixels_known]
+    for k, s in enumerate(masked, start=1):
+        if progress:
+            progress(k, len(masked))
         image = read_image(s.image)
         truth = load_sample_mask(s, image.shape[:2])
         if truth is None or not truth.any():

@@ -27,7 +27,7 @@ from ml.data import Dataset, file_sha256
 from ml.errors import TrainingError
 from ml.images import read_image
 
-STAGES = {"features": (0.0, 0.25), "train": (0.25, 0.9), "calibrate": (0.9, 0.95), "evaluate": (0.95, 1.0)}
+STAGES = {"features": (0.0, 0.25), "train": (0.25, 0.9), "calibrate": (0.9, 0.93), "masks": (0.93, 0.95), "evaluate": (0.95, 1.0)}
 
 
 def artifact_sha256(model_dir: Path) -> str:
