@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from backend.api.deps import require_token
+from backend.api.docs import install_docs
 from backend.api.routes import (
     curves,
     images,
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         title="defectloop",
         summary="Active-learning workbench for surface-defect detection",
         version="0.1.0",
+        docs_url=None,  # served from installed files instead (install_docs): factories are often offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(curves.router, dependencies=auth)
     app.include_router(curves.public)  # the page holds no data: its script calls the API with the token
     app.include_router(labelstudio.callbacks)  # Label Studio authenticates with the callback secret
+    install_docs(app)
     _install_error_handlers(app)
     return app
 

@@ -115,3 +115,26 @@ def test_curves_json_and_png(served) -> None:
     assert httpx.get(f"{url}/projects/{pid}/curves.png", params={"x": "weeks"}, headers=h).status_code == 422
     assert httpx.get(f"{url}/projects/{pid}/curves.json").status_code == 401
     assert httpx.get(f"{url}/projects/999/curves.json", headers=h).status_code == 404
+
+
+def test_docs_load_everything_from_the_service(served) -> None:
+    """/docs and /redoc name no other host: every script, style and icon is served here."""
+    import httpx
+
+    url, _ = served
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{url}{page}").text
+        assert not re.findall(r"(?:https?:)?//[\w.-]+", html.replace(url, "")), f"{page} names another host"
+        assets = re.findall(r"""(?:src|href)=["'](/[^"']+)["']""", html)
+        assert any(a.endswith(".js") for a in assets) and (page == "/redoc" or any(a.endswith(".css") for a in assets))
+        for a in assets:
+            assert httpx.get(f"{url}{a}").status_code == 200, a
+        assert "'/openapi.json'" in html or '"/openapi.json"' in html
+
+
+def test_docs_render_with_no_network(served, missing_service) -> None:
+    """Swagger UI draws the operations in a browser that can reach nothing but the service."""
+    exe = _chromium(missing_service)
+    url, _ = served
+    dom = _run(exe, f"{url}/docs", "--dump-dom", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1").stdout
+    assert "opblock" in dom and "/projects/{project_id}/rounds/close" in dom, dom[-2000:]
