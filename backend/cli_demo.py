@@ -32,6 +32,18 @@ def _env(out: Path, data_root: Path, port: int, token: str) -> dict[str, str]:
     }
 
 
+def write_env_script(path: Path, env: dict[str, str]) -> None:
+    """``source PATH`` points the shell's commands at the demo's service and puts this
+    installation's ``defectloop`` (the virtual environment's bin folder) first on PATH."""
+    from shlex import quote
+
+    bin_dir = Path(sys.executable).parent
+    lines = [f"export {k}={quote(v)}\n" for k, v in env.items()]
+    lines.append(f'export PATH={quote(str(bin_dir))}:"$PATH"\n')
+    path.write_text("".join(lines))
+    path.chmod(0o600)  # it holds the API token
+
+
 def _healthy(url: str) -> bool:
     import httpx
 
@@ -132,7 +144,7 @@ def demo_cmd(
         token_file.chmod(0o600)
     token = token_file.read_text().strip()
     env = _env(out, data, port, token)
-    (out / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
+    write_env_script(out / "env.sh", env)
     settings = Settings(data_dir=out / "workbench")
     try:
         info = start_local(settings, home(settings), document_root=data, say=typer.echo)

@@ -142,3 +142,25 @@ def test_assist_writes_masks_and_latency_and_names_bad_rows(tmp_path: Path) -> N
     cv2.circle(truth, (70, 40), 8, 1, -1)
     got = mask > 0
     assert (got & (truth > 0)).sum() / (got | (truth > 0)).sum() >= 0.7
+
+
+def test_demo_env_script_puts_defectloop_on_path(tmp_path: Path) -> None:
+    """`source out/demo/env.sh` in a shell that never saw the virtual environment: the
+    `defectloop` found is this installation's, and the service settings are exported."""
+    from backend.cli_demo import _env, write_env_script
+
+    env = _env(tmp_path / "demo it's", tmp_path / "data", 8123, "tok-en")
+    script = tmp_path / "env.sh"
+    write_env_script(script, env)
+    line = f'source "{script}" && command -v defectloop && echo "$DEFECTLOOP_SERVER_URL $DEFECTLOOP_DATA_DIR" && defectloop --help'
+    res = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", line],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    found, settings = res.stdout.splitlines()[:2]
+    assert Path(found) == Path(sys.executable).parent / "defectloop"
+    workbench = tmp_path / "demo it's" / "workbench"
+    assert settings == f"http://127.0.0.1:8123 {workbench}"
+    assert "round" in res.stdout  # the command runs
+    assert script.stat().st_mode & 0o077 == 0  # it holds the token
