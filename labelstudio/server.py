@@ -185,8 +185,13 @@ def server_environment(venv: Path, home: Path, creds: Credentials, document_root
         "LABEL_STUDIO_USER_TOKEN": creds.token,
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        # nothing leaves the machine: no version check, analytics or error reports (server
+        # and browser Sentry; an empty DSN turns each off), feature flags from the package
         "LATEST_VERSION_CHECK": "false",
         "COLLECT_ANALYTICS": "false",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "FEATURE_FLAGS_OFFLINE": "true",
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(document_root),
         # defectloop's webhook receiver and ML backend run on loopback
