@@ -189,6 +189,12 @@ class Environment:
     sessions: Any
     client: Any
     studio: Any
+    read_sessions: Any = None
+
+    def __post_init__(self) -> None:
+        from backend.db.engine import read_session_factory
+
+        self.read_sessions = read_session_factory(self.engine)
 
 
 @contextmanager
@@ -264,7 +270,7 @@ def _wait_for_labels(env: Environment, project_id: int, image_ids: list[int], ti
 
     deadline = time.monotonic() + timeout_s
     while True:
-        with env.sessions() as s:
+        with env.read_sessions() as s:
             n = len(current_labels(s, project_id=project_id, image_ids=image_ids))
         if n >= len(image_ids) or time.monotonic() > deadline:
             return n
@@ -276,7 +282,7 @@ def _run_job(env: Environment, job_id: int, what: str) -> None:
     from backend.jobs.runner import run_here
 
     run_here(job_id, env.sessions, env.settings)
-    with env.sessions() as s:
+    with env.read_sessions() as s:
         job = s.get(Job, job_id)
         if job.status is not JobStatus.SUCCEEDED:
             raise SimulationError(f"{what}: job {job_id} {job.status.value}: {job.message}\n{job.error or ''}")
@@ -316,7 +322,7 @@ def _truth(env: Environment, project_id: int, pool: Sequence[Sample]) -> dict[in
     from backend.db.tables import Image, Split
 
     by_file = {str(s.image): s for s in pool}
-    with env.sessions() as s:
+    with env.read_sessions() as s:
         rows = s.execute(select(Image.id, Image.uri).where(Image.project_id == project_id, Image.split == Split.POOL)).all()
     missing = [uri for _, uri in rows if uri not in by_file]
     if missing or len(rows) != len(pool):

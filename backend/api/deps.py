@@ -1,4 +1,4 @@
-"""Request dependencies: database session, settings, bearer-token auth."""
+"""Request dependencies: database session, settings, bearer-token auth, id parameters."""
 
 from __future__ import annotations
 
@@ -6,13 +6,22 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from backend.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
+
+#: the largest id a row can have on every supported database (a signed 64-bit integer)
+MAX_ID = 2**63 - 1
+
+#: a row id in a path: anything outside 1..MAX_ID is answered 422 before the database sees it
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+#: the largest random seed a request may set (what every random generator accepts)
+MAX_SEED = 2**32 - 1
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,8 +30,23 @@ def get_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request, committed when the route returns (before the response goes
-    out), rolled back on error."""
+    out), rolled back on error. GET and HEAD requests only read: on SQLite their session never
+    waits for a writer's lock."""
+    factory = request.app.state.read_sessions if request.method in ("GET", "HEAD") else request.app.state.sessions
+    with factory.begin() as session:
+        yield session
+
+
+def get_write_session(request: Request) -> Iterator[Session]:
+    """A session that may write, whatever the method (e.g. a GET that marks dead jobs failed)."""
     with request.app.state.sessions.begin() as session:
+        yield session
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for a route that only reads, whatever its method (e.g. Label Studio's ML
+    backend calls, which POST): on SQLite it never waits for, nor blocks, a writer."""
+    with request.app.state.read_sessions.begin() as session:
         yield session
 
 
@@ -39,4 +63,6 @@ def require_token(
 # scope="function": commit when the route returns, before the response is sent, so a client
 # that acts on a response (e.g. imports into the project it just created) sees the write
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

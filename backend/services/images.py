@@ -1,8 +1,9 @@
 """Importing images: server folders (under the import roots) and uploaded files.
 
 Every file gets a result: imported, duplicate (same sha256 already in the project) or
-rejected with its reason. Each file is stored in its own savepoint, so a bad file never
-leaves half a row behind and never stops the others. Labels found in a labels.csv or an
+rejected with its reason. Files are read and checked first, without the database (no lock is
+held while they decode); then they are registered in the caller's transaction, so an import
+that fails stores nothing (on SQLite too: see backend.db.engine). Labels found in a labels.csv or an
 MVTec layout come in as Labels with source=import.
 """
 
@@ -21,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, LabelSource, Project, Split
 from backend.errors import ForbiddenPathError
-from backend.services.labels import LabelIn, add_label
-from ml.data import IMAGE_SUFFIXES, Sample, is_dataset, read_dataset, sample_problem
+from backend.services.labels import LabelError, LabelIn, add_label
+from ml.data import IMAGE_SUFFIXES, Sample, file_sha256, is_dataset, read_dataset, sample_problem
 from ml.errors import DataError
-from ml.images import read_image, read_mask
+from ml.images import image_size, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,34 @@ def _under_roots(path: Path, roots: Sequence[Path]) -> bool:
     return any(real.is_relative_to(Path(r).resolve()) for r in roots)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A file checked and ready to be registered: everything but the database work is done."""
+
+    name: str
+    uri: str
+    sha256: str
+    width: int
+    height: int
+    split: Split = Split.POOL
+    is_defective: bool | None = None  # None: import without a label
+    mask: Path | None = None
+
+
+Prepared = Candidate | ImportResult  # an ImportResult here is a file already rejected
+
+
 def import_path(
     session: Session, *, project: Project, path: Path, roots: Sequence[Path], labels: str = "all",
 ) -> list[ImportResult]:
-    """Import a folder of images, a labels.csv folder or an MVTec-layout folder from the server.
+    """Import a folder of images, a labels.csv folder or an MVTec-layout folder from the server
+    (see :func:`prepare_path`); all-or-nothing: an error stores nothing."""
+    return store_prepared(session, project=project, items=prepare_path(path, roots, labels))
+
+
+def prepare_path(path: Path, roots: Sequence[Path], labels: str = "all") -> list[Prepared]:
+    """Read and check every file of an import, without the database (so a long import holds
+    no lock while it decodes).
 
     ``labels`` (datasets only): ``all`` imports every label; ``test`` only the test split's
     (the fixed evaluation set), every other image going into the pool unlabelled; ``none``
@@ -71,27 +96,26 @@ def import_path(
     if is_dataset(real):
         dataset = read_dataset(real)
         if labels == "all":
-            return import_samples(session, project=project, samples=dataset.samples, roots=roots)
+            return prepare_samples(dataset.samples, roots)
         test = [s for s in dataset.samples if s.split == "test"] if labels == "test" else []
         rest = [s for s in dataset.samples if labels == "none" or s.split != "test"]
-        return (import_samples(session, project=project, samples=test, roots=roots)
-                + import_samples(session, project=project, samples=rest, roots=roots, with_labels=False))
+        return prepare_samples(test, roots) + prepare_samples(rest, roots, with_labels=False)
     if real.is_file():
         files = [real]
     else:
         files = sorted(p for p in real.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    results = []
+    out: list[Prepared] = []
     for f in files:
         if not _under_roots(f, roots):
-            results.append(ImportResult(str(f), "rejected", "links outside the import roots"))
+            out.append(ImportResult(str(f), "rejected", "links outside the import roots"))
             continue
         try:
             data = f.read_bytes()
         except OSError as e:
-            results.append(ImportResult(str(f), "rejected", f"unreadable: {e}"))
+            out.append(ImportResult(str(f), "rejected", f"unreadable: {e}"))
             continue
-        results.append(_store(session, project, data, str(f), uri=str(f)))
-    return results
+        out.append(_candidate(data, str(f), uri=str(f)))
+    return out
 
 
 def import_samples(
@@ -99,79 +123,104 @@ def import_samples(
 ) -> list[ImportResult]:
     """Import dataset samples; ``with_labels=False`` imports them into the pool unlabelled
     (what a new line's images are), whatever their split and label say."""
-    return [_import_sample(session, project, s, roots, with_labels=with_labels) for s in samples]
+    return store_prepared(session, project=project, items=prepare_samples(samples, roots, with_labels=with_labels))
 
 
-def _import_sample(
-    session: Session, project: Project, s: Sample, roots: Sequence[Path], *, with_labels: bool = True,
-) -> ImportResult:
+def prepare_samples(samples: Sequence[Sample], roots: Sequence[Path], *, with_labels: bool = True) -> list[Prepared]:
+    """Check dataset samples (no database). A row naming an image an earlier row named is
+    rejected as ``train`` reports it ("duplicate of row N"), whatever its label says."""
+    seen: dict[Path, int] = {}
+    out: list[Prepared] = []
+    for s in samples:
+        key = s.image.resolve()
+        if key in seen:
+            out.append(ImportResult(str(s.image), "rejected", f"row {s.row}: duplicate of row {seen[key]}"))
+            continue
+        seen[key] = s.row
+        out.append(_prepare_sample(s, roots, with_labels=with_labels))
+    return out
+
+
+def _prepare_sample(s: Sample, roots: Sequence[Path], *, with_labels: bool) -> Prepared:
     name = str(s.image)
     if not _under_roots(s.image, roots) or (s.mask is not None and s.mask.exists() and not _under_roots(s.mask, roots)):
         return ImportResult(name, "rejected", "links outside the import roots")
-    problem = sample_problem(s)
+    problem = sample_problem(s)  # decodes the image and its mask
     if problem:
         return ImportResult(name, "rejected", problem)
+    try:
+        sha = file_sha256(s.image)
+        h, w = image_size(s.image)
+    except (OSError, DataError) as e:
+        return ImportResult(name, "rejected", str(e).removeprefix(f"{name}: "))
     if not with_labels:
-        return _store(session, project, s.image.read_bytes(), name, uri=str(s.image))
-    if s.label == 0:
-        label = LabelIn(is_defective=False, source=LabelSource.IMPORT)
-    elif s.pixels_known and s.mask is not None:
-        label = LabelIn(is_defective=True, mask=read_mask(s.mask), source=LabelSource.IMPORT)
-    else:
-        label = LabelIn(is_defective=True, source=LabelSource.IMPORT)
+        return Candidate(name, str(s.image), sha, w, h)
     split = Split(s.split) if s.split in ("train", "val", "test") else Split.POOL
-    return _store(session, project, s.image.read_bytes(), name, uri=str(s.image), label=label, split=split)
+    mask = s.mask if s.label == 1 and s.pixels_known and s.mask is not None else None
+    return Candidate(name, str(s.image), sha, w, h, split, bool(s.label), mask)
 
 
-def _store(
-    session: Session,
-    project: Project,
-    data: bytes,
-    name: str,
-    *,
-    uri: str,
-    label: LabelIn | None = None,
-    split: Split = Split.POOL,
-) -> ImportResult:
-    sha = hashlib.sha256(data).hexdigest()
-    existing = session.scalar(select(Image.id).where(Image.project_id == project.id, Image.sha256 == sha))
-    if existing is not None:
-        return ImportResult(name, "duplicate", f"same content as image {existing}", existing)
+def _candidate(data: bytes, name: str, *, uri: str) -> Prepared:
     try:
         arr = read_image(data, name)
     except DataError as e:
         return ImportResult(name, "rejected", str(e).removeprefix(f"{name}: "))
     h, w = arr.shape[:2]
+    return Candidate(name, uri, hashlib.sha256(data).hexdigest(), w, h)
+
+
+def store_prepared(session: Session, *, project: Project, items: Sequence[Prepared]) -> list[ImportResult]:
+    """Register checked files (duplicates by content are reported, not stored). Each file gets
+    a savepoint, so a concurrent importer of the same content costs only that file; an error
+    raised here leaves the caller's transaction to roll back as a whole."""
+    return [item if isinstance(item, ImportResult) else _store(session, project, item) for item in items]
+
+
+def _store(session: Session, project: Project, c: Candidate) -> ImportResult:
+    existing = session.scalar(select(Image.id).where(Image.project_id == project.id, Image.sha256 == c.sha256))
+    if existing is not None:
+        return ImportResult(c.name, "duplicate", f"same content as image {existing}", existing)
+    label = None
+    if c.is_defective is not None:
+        try:
+            mask = read_mask(c.mask) if c.mask is not None else None
+        except DataError as e:
+            return ImportResult(c.name, "rejected", f"mask {e}")
+        label = LabelIn(is_defective=c.is_defective, mask=mask, source=LabelSource.IMPORT)
     try:
         with session.begin_nested():
-            img = Image(project_id=project.id, uri=uri, sha256=sha, width=w, height=h, split=split)
+            img = Image(project_id=project.id, uri=c.uri, sha256=c.sha256, width=c.width, height=c.height, split=c.split)
             session.add(img)
             session.flush()
             if label is not None:
                 add_label(session, image=img, label=label)
     except IntegrityError:  # a concurrent import stored the same content first
-        existing = session.scalar(select(Image.id).where(Image.project_id == project.id, Image.sha256 == sha))
-        return ImportResult(name, "duplicate", f"same content as image {existing}", existing)
-    except ValueError as e:
-        return ImportResult(name, "rejected", str(e))
-    return ImportResult(name, "imported", None, img.id)
+        existing = session.scalar(select(Image.id).where(Image.project_id == project.id, Image.sha256 == c.sha256))
+        return ImportResult(c.name, "duplicate", f"same content as image {existing}", existing)
+    except LabelError as e:
+        return ImportResult(c.name, "rejected", str(e))
+    return ImportResult(c.name, "imported", None, img.id)
 
 
 def store_upload(
     session: Session, *, project: Project, data: bytes, filename: str, data_dir: Path
 ) -> ImportResult:
     """Store uploaded bytes under ``data_dir/images`` (atomically) and register the image."""
-    sha = hashlib.sha256(data).hexdigest()
+    return store_prepared(session, project=project, items=[prepare_upload(data, filename, data_dir)])[0]
+
+
+def prepare_upload(data: bytes, filename: str, data_dir: Path) -> Prepared:
+    """Check uploaded bytes and keep them under ``data_dir/images`` by content (no database);
+    a rejection names the file."""
+    prepared = _candidate(data, filename, uri="")
+    if isinstance(prepared, ImportResult):
+        return prepared
     suffix = Path(filename).suffix.lower() if Path(filename).suffix.lower() in IMAGE_SUFFIXES else ".img"
-    target = data_dir / "images" / sha[:2] / f"{sha}{suffix}"
-    try:
-        read_image(data, filename)
-    except DataError as e:
-        return ImportResult(filename, "rejected", str(e).removeprefix(f"{filename}: "))
+    target = data_dir / "images" / prepared.sha256[:2] / f"{prepared.sha256}{suffix}"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
-    return _store(session, project, data, filename, uri=str(target))
+    return Candidate(filename, str(target), prepared.sha256, prepared.width, prepared.height)

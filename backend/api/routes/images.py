@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
-from backend.api.deps import SessionDep, SettingsDep
+from backend.api.deps import IdPath, SessionDep, SettingsDep
 from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, ImportSummary
 from backend.db.tables import Image, Split
 from backend.errors import NotFoundError
@@ -30,33 +30,37 @@ def _summary(results: list[svc.ImportResult]) -> ImportSummary:
 
 
 @router.post("/import")
-def import_images(project_id: int, body: ImportRequest, session: SessionDep, settings: SettingsDep) -> ImportSummary:
-    """Import a server folder (plain images, labels.csv or MVTec layout) under an import root."""
+def import_images(project_id: IdPath, body: ImportRequest, session: SessionDep, settings: SettingsDep) -> ImportSummary:
+    """Import a server folder (plain images, labels.csv or MVTec layout) under an import root.
+    All-or-nothing: an import that fails stores nothing."""
+    prepared = svc.prepare_path(Path(body.path), settings.import_roots, body.labels)  # decoded before the lock
     project = get_project(session, project_id=project_id)
-    return _summary(svc.import_path(session, project=project, path=Path(body.path), roots=settings.import_roots, labels=body.labels))
+    return _summary(svc.store_prepared(session, project=project, items=prepared))
 
 
 @router.post("/upload")
-async def upload_images(
-    project_id: int, files: Annotated[list[UploadFile], File(description="Image files")], session: SessionDep,
+def upload_images(
+    project_id: IdPath, files: Annotated[list[UploadFile], File(description="Image files")], session: SessionDep,
     settings: SettingsDep,
 ) -> ImportSummary:
-    """Upload image files; each is checked, deduplicated and stored under the data directory."""
-    project = get_project(session, project_id=project_id)
-    results = []
+    """Upload image files; each is checked, deduplicated and stored under the data directory.
+
+    A plain ``def``: decoding and database work run in the thread pool, never on the event loop."""
+    prepared: list[svc.Prepared] = []
     for f in files:
-        data = await f.read(MAX_UPLOAD_BYTES + 1)
         name = f.filename or "upload"
+        data = f.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
-            results.append(svc.ImportResult(name, "rejected", f"larger than {MAX_UPLOAD_BYTES >> 20} MiB"))
+            prepared.append(svc.ImportResult(name, "rejected", f"larger than {MAX_UPLOAD_BYTES >> 20} MiB"))
             continue
-        results.append(svc.store_upload(session, project=project, data=data, filename=name, data_dir=settings.data_dir))
-    return _summary(results)
+        prepared.append(svc.prepare_upload(data, name, settings.data_dir))
+    project = get_project(session, project_id=project_id)
+    return _summary(svc.store_prepared(session, project=project, items=prepared))
 
 
 @router.get("")
 def list_images(
-    project_id: int, session: SessionDep, split: Split | None = None,
+    project_id: IdPath, session: SessionDep, split: Split | None = None,
     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ImageOut]:
     get_project(session, project_id=project_id)
@@ -75,12 +79,12 @@ def get_image(session, project_id: int, image_id: int) -> Image:
 
 
 @router.get("/{image_id}")
-def image_info(project_id: int, image_id: int, session: SessionDep) -> ImageOut:
+def image_info(project_id: IdPath, image_id: IdPath, session: SessionDep) -> ImageOut:
     return ImageOut.model_validate(get_image(session, project_id, image_id))
 
 
 @router.get("/{image_id}/file")
-def image_file(project_id: int, image_id: int, session: SessionDep) -> FileResponse:
+def image_file(project_id: IdPath, image_id: IdPath, session: SessionDep) -> FileResponse:
     """The image's bytes as stored."""
     img = get_image(session, project_id, image_id)
     path = Path(img.uri)
@@ -90,7 +94,7 @@ def image_file(project_id: int, image_id: int, session: SessionDep) -> FileRespo
 
 
 @router.get("/{image_id}/overlay", responses={200: {"content": {"image/png": {}}}})
-def image_overlay(project_id: int, image_id: int, session: SessionDep) -> Response:
+def image_overlay(project_id: IdPath, image_id: IdPath, session: SessionDep) -> Response:
     """The image with the active model version's anomaly map (and pseudo-mask outline) drawn over it."""
     img = get_image(session, project_id, image_id)
     return Response(content=overlay_png(session, image=img), media_type="image/png")

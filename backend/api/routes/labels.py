@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import func, select
 
-from backend.api.deps import SessionDep, SettingsDep
+from backend.api.deps import IdPath, SessionDep, SettingsDep
 from backend.api.routes.images import get_image
 from backend.api.schemas import LabelCounts, LabelHistory, LabelOut
 from backend.db.tables import Image, Label
@@ -29,7 +29,7 @@ def label_out(row: Label) -> LabelOut:
 
 
 @router.get("/images/{image_id}/label")
-def get_label(project_id: int, image_id: int, session: SessionDep) -> LabelHistory:
+def get_label(project_id: IdPath, image_id: IdPath, session: SessionDep) -> LabelHistory:
     """The current label and every earlier version (oldest first)."""
     get_image(session, project_id, image_id)
     cur = svc.current_label(session, image_id=image_id)
@@ -40,7 +40,7 @@ def get_label(project_id: int, image_id: int, session: SessionDep) -> LabelHisto
 
 
 @router.get("/images/{image_id}/label/mask", response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def get_label_mask(project_id: int, image_id: int, session: SessionDep) -> Response:
+def get_label_mask(project_id: IdPath, image_id: IdPath, session: SessionDep) -> Response:
     """The current label's mask as a 0/255 PNG at the image's resolution (404 without one)."""
     get_image(session, project_id, image_id)
     cur = svc.current_label(session, image_id=image_id)
@@ -50,9 +50,9 @@ def get_label_mask(project_id: int, image_id: int, session: SessionDep) -> Respo
 
 
 @router.put("/images/{image_id}/label")
-async def put_label(
-    project_id: int,
-    image_id: int,
+def put_label(
+    project_id: IdPath,
+    image_id: IdPath,
     session: SessionDep,
     settings: SettingsDep,
     is_defective: Annotated[bool, Form()],
@@ -60,11 +60,12 @@ async def put_label(
     annotator: Annotated[str | None, Form()] = None,
     lead_time: Annotated[float | None, Form(ge=0)] = None,
 ) -> LabelOut:
-    """Add a label version: image-level, or with a mask PNG. The previous version stays."""
+    """Add a label version: image-level, or with a mask PNG. The previous version stays.
+
+    A plain ``def``: the database work runs in the thread pool, never on the event loop (a
+    request waiting for SQLite's write lock must not block the request that holds it)."""
+    arr = svc.parse_mask_upload(mask.file.read()) if mask is not None else None  # decoded before the lock is taken
     img = get_image(session, project_id, image_id)
-    arr = None
-    if mask is not None:
-        arr = svc.parse_mask_upload(await mask.read())
     row = svc.add_label(
         session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
     )
@@ -77,7 +78,7 @@ async def put_label(
 
 @router.get("/labels")
 def list_labels(
-    project_id: int, session: SessionDep, kind: Annotated[str | None, Query(pattern="^(normal|image|mask)$")] = None,
+    project_id: IdPath, session: SessionDep, kind: Annotated[str | None, Query(pattern="^(normal|image|mask)$")] = None,
     source: str | None = None,
 ) -> list[LabelOut]:
     """Current labels of the project, optionally of one kind (normal, image, mask) or source."""
@@ -91,7 +92,7 @@ def list_labels(
 
 
 @router.get("/labels/counts")
-def label_counts(project_id: int, session: SessionDep) -> LabelCounts:
+def label_counts(project_id: IdPath, session: SessionDep) -> LabelCounts:
     get_project(session, project_id=project_id)
     rows = svc.current_labels(session, project_id=project_id)
     n_images = session.scalar(select(func.count(Image.id)).where(Image.project_id == project_id)) or 0

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import FileResponse, Response
 
-from backend.api.deps import SessionDep, SettingsDep
+from backend.api.deps import IdPath, ReadSessionDep, SessionDep, SettingsDep
 from backend.api.routes.jobs import job_out
 from backend.api.schemas import JobOut, PushRequest
 from backend.db.tables import Image, JobKind
@@ -27,14 +27,14 @@ callbacks = APIRouter(tags=["labelstudio callbacks"])
 
 
 @router.post("/projects/{project_id}/labelstudio/setup")
-def setup(project_id: int, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def setup(project_id: IdPath, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Create or update the project's Label Studio project (config, instructions, webhook)."""
     project = get_project(session, project_id=project_id)
     return {"ls_project_id": link.setup_project(session, settings, project)}
 
 
 @router.post("/projects/{project_id}/labelstudio/push")
-def push(project_id: int, body: PushRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def push(project_id: IdPath, body: PushRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Send a ranked batch as pre-annotated tasks, in rank order (one bulk request)."""
     project = get_project(session, project_id=project_id)
     report = link.push_batch(session, settings, project, body.image_ids, asks=body.asks, include_labelled=body.include_labelled)
@@ -42,7 +42,7 @@ def push(project_id: int, body: PushRequest, session: SessionDep, settings: Sett
 
 
 @router.post("/projects/{project_id}/labelstudio/sync", status_code=202)
-def sync(project_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
+def sync(project_id: IdPath, session: SessionDep, settings: SettingsDep) -> JobOut:
     """Queue a reconcile job that pulls every annotation and repairs what webhooks missed."""
     get_project(session, project_id=project_id)
     job = queue.enqueue(session, kind=JobKind.SYNC, project_id=project_id)
@@ -52,7 +52,7 @@ def sync(project_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
 
 
 @router.post("/projects/{project_id}/labelstudio/connect")
-def connect(project_id: int, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def connect(project_id: IdPath, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Register this service as the project's ML backend (fresh proposals inside Label Studio)."""
     return link.connect_ml_backend(session, settings, get_project(session, project_id=project_id))
 
@@ -94,7 +94,7 @@ def ml_health(secret: str, settings: SettingsDep) -> dict[str, str]:
 
 
 @callbacks.post("/labelstudio/{secret}/setup")
-def ml_setup(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, str]:
+def ml_setup(secret: str, session: ReadSessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, str]:
     """Label Studio connecting: answer with the active model version's name."""
     _check(settings, secret)
     ls_id = ls_project_ref((body or {}).get("project")) if isinstance(body, dict) else None
@@ -105,7 +105,7 @@ def ml_setup(secret: str, session: SessionDep, settings: SettingsDep, body: Anno
 
 
 @callbacks.post("/labelstudio/{secret}/predict")
-def ml_predict(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+def ml_predict(secret: str, session: ReadSessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
     """One proposal per task (choice, brush mask at full resolution, score)."""
     _check(settings, secret)
     if not isinstance(body, dict):
@@ -114,7 +114,7 @@ def ml_predict(secret: str, session: SessionDep, settings: SettingsDep, body: An
 
 
 @callbacks.get("/labelstudio/overlays/{image_id}", response_class=Response)
-def signed_overlay(image_id: int, sig: str, session: SessionDep, settings: SettingsDep) -> Response:
+def signed_overlay(image_id: IdPath, sig: str, session: SessionDep, settings: SettingsDep) -> Response:
     """The model's view of an image (heatmap and region, JPEG) for verdict tasks, authorised by its signature."""
     if not link.signature_matches(settings, image_id, sig, "overlay"):
         raise HTTPException(status_code=403, detail="wrong overlay signature")
@@ -126,7 +126,7 @@ def signed_overlay(image_id: int, sig: str, session: SessionDep, settings: Setti
 
 
 @callbacks.get("/labelstudio/images/{image_id}", response_class=FileResponse)
-def signed_image(image_id: int, sig: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def signed_image(image_id: IdPath, sig: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """An image for annotators' browsers, authorised by its signature alone."""
     if not link.signature_matches(settings, image_id, sig):
         raise HTTPException(status_code=403, detail="wrong image signature")
