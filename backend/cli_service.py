@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import subprocess
-import sys
 from typing import Annotated
 
 import typer
@@ -22,6 +21,7 @@ def serve(
     from backend.api.app import create_app
     from backend.db.engine import make_engine
     from backend.db.migrate import upgrade
+    from backend.jobs.supervisor import WorkerSupervisor
     from backend.settings import Settings
 
     settings = Settings()
@@ -32,20 +32,17 @@ def serve(
         if host != "127.0.0.1":
             typer.echo(f"note: --dev serves without a token, so it binds to 127.0.0.1 instead of {host}", err=True)
         host = "127.0.0.1"
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
-    worker = None
-    if workers and not settings.redis_url:
-        worker = subprocess.Popen([sys.executable, "-m", "backend.jobs.worker", "--parent-pid", str(os.getpid())])
+    supervisor = None
+    if workers and not settings.redis_url:  # restarted whenever it dies; stops by itself when this process does
+        supervisor = WorkerSupervisor.embedded(os.getpid()).start()
     try:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
     finally:
-        if worker is not None:  # also stops by itself when this process dies (--parent-pid)
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def worker(

@@ -277,6 +277,26 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class WorkerKind(enum.StrEnum):
+    EMBEDDED = "embedded"  # the polling worker `serve` starts (or `defectloop worker` without Redis)
+    RQ = "rq"  # an RQ worker process
+
+
+class Worker(Base):
+    """Infrastructure: a job worker process, alive while ``beat_at`` is fresher than the
+    heartbeat timeout. Rows are removed when a worker stops cleanly; a killed one's row just
+    goes stale."""
+
+    __tablename__ = "worker"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # host:pid
+    kind: Mapped[WorkerKind] = mapped_column(_enum(WorkerKind, "worker_kind"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 class LsTask(Base):
     """An image's task in the project's Label Studio project: at most one per image and
     ask, so an image answered with a verdict can get a second task that asks for its mask.

@@ -7,7 +7,9 @@ stopped sending heartbeats is marked failed.
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -81,8 +83,15 @@ def request_cancel(session: Session, *, job_id: int) -> Job:
     return job
 
 
-def reap_stale(session: Session, *, timeout_s: float) -> list[int]:
-    """Mark running jobs whose heartbeat lapsed as failed; returns their ids."""
+def job_workdir(data_dir: Path, job_id: int) -> Path:
+    """The folder a job may write scratch files to; removed when the job ends, or when the
+    reaper finds its worker dead."""
+    return data_dir / "jobs" / str(job_id)
+
+
+def reap_stale(session: Session, *, timeout_s: float, data_dir: Path | None = None) -> list[int]:
+    """Mark running jobs whose heartbeat lapsed as failed (their scratch folders under
+    ``data_dir`` are removed); returns their ids."""
     cutoff = utcnow() - timedelta(seconds=timeout_s)
     stale = list(
         session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff))
@@ -93,4 +102,7 @@ def reap_stale(session: Session, *, timeout_s: float) -> list[int]:
         job.error = f"the worker stopped responding (no heartbeat for {timeout_s:.0f} s); nothing was registered"
         job.message = "failed: worker lost"
     session.flush()
+    if data_dir is not None:
+        for job in stale:
+            shutil.rmtree(job_workdir(data_dir, job.id), ignore_errors=True)
     return [j.id for j in stale]

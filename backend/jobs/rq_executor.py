@@ -27,7 +27,10 @@ def run(job_id: int) -> str:
     from backend.db.engine import make_engine, session_factory
     from backend.jobs.runner import execute
 
+    from ml.images import set_max_pixels
+
     settings = Settings()
+    set_max_pixels(settings.max_image_pixels)
     engine = make_engine(settings.resolved_database_url())
     try:
         status = execute(job_id, session_factory(engine), settings)
@@ -37,12 +40,22 @@ def run(job_id: int) -> str:
 
 
 def work(settings: Settings, burst: bool = False) -> None:
-    """Run an RQ worker on the defectloop queue; it also reaps stale jobs between jobs."""
+    """Run an RQ worker on the defectloop queue, registered as a worker while it runs (stale jobs
+    are reaped by the API when jobs are listed or requested)."""
     from redis import Redis
     from rq import Queue, Worker
 
     from backend.runtime import tune_process
 
+    from backend.db.engine import make_engine, session_factory
+    from backend.db.tables import WorkerKind
+    from backend.jobs.presence import Presence
+
     tune_process()
     conn = Redis.from_url(settings.redis_url)
-    Worker([Queue(QUEUE, connection=conn)], connection=conn).work(burst=burst, with_scheduler=False)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with Presence(session_factory(engine), WorkerKind.RQ):  # /health counts this worker
+            Worker([Queue(QUEUE, connection=conn)], connection=conn).work(burst=burst, with_scheduler=False)
+    finally:
+        engine.dispose()

@@ -6,21 +6,31 @@ job's state lives in the database, so a page reload or a restart shows the truth
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from pathlib import Path
+
+from sqlalchemy import case, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db.engine import read_session_factory
 from backend.db.tables import Job, JobKind, JobStatus, utcnow
-from backend.jobs.queue import claim
+from backend.jobs.queue import claim, job_workdir
 from backend.settings import Settings
 
 HEARTBEAT_S = 2.0
 CHECK_S = 1.0
+#: Waits between attempts to record a job's final status (a lock or a lost connection passes).
+FINAL_WRITE_BACKOFF_S = (0.5, 1, 2, 4, 8, 15, 30, 30)
+
+log = logging.getLogger("defectloop.worker")
 
 
 class JobCancelled(Exception):
@@ -29,29 +39,52 @@ class JobCancelled(Exception):
 
 @dataclass
 class JobContext:
-    """What a job handler gets: its record's id, database access and reporting hooks."""
+    """What a job handler gets: its record's id, database access and reporting hooks.
+
+    ``sessions`` may write (on SQLite a transaction holds the database's write lock until it
+    ends: keep them short, and never report progress from inside one); ``read_sessions``
+    only read and never wait for a writer."""
 
     job_id: int
     project_id: int
     payload: dict
     sessions: sessionmaker[Session]
     settings: Settings
+    read_sessions: sessionmaker[Session] | None = None
     shutdown: threading.Event = field(default_factory=threading.Event)
     _last_progress: float = 0.0
     _last_check: float = 0.0
     _cancelled: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        if self.read_sessions is None:
+            self.read_sessions = read_session_factory(self.sessions.kw["bind"])
+
+    @property
+    def workdir(self) -> Path:
+        """This job's scratch folder (see :func:`job_workdir`; created on first use)."""
+        path = job_workdir(self.settings.data_dir, self.job_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def progress(self, fraction: float, message: str, force: bool = False) -> None:
-        """Record progress (throttled to one write a second unless ``force``)."""
+        """Record progress (throttled to one write a second unless ``force``). Never fails the
+        job: a write the database refuses (locked, connection lost) is skipped, and the next
+        one carries the news. Progress never goes backwards."""
         now = time.monotonic()
         if not force and now - self._last_progress < CHECK_S:
             return
         self._last_progress = now
-        with self.sessions.begin() as s:
-            s.execute(
-                update(Job).where(Job.id == self.job_id).values(progress=min(max(fraction, 0.0), 1.0), message=message[:500])
-            )
+        value = min(max(fraction, 0.0), 1.0)
+        try:
+            with self.sessions.begin() as s:
+                s.execute(
+                    update(Job).where(Job.id == self.job_id).values(
+                        progress=case((Job.progress > value, Job.progress), else_=value), message=message[:500])
+                )
+        except SQLAlchemyError as e:
+            log.warning("job %s: progress not recorded (%s)", self.job_id, str(e).splitlines()[0])
 
     def should_stop(self) -> bool:
         """True once cancellation was requested or the worker is shutting down (DB checked at most once a second)."""
@@ -60,8 +93,11 @@ class JobContext:
         now = time.monotonic()
         if not self._cancelled and now - self._last_check >= CHECK_S:
             self._last_check = now
-            with self.sessions() as s:
-                self._cancelled = bool(s.get(Job, self.job_id).cancel_requested)
+            try:
+                with self.read_sessions() as s:
+                    self._cancelled = bool(s.get(Job, self.job_id).cancel_requested)
+            except SQLAlchemyError as e:  # asked again at the next check
+                log.warning("job %s: cancellation not checked (%s)", self.job_id, str(e).splitlines()[0])
         return self._cancelled
 
     def check_cancel(self) -> None:
@@ -129,16 +165,30 @@ def execute(
     finally:
         stop.set()
         beat.join(timeout=5)
-    with sessions.begin() as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(
-                status=status, result=result, error=error, message=message, finished_at=utcnow(),
-                progress=1.0 if status is JobStatus.SUCCEEDED else Job.progress,
-            )
-        )
+        shutil.rmtree(job_workdir(settings.data_dir, job_id), ignore_errors=True)
+    _finish(sessions, job_id, status=status, result=result, error=error, message=message)
     return status
+
+
+def _finish(sessions: sessionmaker[Session], job_id: int, **values: object) -> bool:
+    """Record a job's final status, retrying while the database refuses; False when it never
+    did (the reaper then marks the job failed once its heartbeat lapses)."""
+    for wait in (*FINAL_WRITE_BACKOFF_S, None):
+        try:
+            with sessions.begin() as s:
+                s.execute(update(Job).where(Job.id == job_id).values(
+                    **values, finished_at=utcnow(),
+                    progress=1.0 if values["status"] is JobStatus.SUCCEEDED else Job.progress,
+                ))
+            return True
+        except SQLAlchemyError as e:
+            if wait is None:
+                log.error("job %s: final status %s not recorded: %s", job_id, values["status"], e)
+                return False
+            log.warning("job %s: final status not recorded yet (%s); retrying in %s s",
+                        job_id, str(e).splitlines()[0], wait)
+            time.sleep(wait)
+    return False
 
 
 def run_here(job_id: int, sessions: sessionmaker[Session], settings: Settings) -> JobStatus | None:
@@ -147,7 +197,7 @@ def run_here(job_id: int, sessions: sessionmaker[Session], settings: Settings) -
     from sqlalchemy import select
 
     status = execute(job_id, sessions, settings)
-    with sessions() as s:
+    with read_session_factory(sessions.kw["bind"])() as s:
         project_id = s.get(Job, job_id).project_id
         follow = list(s.scalars(select(Job.id).where(
             Job.project_id == project_id, Job.status == JobStatus.QUEUED, Job.id > job_id).order_by(Job.id)))

@@ -9,6 +9,7 @@ score the pool with the active ModelVersion (Prediction rows + anomaly-map PNGs)
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -56,8 +57,8 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     from ml.train import TrainConfig
 
     data_dir = ctx.settings.data_dir
-    work = data_dir / "jobs" / f"train-{ctx.job_id}"
-    with ctx.sessions() as s:
+    work = ctx.workdir  # removed when the job ends, or by the reaper when its worker dies
+    with ctx.read_sessions() as s:
         project = s.get(Project, ctx.project_id)
         snapshot = take_snapshot(
             s, project_id=ctx.project_id, folder=work / "masks", label_ids=ctx.payload.get("label_ids"),
@@ -100,7 +101,7 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     try:
         refine = ctx.payload.get("refine_keep")
         summary = train_and_save(
-            ds, final_dir, cfg, progress=progress, should_stop=ctx.should_stop,
+            ds, work / "model", cfg, progress=progress, should_stop=ctx.should_stop,
             refine_keep=float(refine) if refine else None,
         )
     except TrainingError:
@@ -108,6 +109,8 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
             raise JobCancelled() from None
         raise
     try:
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work / "model", final_dir)  # complete or absent: never a half-written model folder
         if snapshot.test:
             loaded = load_model(final_dir, device=ctx.settings.device)
             metrics = evaluate(loaded.predictor, snapshot.test, progress=lambda d, t: progress("evaluate", d, t, {}))
@@ -129,8 +132,6 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)  # never leave an unregistered artifact behind
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     ctx.progress(1.0, "registered", force=True)
     return {
         "model_version_id": mv_id, "regime": summary.trained.regime.value, "metrics": metrics,
@@ -182,7 +183,7 @@ def run_predict_job(ctx: JobContext) -> dict:
     """Score every pool image with the ModelVersion named in the payload (or the active one)."""
     from ml.artifact import load_model
 
-    with ctx.sessions() as s:
+    with ctx.read_sessions() as s:
         mv_id = ctx.payload.get("model_version_id")
         mv = s.get(ModelVersion, mv_id) if mv_id else s.scalars(
             select(ModelVersion).where(ModelVersion.project_id == ctx.project_id, ModelVersion.is_active)

@@ -23,7 +23,7 @@ def request_retrain(
     the snapshot; ``skip_sync`` trains on the stored labels when Label Studio is down.
     """
     project = get_project(session, project_id=project_id)
-    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
+    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s, data_dir=settings.data_dir)
     sync = None if skip_sync else sync_before_retrain(session, settings, project)
     # the training snapshot is the labels as they are now; later answers wait for the next round
     label_ids = freeze_label_ids(session, project_id=project_id)

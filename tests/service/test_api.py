@@ -40,7 +40,8 @@ def _project(client: TestClient, name: str = "line-1") -> int:
 
 def test_auth_is_required_except_for_health(client: TestClient) -> None:
     anon = TestClient(client.app)
-    assert anon.get("/health").json() == {"status": "ok"}
+    health = anon.get("/health").json()  # no job worker runs beside this app
+    assert health["status"] == "degraded" and health["workers"] == 0 and "no job worker" in health["detail"]
     assert anon.get("/projects").status_code == 401
     assert anon.get("/projects", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/projects").status_code == 200

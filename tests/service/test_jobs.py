@@ -222,6 +222,8 @@ def test_killed_worker_fails_the_job_and_keeps_the_active_version(
     st.kill_worker()
     job = st.wait_job(job_id, lambda j: j["status"] != "running", timeout=30)
     assert job["status"] == "failed" and "heartbeat" in job["error"]
+    assert not (tmp_path / "data" / "jobs" / str(job_id)).exists()  # the dead job's scratch files are gone
+    assert len(list((tmp_path / "data" / "models").rglob("config.json"))) == 1  # only the registered version
     versions = st.client.get(f"/projects/{pid}/model-versions").json()
     assert [v["id"] for v in versions if v["is_active"]] == [active[0]["id"]] and len(versions) == 1
     hist = st.client.get(f"/projects/{pid}/images/{images[0]['id']}/label").json()

@@ -23,14 +23,17 @@ def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert res.returncode == 2 and "DEFECTLOOP_API_TOKEN" in res.stderr
 
 
-def _serve(tmp_path: Path, token: str | None, *args: str) -> tuple[subprocess.Popen, int]:
-    """Start `defectloop serve` on a free port and wait until /health answers."""
+def _serve(
+    tmp_path: Path, token: str | None, *args: str, ready: str = "ok", env_extra: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, int]:
+    """Start `defectloop serve` on a free port and wait until /health answers with status ``ready``."""
     port = _free_port()
     env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
     for var in ("DEFECTLOOP_DATABASE_URL", "DEFECTLOOP_REDIS_URL", "DEFECTLOOP_API_TOKEN"):
         env.pop(var, None)
     if token:
         env["DEFECTLOOP_API_TOKEN"] = token
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), *args], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -38,7 +41,8 @@ def _serve(tmp_path: Path, token: str | None, *args: str) -> tuple[subprocess.Po
     while True:
         try:
             r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-            assert r.json() == {"status": "ok"}
+            if r.json()["status"] != ready:  # answering, but its job worker has not reported yet
+                raise httpx.HTTPError("no worker yet")
             return proc, port
         except httpx.HTTPError:
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -102,3 +106,71 @@ def test_serve_upgrades_the_database_and_answers(tmp_path: Path) -> None:
         proc.terminate()
         proc.communicate(timeout=30)
     assert _gone(workers[0], 10), "the job worker outlived the server"
+
+
+def _wait_for(predicate, within_s: float, what: str):
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"not within {within_s:.0f} s: {what}")
+
+
+def _job_status(port: int, job_id: int) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}/jobs/{job_id}", headers={"Authorization": "Bearer tok"}).json()["status"]
+
+
+def _queue_sync(port: int) -> int:
+    """A job that any live worker finishes in a moment (it fails: the project has no Label Studio project)."""
+    auth = {"Authorization": "Bearer tok"}
+    pid = httpx.post(f"http://127.0.0.1:{port}/projects", json={"name": f"p{time.monotonic_ns()}"}, headers=auth).json()["id"]
+    r = httpx.post(f"http://127.0.0.1:{port}/projects/{pid}/labelstudio/sync", headers=auth)
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def test_serve_restarts_a_killed_worker_and_queued_jobs_then_run(tmp_path: Path) -> None:
+    import signal
+
+    proc, port = _serve(tmp_path, "tok")
+    try:
+        (first,) = _children(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        job = _queue_sync(port)  # queued while no worker lives
+        second = _wait_for(lambda: [c for c in _children(proc.pid) if c != first], 30, "a new worker process")
+        assert len(second) == 1
+        assert _wait_for(lambda: _job_status(port, job) in ("succeeded", "failed"), 60, "the queued job ran") is True
+        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        assert health["status"] == "ok" and health["workers"] == 1
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"the job worker (pid {first}) exited with code -9" in err and "job worker restarted" in err
+
+
+def test_health_is_degraded_without_a_worker_until_one_starts(tmp_path: Path) -> None:
+    proc, port = _serve(tmp_path, "tok", "--no-workers", ready="degraded")
+    worker = None
+    try:
+        job = _queue_sync(port)
+        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        assert health["workers"] == 0 and health["jobs_queued"] == 1 and "1 queued job(s) wait" in health["detail"]
+        time.sleep(2)
+        assert _job_status(port, job) == "queued"
+        env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
+        for var in ("DEFECTLOOP_DATABASE_URL", "DEFECTLOOP_REDIS_URL"):
+            env.pop(var, None)
+        worker = subprocess.Popen([sys.executable, "-m", "backend.cli", "worker"], env=env, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: _job_status(port, job) == "failed", 90, "the queued job ran once a worker started")
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "ok"
+        worker.terminate()
+        worker.wait(30)
+        # a worker that stops cleanly unregisters: degraded again at once
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "degraded"
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        proc.terminate()
+        proc.communicate(timeout=30)

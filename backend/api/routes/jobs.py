@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from backend.api.deps import SessionDep, SettingsDep
+from backend.api.deps import MAX_ID, IdPath, SessionDep, SettingsDep, WriteSessionDep
 from backend.api.schemas import JobOut
 from backend.db.tables import Job
 from backend.jobs import queue
@@ -22,7 +24,7 @@ def job_out(job: Job) -> JobOut:
 
 
 @router.post("/projects/{project_id}/retrain", status_code=202)
-def retrain(project_id: int, session: SessionDep, settings: SettingsDep, skip_sync: bool = False) -> JobOut:
+def retrain(project_id: IdPath, session: SessionDep, settings: SettingsDep, skip_sync: bool = False) -> JobOut:
     """Start a retrain job (409 with the running job's id when one is active).
 
     With a Label Studio project, its answers are synced first (503 when Label Studio cannot
@@ -35,8 +37,9 @@ def retrain(project_id: int, session: SessionDep, settings: SettingsDep, skip_sy
 
 
 @router.get("/jobs")
-def list_jobs(session: SessionDep, settings: SettingsDep, project_id: int | None = None, limit: int = 50) -> list[JobOut]:
-    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
+def list_jobs(session: WriteSessionDep, settings: SettingsDep, project_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[JobOut]:
+    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s, data_dir=settings.data_dir)
     q = select(Job).order_by(Job.id.desc()).limit(min(max(limit, 1), 500))
     if project_id is not None:
         q = q.where(Job.project_id == project_id)
@@ -44,12 +47,12 @@ def list_jobs(session: SessionDep, settings: SettingsDep, project_id: int | None
 
 
 @router.get("/jobs/{job_id}")
-def get_job(job_id: int, session: SessionDep, settings: SettingsDep) -> JobOut:
-    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s)
+def get_job(job_id: IdPath, session: WriteSessionDep, settings: SettingsDep) -> JobOut:
+    queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s, data_dir=settings.data_dir)
     return job_out(queue.get_job(session, job_id=job_id))
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(job_id: int, session: SessionDep) -> JobOut:
+def cancel_job(job_id: IdPath, session: SessionDep) -> JobOut:
     """Cancel a queued job now, or ask a running one to stop (it does within seconds)."""
     return job_out(queue.request_cancel(session, job_id=job_id))
