@@ -3,8 +3,11 @@
 Answers arrive by webhook and by the reconcile sync; both go through ``ingest_record`` /
 ``ingest_deletion``, which keep one ``LsAnnotation`` row per Label Studio annotation. That
 row makes ingestion idempotent and order-safe: an event whose ``updated_at`` is not newer
-than the last one taken, or any event after a deletion, changes nothing. Labels themselves
-stay append-only (a deletion appends a retraction).
+than the last one taken, or any event after a deletion, changes nothing. An image answered
+twice (a verdict, then its mask on a second task) has as current label its most recent answer
+by Label Studio's timestamps, whatever order the webhooks came in (``settle_current``).
+Labels themselves stay append-only (a deletion appends the answer that is current again, or
+a retraction).
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.db.tables import (
     Image,
+    Label,
     LabelSource,
     LsAnnotation,
     LsTask,
@@ -58,6 +62,7 @@ from labelstudio.events import (
     ANNOTATION_ACTIONS,
     TRAINING_ACTION,
     AnnotationRecord,
+    Export,
     ls_project_ref,
     parse_event,
 )
@@ -472,11 +477,15 @@ def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> 
     ))
     row.label_id = label.id
     session.flush()
+    current = settle_current(session, image)
+    if current is None or current.ls_annotation_id != rec.annotation_id:
+        return Outcome(rec.annotation_id, "stored", "kept in the history: a more recent answer stays current", label.id)
     return Outcome(rec.annotation_id, "stored", answer.review_reason or "", label.id)
 
 
 def ingest_deletion(session: Session, project: Project, ls_project_id: int, annotation_id: int) -> Outcome:
-    """A deleted annotation: its label is superseded by a retraction (history kept)."""
+    """A deleted annotation: the image's current label becomes its most recent remaining answer
+    (a retraction when none remains; history kept)."""
     row, created = _annotation_row(session, project, ls_project_id, annotation_id)
     if row.deleted:
         return Outcome(annotation_id, "ignored", "already deleted")
@@ -484,14 +493,56 @@ def ingest_deletion(session: Session, project: Project, ls_project_id: int, anno
     session.flush()
     if created or row.label_id is None or row.image_id is None:
         return Outcome(annotation_id, "retracted", "nothing stored for it yet")
-    cur = current_label(session, image_id=row.image_id)
-    if cur is None or cur.id != row.label_id:
-        return Outcome(annotation_id, "retracted", "a newer answer already superseded it")
-    image = session.get(Image, row.image_id)
-    label = add_label(session, image=image, label=LabelIn(
-        is_defective=None, retracted=True, source=LabelSource.HUMAN, ls_annotation_id=annotation_id,
-    ))
-    return Outcome(annotation_id, "retracted", "", label.id)
+    before = current_label(session, image_id=row.image_id)
+    after = settle_current(session, session.get(Image, row.image_id))
+    if before is not None and after is not None and before.id == after.id:
+        return Outcome(annotation_id, "retracted", "a more recent answer was already current")
+    return Outcome(annotation_id, "retracted", "", after.id if after is not None else None)
+
+
+def _answer_time(label: Label, ls_row: LsAnnotation | None) -> datetime:
+    """When an answer was given: Label Studio's own ``updated_at`` for its annotations, the
+    row's ``created_at`` for every other label (API, import)."""
+    return _utc(ls_row.ls_updated_at if ls_row is not None and ls_row.ls_updated_at else label.created_at)
+
+
+def settle_current(session: Session, image: Image) -> Label | None:
+    """Make the image's current label its most recent answer, whatever order answers arrived in.
+
+    Candidates: the stored version of every live (not deleted) Label Studio annotation of the
+    image, timed by Label Studio's ``updated_at``, and the newest label from anywhere else,
+    timed by its ``created_at``. When the winner is not the newest row already, a copy of it is
+    appended (labels stay append-only; "newest row is current" stays true); when no candidate
+    remains, a retraction is. Returns the current label (None: unlabelled)."""
+    cands: list[tuple[datetime, int, Label]] = []
+    for ls_row in session.scalars(select(LsAnnotation).where(
+            LsAnnotation.image_id == image.id, LsAnnotation.deleted.is_(False), LsAnnotation.label_id.is_not(None))):
+        label = session.get(Label, ls_row.label_id)
+        if label is not None and not label.retracted:
+            cands.append((_answer_time(label, ls_row), label.id, label))
+    other = session.scalars(select(Label).where(Label.image_id == image.id, Label.ls_annotation_id.is_(None))
+                            .order_by(Label.id.desc()).limit(1)).first()
+    if other is not None and not other.retracted:
+        cands.append((_answer_time(other, None), other.id, other))
+    cur = current_label(session, image_id=image.id)
+    if not cands:
+        if cur is not None:
+            add_label(session, image=image, label=LabelIn(is_defective=None, retracted=True, source=LabelSource.HUMAN))
+        return None
+    _, _, win = max(cands, key=lambda c: (c[0], c[1]))
+    if cur is not None and cur.id == win.id:
+        return cur
+    copy = Label(**{c: getattr(win, c) for c in _LABEL_COPY})
+    session.add(copy)
+    session.flush()
+    if win.ls_annotation_id is not None:  # the annotation's stored version is now the copy
+        session.execute(update(LsAnnotation).where(LsAnnotation.label_id == win.id).values(label_id=copy.id))
+    return copy
+
+
+#: What a settled copy keeps of the answer it repeats (``created_at`` too: its answer time).
+_LABEL_COPY = ("image_id", "is_defective", "mask_png", "retracted", "source", "annotator", "ls_annotation_id",
+               "ls_updated_at", "lead_time", "review_reason", "mask_origin", "proposal_iou", "mask_edit", "created_at")
 
 
 def project_for_ls(session: Session, ls_project_id: int | None) -> Project:
@@ -524,8 +575,12 @@ def sync_project(session: Session, settings: Settings, project: Project) -> dict
     tasks defectloop created but never recorded, and forget tasks deleted there."""
     if project.ls_project_id is None:
         raise ServiceError(f"project {project.name!r} has no Label Studio project yet: push a batch first")
+    return apply_export(session, project, studio(settings).export_annotations(project.ls_project_id))
+
+
+def apply_export(session: Session, project: Project, export: Export) -> dict[str, Any]:
+    """Store what an export of the project's Label Studio project holds (see :func:`sync_project`)."""
     ls_id = project.ls_project_id
-    export = studio(settings).export_annotations(ls_id)
     known = {t.ls_task_id: t for t in session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_id))}
     adopted = 0
     for tid, image_id in export.tasks.items():
@@ -671,7 +726,13 @@ def assist_result(mv: ModelVersion, ref: TaskRef, context: Any) -> dict[str, Any
 
 def run_sync_job(ctx: JobContext) -> dict[str, Any]:
     """The reconcile sync as a job (``defectloop labelstudio sync``, the API)."""
-    with ctx.sessions.begin() as s:
+    ctx.progress(0.1, "exporting annotations from Label Studio", force=True)
+    with ctx.read_sessions() as s:
         project = s.get(Project, ctx.project_id)
-        ctx.progress(0.1, "exporting annotations from Label Studio", force=True)
-        return sync_project(s, ctx.settings, project)
+        ls_id, name = project.ls_project_id, project.name
+    if ls_id is None:
+        raise ServiceError(f"project {name!r} has no Label Studio project yet: push a batch first")
+    export = studio(ctx.settings).export_annotations(ls_id)  # no database lock held while Label Studio answers
+    ctx.progress(0.6, "storing the answers", force=True)
+    with ctx.sessions.begin() as s:
+        return apply_export(s, s.get(Project, ctx.project_id), export)
