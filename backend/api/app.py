@@ -24,6 +24,7 @@ from backend.db.engine import make_engine, session_factory
 from backend.errors import ServiceError
 from backend.services.labels import LabelError
 from backend.settings import Settings
+from labelstudio.client import StudioError
 from ml.errors import DefectloopError
 
 
@@ -67,6 +68,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         if getattr(exc, "job_id", None) is not None:
             content["job_id"] = exc.job_id
         return JSONResponse(status_code=exc.status_code, content=content)
+
+    @app.exception_handler(StudioError)
+    async def studio_error(_: Request, exc: StudioError) -> JSONResponse:  # Label Studio down or refusing: not our fault
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.exception_handler(LabelError)
     async def label_error(_: Request, exc: LabelError) -> JSONResponse:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.deps import MAX_ID
 from backend.db.tables import MaskCostModel, MaskOrigin
+
+#: a row id in a request body (out of range: 422 naming the field)
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class ProjectUpdate(BaseModel):
@@ -184,6 +188,6 @@ class SeriesPoint(BaseModel):
 class PushRequest(BaseModel):
     """A ranked batch for Label Studio: ``image_ids`` best first."""
 
-    image_ids: list[int] = Field(min_length=1, max_length=20000)
-    asks: dict[int, str] = Field(default_factory=dict, description="Per image: 'verdict' (default) or 'mask'.")
+    image_ids: list[BodyId] = Field(min_length=1, max_length=20000)
+    asks: dict[BodyId, str] = Field(default_factory=dict, description="Per image: 'verdict' (default) or 'mask'.")
     include_labelled: bool = Field(default=False, description="Also send images that already have a human label.")

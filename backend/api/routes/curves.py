@@ -15,7 +15,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from backend.api.deps import SessionDep
+from backend.api.deps import IdPath, SessionDep
 from backend.curves import Run, curves_json, plot
 from backend.db.tables import RoundStatus
 from backend.services import rounds
@@ -33,14 +33,14 @@ def project_run(session: Session, project_id: int) -> Run:
 
 
 @router.get("/projects/{project_id}/curves.json")
-def curves_data(project_id: int, session: SessionDep) -> dict[str, Any]:
+def curves_data(project_id: IdPath, session: SessionDep) -> dict[str, Any]:
     """Every finished round's labels, cost, annotation time, regime, metrics and audit."""
     return curves_json([project_run(session, project_id)])
 
 
 @router.get("/projects/{project_id}/curves.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def curves_png(project_id: int, session: SessionDep, x: Literal["labels", "cost", "annotation_seconds"] = "cost") -> Response:
+def curves_png(project_id: IdPath, session: SessionDep, x: Literal["labels", "cost", "annotation_seconds"] = "cost") -> Response:
     """The metrics and the proposal audit against labels, cost or annotation time."""
     run = project_run(session, project_id)
     buf = io.BytesIO()
@@ -49,7 +49,7 @@ def curves_png(project_id: int, session: SessionDep, x: Literal["labels", "cost"
 
 
 @public.get("/projects/{project_id}/curves", response_class=HTMLResponse)
-def curves_page(project_id: int) -> HTMLResponse:
+def curves_page(project_id: IdPath) -> HTMLResponse:
     """The curves, rounds and jobs page (its data comes from the API, with the token in the URL fragment)."""
     page = resources.files("backend.api").joinpath("static/curves.html").read_text()
     return HTMLResponse(page.replace("{{PROJECT_ID}}", str(int(project_id))))

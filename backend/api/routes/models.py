@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select, update
 
-from backend.api.deps import SessionDep
+from backend.api.deps import IdPath, SessionDep
 from backend.api.schemas import ModelVersionDetail, ModelVersionOut, SeriesPoint
 from backend.db.tables import Label, ModelVersion
 from backend.errors import NotFoundError
@@ -31,20 +31,20 @@ def _get(session, model_version_id: int) -> ModelVersion:
 
 
 @router.get("/projects/{project_id}/model-versions")
-def list_model_versions(project_id: int, session: SessionDep) -> list[ModelVersionOut]:
+def list_model_versions(project_id: IdPath, session: SessionDep) -> list[ModelVersionOut]:
     get_project(session, project_id=project_id)
     rows = session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id))
     return [mv_out(m) for m in rows]
 
 
 @router.get("/model-versions/{model_version_id}")
-def get_model_version(model_version_id: int, session: SessionDep) -> ModelVersionDetail:
+def get_model_version(model_version_id: IdPath, session: SessionDep) -> ModelVersionDetail:
     """Config, metrics, thresholds and the training-label snapshot (label ids)."""
     return mv_out(_get(session, model_version_id), detail=True)
 
 
 @router.post("/model-versions/{model_version_id}/activate")
-def activate(model_version_id: int, session: SessionDep) -> ModelVersionOut:
+def activate(model_version_id: IdPath, session: SessionDep) -> ModelVersionOut:
     """Make a previous version the active one (rollback)."""
     mv = _get(session, model_version_id)
     session.execute(update(ModelVersion).where(ModelVersion.project_id == mv.project_id).values(is_active=False))
@@ -55,12 +55,12 @@ def activate(model_version_id: int, session: SessionDep) -> ModelVersionOut:
 
 
 @router.get("/model-versions/{model_version_id}/metrics")
-def model_metrics(model_version_id: int, session: SessionDep) -> dict:
+def model_metrics(model_version_id: IdPath, session: SessionDep) -> dict:
     return _get(session, model_version_id).metrics
 
 
 @router.get("/projects/{project_id}/metrics/series")
-def metrics_series(project_id: int, session: SessionDep) -> list[SeriesPoint]:
+def metrics_series(project_id: IdPath, session: SessionDep) -> list[SeriesPoint]:
     """Per model version: label counts by kind, regime and metrics (label-efficiency curves)."""
     get_project(session, project_id=project_id)
     out = []

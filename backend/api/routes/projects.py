@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.deps import SessionDep
+from backend.api.deps import IdPath, SessionDep
 from backend.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from backend.services import projects as svc
 
@@ -22,12 +22,12 @@ def list_projects(session: SessionDep) -> list[ProjectOut]:
 
 
 @router.get("/{project_id}")
-def get_project(project_id: int, session: SessionDep) -> ProjectOut:
+def get_project(project_id: IdPath, session: SessionDep) -> ProjectOut:
     return ProjectOut.model_validate(svc.get_project(session, project_id=project_id))
 
 
 @router.patch("/{project_id}")
-def update_project(project_id: int, body: ProjectUpdate, session: SessionDep) -> ProjectOut:
+def update_project(project_id: IdPath, body: ProjectUpdate, session: SessionDep) -> ProjectOut:
     """Change image size, backbone, profile or label costs."""
     settings = svc.ProjectSettings(**body.model_dump())
     return ProjectOut.model_validate(svc.update_project(session, project_id=project_id, settings=settings))
