@@ -288,6 +288,16 @@ def split(
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
+    from backend.settings import Settings
+    from ml.images import set_max_pixels
+
+    try:
+        set_max_pixels(Settings().max_image_pixels)
+    except ValidationError as e:
+        typer.echo(f"error: invalid DEFECTLOOP_ setting: {e}", err=True)
+        sys.exit(2)
     try:
         app()
     except KeyboardInterrupt:

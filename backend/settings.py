@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     import_roots: list[Path] = Field(
         default_factory=list, description="Server folders images may be imported from (JSON list or one path)."
     )
+    max_image_pixels: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Images (and masks) with more pixels are refused from their header, before decoding: on upload, "
+        "import, mask upload, train and predict.",
+    )
 
     server_url: str | None = Field(
         default=None, description="URL of a running service for the project CLI commands (default: work locally)."

@@ -17,12 +17,38 @@ from PIL import Image, UnidentifiedImageError
 
 from ml.errors import DataError
 
-Image.MAX_IMAGE_PIXELS = 20_000 * 20_000
+#: Images with more pixels than this are refused from their header, before any decoding
+#: (a small file can claim 30000x30000 pixels and cost gigabytes once decoded).
+DEFAULT_MAX_PIXELS = 100_000_000
+_LIMIT = {"max_pixels": DEFAULT_MAX_PIXELS}
+Image.MAX_IMAGE_PIXELS = None  # the check below replaces PIL's (which warns, then raises a non-OSError)
+
+
+def set_max_pixels(max_pixels: int) -> None:
+    """Set the pixel-count limit every decode in this process checks (entry points call it once)."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    _LIMIT["max_pixels"] = int(max_pixels)
+
+
+def max_pixels() -> int:
+    """The pixel-count limit in force."""
+    return _LIMIT["max_pixels"]
+
+
+def _check_size(img: Image.Image, name: str) -> None:
+    w, h = img.size
+    if w * h > _LIMIT["max_pixels"]:
+        raise DataError(
+            f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) exceed the limit of {_LIMIT['max_pixels'] / 1e6:g} MP"
+            " (max_image_pixels)"
+        )
 
 
 def _decode(source: Path | bytes, name: str) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        _check_size(img, name)  # from the header: nothing decoded yet
         img.load()  # forces a full decode: truncated files raise here
     except FileNotFoundError as e:
         raise DataError(f"{name}: file not found") from e
@@ -96,11 +122,30 @@ def read_mask(source: Path | bytes, name: str | None = None) -> np.ndarray:
     return _to_float01(arr, label) > 0.5
 
 
+def read_mask_values(source: Path | bytes, name: str | None = None) -> np.ndarray:
+    """The distinct values of a mask file (sorted ``int64``), over all channels, before any
+    binarisation; a colour mask whose channels differ is a DataError."""
+    label = name or (str(source) if isinstance(source, Path) else "<bytes>")
+    img = _decode(source, label)
+    if img.mode == "P":
+        img = img.convert("L")
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        rgb = arr[:, :, :3]
+        if rgb.shape[2] == 3 and not ((rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 1] == rgb[:, :, 2]).all()):
+            raise DataError(f"{label}: colour mask with differing channels (save it as one gray channel)")
+        arr = rgb[:, :, 0]
+    if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool:
+        raise DataError(f"{label}: mask pixels must be integers, got {arr.dtype}")
+    return np.unique(arr.astype(np.int64))
+
+
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding pixels."""
+    """(height, width) from the file header, without decoding pixels; DataError beyond the pixel limit."""
     try:
         with Image.open(path) as img:
             w, h = img.size
+            _check_size(img, str(path))
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found") from e
     except (UnidentifiedImageError, OSError) as e:

@@ -20,18 +20,20 @@ from backend.api.routes import (
     rounds,
     system,
 )
-from backend.db.engine import make_engine, session_factory
+from backend.db.engine import make_engine, read_session_factory, session_factory
 from backend.errors import ServiceError
 from backend.services.labels import LabelError
 from backend.settings import Settings
 from labelstudio.client import StudioError
 from ml.errors import DefectloopError
+from ml.images import set_max_pixels
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """Build the API. No work happens at import time; the engine is created here."""
     settings = settings or Settings()
     engine = engine or make_engine(settings.resolved_database_url())
+    set_max_pixels(settings.max_image_pixels)
     app = FastAPI(
         title="defectloop",
         summary="Active-learning workbench for surface-defect detection",
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.read_sessions = read_session_factory(engine)
 
     auth = [Depends(require_token)]
     app.include_router(system.public)

@@ -27,14 +27,34 @@ def encode_mask(mask: np.ndarray) -> bytes:
 
 
 def parse_mask_upload(data: bytes) -> np.ndarray:
-    """An uploaded mask (0/255 or 0/1 PNG, any bit depth) as bool ``(H, W)``; LabelError if unreadable."""
+    """An uploaded mask as bool ``(H, W)``: one channel (or colour with equal channels), values
+    0 and 1, or 0 and the bit depth's maximum (255, 65535); LabelError naming the field otherwise
+    (values in between would be binarised silently, so they are refused)."""
     from ml.errors import DataError
-    from ml.images import read_mask
+    from ml.images import read_mask, read_mask_values
 
     try:
-        return read_mask(data, "mask")
+        values = read_mask_values(data, "mask")
+        mask = read_mask(data, "mask")
     except DataError as e:
         raise LabelError(str(e)) from None
+    found = values.tolist()
+    top = max(found, default=0)
+    if top not in (0, 1, 255, 65535) or not set(found) <= {0, top}:
+        shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
+        raise LabelError(f"mask: values must be 0 and 1, or 0 and 255 (found {shown})")
+    return mask
+
+
+def check_api_label(is_defective: bool, mask: np.ndarray | None) -> None:
+    """What the dataset loader demands of a label, for labels given through the API: a normal
+    label has no mask; a defective label's mask marks the defect (LabelError naming the field)."""
+    if mask is None:
+        return
+    if not is_defective:
+        raise LabelError("mask: a normal label (is_defective=false) carries no mask")
+    if not mask.any():
+        raise LabelError("mask: all zero; a defective label's mask must mark the defect (omit it for an image-level label)")
 
 
 def decode_mask(png: bytes) -> np.ndarray:

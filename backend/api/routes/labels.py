@@ -58,13 +58,14 @@ def put_label(
     is_defective: Annotated[bool, Form()],
     mask: Annotated[UploadFile | None, File(description="PNG mask at the image's size (0/255)")] = None,
     annotator: Annotated[str | None, Form()] = None,
-    lead_time: Annotated[float | None, Form(ge=0)] = None,
+    lead_time: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
 ) -> LabelOut:
     """Add a label version: image-level, or with a mask PNG. The previous version stays.
 
     A plain ``def``: the database work runs in the thread pool, never on the event loop (a
     request waiting for SQLite's write lock must not block the request that holds it)."""
     arr = svc.parse_mask_upload(mask.file.read()) if mask is not None else None  # decoded before the lock is taken
+    svc.check_api_label(is_defective, arr)
     img = get_image(session, project_id, image_id)
     row = svc.add_label(
         session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
