@@ -120,6 +120,7 @@ def serve(url: str, data_dir: Path, port: int) -> Iterator[str]:
     env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(data_dir), "DEFECTLOOP_DATABASE_URL": url,
            "DEFECTLOOP_API_TOKEN": TOKEN, "DEFECTLOOP_WEBHOOK_SECRET": SECRET}
     env.pop("DEFECTLOOP_REDIS_URL", None)
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -166,7 +167,7 @@ def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[in
     health: list[float] = []
     health_fail = [0]
     mask_png = _png(0, mask=True)
-    run_tag = uuid.uuid4().int % 1_000_000
+    run_tag = uuid.uuid4().int % 100_000  # annotation ids stay 32-bit, as Label Studio's are
 
     def one(client: httpx.Client, k: int) -> None:
         i = k % len(image_ids)

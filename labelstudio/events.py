@@ -42,12 +42,18 @@ class Event:
     deleted: tuple[int, ...] = ()
 
 
+#: Label Studio's ids are 32-bit database keys; a larger number is not one of its ids.
+MAX_LS_ID = 2**31 - 1
+
+
 def _int(d: dict, key: str, where: str) -> int:
     v = d.get(key)
     if isinstance(v, dict):  # expanded relations ({"id": ...})
         v = v.get("id")
     if isinstance(v, bool) or not isinstance(v, int | str) or not str(v).isdigit():
         raise PayloadError(f"{where}.{key}: expected an integer id, got {v!r}")
+    if not 1 <= int(v) <= MAX_LS_ID:
+        raise PayloadError(f"{where}.{key}: {v} is not a Label Studio id (1 to {MAX_LS_ID})")
     return int(v)
 
 
@@ -97,7 +103,7 @@ def ls_project_ref(value: Any) -> int | None:
     if isinstance(value, dict) and "id" in value:
         return _int(value, "id", "project")
     head = str(value).split(".")[0] if value is not None else ""
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isdigit() and 1 <= int(head) <= MAX_LS_ID else None
 
 
 def parse_event(body: Any) -> Event:

@@ -67,3 +67,12 @@ def test_deletion_and_bulk_creation_events() -> None:
 def test_malformed_events_name_the_field(body: object, field: str) -> None:
     with pytest.raises(PayloadError, match=field):
         parse_event(body)
+
+
+def test_an_id_beyond_label_studio_s_range_is_a_payload_error() -> None:
+    body = {"action": "ANNOTATION_CREATED", "project": {"id": 3},
+            "annotation": {"id": 2**31, "task": 5, "project": 3, "result": [], "updated_at": "2026-12-01T10:00:00Z"}}
+    with pytest.raises(PayloadError, match=r"annotation\.id: 2147483648 is not a Label Studio id"):
+        parse_event(body)
+    with pytest.raises(PayloadError, match=r"annotation\.id: 0 is not"):
+        parse_event({**body, "annotation": {**body["annotation"], "id": 0}})
