@@ -26,7 +26,7 @@ def start(
     document_root: Annotated[
         Path | None, typer.Option(help="Folder Label Studio may serve images from (default: the first import root).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: the one it ran on last time while free, else a free one).")] = None,
 ) -> None:
     """Start Label Studio (installing its own environment on first use) and print how to log in."""
     from backend.services.labelstudio_link import home, start_local

@@ -8,6 +8,7 @@ port checked free first. ``start`` / ``stop`` / ``status`` work on a *home* fold
     home/data/              Label Studio's base data dir (SQLite database, media)
     home/credentials.json   admin user, password and legacy API token (mode 0600)
     home/server.json        url, port, pid and document root of the running server
+    home/port               the port it last ran on, taken again when free (links stay valid)
     home/server.log         the server's output
 
 A home can be seeded from a *template* home that already holds a migrated database, which
@@ -139,12 +140,45 @@ def free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """Nothing listens on ``port`` (connections of a stopped server lingering in TIME_WAIT do
+    not count: Label Studio's server binds with SO_REUSEADDR too)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
         return True
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _reusable(port: int, wait_s: float = 10.0) -> bool:
+    """``port`` can be bound now or within ``wait_s``: a server stopped a moment ago leaves
+    its closing connections on the port for a while; a port something listens on is taken."""
+    deadline = time.monotonic() + wait_s
+    while not _port_is_free(port):
+        if _listening(port) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+def remembered_port(home: Path) -> int | None:
+    """The port the server of ``home`` last ran on (None: never started)."""
+    try:
+        return int((home / "port").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _remember_port(home: Path, port: int) -> None:
+    tmp = home / "port.tmp"
+    tmp.write_text(f"{port}\n")
+    tmp.replace(home / "port")
 
 
 def _closed_port() -> int:
@@ -209,10 +243,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie child is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
+    try:  # a zombie child is not alive, unless only its main thread ended (the others still serve)
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return fields["State"].split()[0] != "Z" or int(fields["Threads"]) > 1
+    except (OSError, KeyError, ValueError):
         return True
 
 
@@ -265,8 +300,10 @@ def start(
     """Start Label Studio for ``home`` (idempotent: a healthy running server is returned as is).
 
     ``document_root``: the folder whose files Label Studio may serve as local files (the
-    image import root). ``template``: a home with a migrated database and credentials to
-    copy when ``home`` has none. Raises ServerError with the server's log tail on failure.
+    image import root). ``port``: None takes the port ``home`` last ran on when it is free
+    (so links printed before stay valid), else a free one; the port used is remembered.
+    ``template``: a home with a migrated database and credentials to copy when ``home`` has
+    none. Raises ServerError with the server's log tail on failure.
     """
     home = home.resolve()
     document_root = document_root.resolve()
@@ -289,7 +326,13 @@ def start(
         shutil.copy2(template / "credentials.json", home / "credentials.json")
     creds = _ensure_credentials(home)
     if port is None:
-        port = free_port()
+        last = remembered_port(home)
+        if last is not None and _reusable(last):
+            port = last
+        else:
+            port = free_port()
+            if last is not None:
+                say(f"port {last} (where Label Studio ran before) is taken: it moves to {port}, so older links to it no longer work")
     (home / "data").mkdir(parents=True, exist_ok=True)
     first = not (home / "data" / "label_studio.sqlite3").exists()
     say(f"starting Label Studio {VERSION} on 127.0.0.1:{port}" + (" (first start: database setup, about a minute)" if first else ""))
@@ -307,6 +350,7 @@ def start(
             raise ServerError(f"Label Studio exited with code {proc.returncode} while starting:\n{_log_tail(home)}")
         if _healthy(url, timeout=1.0):
             info = ServerInfo(url=url, port=port, pid=proc.pid, document_root=str(document_root))
+            _remember_port(home, port)
             tmp = home / "server.json.tmp"
             tmp.write_text(json.dumps(asdict(info)))
             tmp.replace(home / "server.json")
@@ -358,7 +402,7 @@ def prepare_template(template: Path, *, venv: Path, say: Callable[[str], None] =
         scratch.mkdir(parents=True)
         start(scratch, document_root=scratch, venv=venv, say=say)
         stop(scratch)
-        for name in ("server.log", "server.json"):
+        for name in ("server.log", "server.json", "port"):
             (scratch / name).unlink(missing_ok=True)
         (scratch / READY_MARKER).write_text(VERSION)
         scratch.rename(template)

@@ -4,7 +4,9 @@ and the port (with every link printed for it) survives a restart."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -35,3 +37,39 @@ def test_telemetry_and_error_reporting_are_off(ls_server: LabelStudioServer, tmp
     assert got["COLLECT_ANALYTICS"] is False and got["LATEST_VERSION_CHECK"] is False and got["FEATURE_FLAGS_OFFLINE"] is True
     page = httpx.get(f"{ls_server.info.url}/user/login/", timeout=30).text
     assert "sentry" not in page.lower() and "googletagmanager" not in page
+
+
+def test_the_port_survives_restarts_and_moves_only_when_taken(ls_server: LabelStudioServer, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    said: list[str] = []
+    template = server.default_template_dir(ls_server.venv.parent)
+
+    def start() -> server.ServerInfo:
+        return server.start(home, document_root=ls_server.root, venv=ls_server.venv, template=template, say=said.append)
+
+    first = start()
+    try:
+        assert httpx.get(f"{first.url}/health", timeout=5).status_code == 200
+    finally:
+        server.stop(home)
+    again = start()  # the links printed for the first start still work
+    try:
+        assert again.port == first.port, said
+        assert httpx.get(f"{again.url}/health", timeout=5).status_code == 200
+    finally:
+        server.stop(home)
+    with socket.socket() as taken:  # someone else took the port meanwhile
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for _ in range(100):  # once the stopped server's connections are closed
+            try:
+                taken.bind(("127.0.0.1", first.port))
+                break
+            except OSError:
+                time.sleep(0.1)
+        taken.listen()
+        moved = start()
+        try:
+            assert moved.port != first.port and any(f"port {first.port}" in s and "taken" in s for s in said), said
+        finally:
+            server.stop(home)
+    assert server.remembered_port(home) == moved.port
