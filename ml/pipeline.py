@@ -23,6 +23,9 @@ from ml.refine import MethodChoice, choose_method
 from ml.regimes import Regime
 from ml.train import ProgressFn, TrainConfig, TrainedModel, fit, holdout_split
 
+#: the prefix of the stages a refinement reports (:func:`refine_unsupervised`)
+REFINE = "refine_"
+
 
 @dataclass
 class TrainSummary:
@@ -49,16 +52,18 @@ def refine_unsupervised(
 
     For an UNSUPERVISED model trained on a pool presumed normal: hidden defects score high
     and are left out of the second training. Returns the new model and the samples kept
-    (in their original order).
+    (in their original order). Progress is reported as stages of their own (``refine_score``,
+    then ``refine_features`` and ``refine_train``), so a bar fed from it never starts over.
     """
     if not 0 < keep <= 1:
         raise TrainingError(f"refinement keeps a fraction in (0, 1], got {keep}")
     cfg = trained.config
     pred = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
-    scores = run_samples(pred, samples).scores
+    scores = run_samples(pred, samples, progress=(lambda d, t: progress(f"{REFINE}score", d, t, {})) if progress else None).scores
     lowest = np.argsort(scores, kind="stable")[: max(1, round(keep * len(samples)))]
     kept = [samples[i] for i in sorted(lowest.tolist())]
-    return fit(kept, cfg, progress=progress, should_stop=should_stop), kept
+    again = (lambda stage, d, t, info: progress(f"{REFINE}{stage}", d, t, info)) if progress else None
+    return fit(kept, cfg, progress=again, should_stop=should_stop), kept
 
 
 def train_and_save(

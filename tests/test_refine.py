@@ -47,3 +47,22 @@ def test_train_and_save_refines_only_unsupervised_models(tiny_demo: Path, tmp_pa
     n_train = len(ds.select("train").samples)
     assert supervised.n_train == n_train and supervised.trained.regime.value != "unsupervised"
     assert np.isfinite(refined.trained.losses).all()
+
+
+def test_a_refined_training_reports_progress_that_never_goes_back(tiny_demo: Path, tmp_path: Path) -> None:
+    """The second pass reports stages of its own, so neither a stage's bar nor the train job's
+    fraction (what `round --wait` and the demo show) starts over when it begins."""
+    from backend.services.retrain import job_fraction
+
+    ds = load_dataset(tiny_demo)
+    unsup = Dataset(root=ds.root, samples=tuple(_pool(tiny_demo) + list(ds.select("val").samples)), source="pool")
+    seen: list[tuple[str, int, int]] = []
+    train_and_save(unsup, tmp_path / "m", CFG, refine_keep=0.5, progress=lambda st, d, t, _: seen.append((st, d, t)))
+    stages = list(dict.fromkeys(st for st, _, _ in seen))
+    assert stages[:5] == ["features", "train", "refine_score", "refine_features", "refine_train"], stages
+    for stage in stages:  # each stage runs once, counting up
+        runs = [i for i, (st, _, _) in enumerate(seen) if st == stage]
+        assert runs == list(range(runs[0], runs[-1] + 1)), stage
+        assert [d for st, d, _ in seen if st == stage] == sorted(d for st, d, _ in seen if st == stage), stage
+    fractions = [job_fraction(st, d, t, refined=True) for st, d, t in seen]
+    assert fractions == sorted(fractions) and fractions[-1] <= 1.0

@@ -29,6 +29,18 @@ from ml.errors import TrainingError
 from ml.images import read_image
 
 STAGES = {"features": (0.0, 0.25), "train": (0.25, 0.9), "calibrate": (0.9, 0.93), "masks": (0.93, 0.95), "evaluate": (0.95, 1.0)}
+# a refined bootstrap trains twice: the first pass, scoring the pool, then the second pass
+REFINED_STAGES = {
+    "features": (0.0, 0.12), "train": (0.12, 0.42), "refine_score": (0.42, 0.47),
+    "refine_features": (0.47, 0.57), "refine_train": (0.57, 0.9),
+    **{k: v for k, v in STAGES.items() if k in ("calibrate", "masks", "evaluate")},
+}
+
+
+def job_fraction(stage: str, done: int, total: int, *, refined: bool = False) -> float:
+    """Where a training stage's ``done`` of ``total`` puts the whole train job (0..1)."""
+    lo, hi = (REFINED_STAGES if refined else STAGES).get(stage, (0.0, 1.0))
+    return lo + (hi - lo) * done / max(total, 1)
 
 
 def artifact_sha256(model_dir: Path) -> str:
@@ -89,17 +101,17 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     name = f"v{n_versions + 1}-job{ctx.job_id}"
     final_dir = data_dir / "models" / str(ctx.project_id) / name
 
+    refine = ctx.payload.get("refine_keep")
+
     def progress(stage: str, done: int, total: int, info: dict) -> None:
-        lo, hi = STAGES.get(stage, (0.0, 1.0))
-        msg = f"{stage} {done}/{total}"
+        msg = f"{stage.replace('_', ' ')} {done}/{total}"
         if "loss" in info:
             msg += f", loss {info['loss']:.4f}, ETA {info.get('eta_s', 0):.0f} s"
-        ctx.progress(lo + (hi - lo) * done / max(total, 1), msg)
+        ctx.progress(job_fraction(stage, done, total, refined=bool(refine)), msg)
         ctx.check_cancel()
 
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")
     try:
-        refine = ctx.payload.get("refine_keep")
         summary = train_and_save(
             ds, work / "model", cfg, progress=progress, should_stop=ctx.should_stop,
             refine_keep=float(refine) if refine else None,
