@@ -38,6 +38,16 @@ class Settings(BaseSettings):
         description="Images (and masks) with more pixels are refused from their header, before decoding: on upload, "
         "import, mask upload, train and predict.",
     )
+    max_body_bytes: int = Field(
+        default=32 << 20,
+        gt=0,
+        description="Largest request body (webhooks, ML backend calls, JSON); a larger one is answered 413 before it is read.",
+    )
+    max_upload_bytes: int = Field(
+        default=512 << 20,
+        gt=0,
+        description="Largest body of an image upload or a label with its mask (all files of the request); larger: 413 before it is read.",
+    )
 
     server_url: str | None = Field(
         default=None, description="URL of a running service for the project CLI commands (default: work locally)."

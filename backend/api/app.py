@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from backend.api.deps import require_token
 from backend.api.docs import install_docs
+from backend.api.guards import LoopbackOnly, redact_access_logs
 from backend.api.routes import (
     curves,
     images,
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         version="0.1.0",
         docs_url=None,  # served from installed files instead (install_docs): factories are often offline
         redoc_url=None,
+        max_body_size=settings.max_body_bytes,  # over it: 413 before the body is read
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -50,8 +52,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(system.public)
     app.include_router(system.router, dependencies=auth)
     app.include_router(projects.router, dependencies=auth)
-    app.include_router(images.router, dependencies=auth)
-    app.include_router(labels.router, dependencies=auth)
+    uploads = settings.max_upload_bytes  # image files, and labels with their masks
+    app.include_router(images.router, dependencies=auth, max_body_size=uploads)
+    app.include_router(labels.router, dependencies=auth, max_body_size=uploads)
     app.include_router(jobs.router, dependencies=auth)
     app.include_router(models.router, dependencies=auth)
     app.include_router(labelstudio.router, dependencies=auth)
@@ -61,6 +64,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(labelstudio.callbacks)  # Label Studio authenticates with the callback secret
     install_docs(app)
     _install_error_handlers(app)
+    if settings.api_token is None:  # serve --dev: the browser's origin checks are all there is
+        app.add_middleware(LoopbackOnly)
+    redact_access_logs()
     return app
 
 
