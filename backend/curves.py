@@ -151,13 +151,17 @@ def curves_json(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
-def plot(runs: Sequence[Run], x: str, path: Path | BinaryIO, title: str = "") -> Path | BinaryIO:
-    """One PNG (to a file or a binary stream): a panel per metric (plus the proposal audit) against ``x``; a line per
-    strategy (mean over its runs) with a min-max band, and full supervision dashed."""
+def figure(runs: Sequence[Run], x: str, title: str = "") -> Any:
+    """The chart as a matplotlib Figure: a panel per metric (plus the proposal audit) against
+    ``x``; a line per strategy (mean over its runs) with a min-max band, and full supervision
+    dashed. The x axis starts at zero (costs, labels and seconds are never negative, and a
+    single round would otherwise be centred on a range reaching below zero); without a
+    finished round each panel says so instead of showing an empty legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if x not in X_AXES:
         raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
@@ -166,26 +170,43 @@ def plot(runs: Sequence[Run], x: str, path: Path | BinaryIO, title: str = "") ->
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), dpi=90)
     refs = [r.reference for r in runs if r.reference]
     for ax, key in zip(axes.flat, panels, strict=True):
+        xvals: list[float] = []
         for i, (strategy, rs) in enumerate(groups.items()):
             xs, ys = band(rs, x), band(rs, key)
             pts = [(a["mean"], b) for a, b in zip(xs, ys, strict=True) if a["mean"] is not None and b["mean"] is not None]
             if not pts:
                 continue
             color = f"C{i % 10}"
-            ax.plot([p[0] for p in pts], [p[1]["mean"] for p in pts], "o-", color=color, label=strategy, lw=1.8, ms=4)
+            ax.plot([p[0] for p in pts], [p[1]["mean"] for p in pts], "o-", color=color, label=strategy, lw=1.8, ms=4,
+                    clip_on=False)  # a point at zero cost sits on the axis
+            xvals += [p[0] for p in pts]
             if len(rs) > 1:
                 ax.fill_between([p[0] for p in pts], [p[1]["min"] for p in pts], [p[1]["max"] for p in pts],
                                 color=color, alpha=0.18, lw=0)
         ref = _mean([r.get(key) for r in refs])
         if ref is not None:
             ax.axhline(ref, color="black", ls="--", lw=1, label="full supervision")
+        if not any(r.points for r in runs):
+            ax.text(0.5, 0.5, "no finished round yet", transform=ax.transAxes, ha="center", va="center", color="#66707a")
         ax.set_title("verdict flips (proposal audit)" if key == "flip_rate" else key.replace("_", " "))
         ax.set_xlabel(X_AXES[x])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=x == "labels"))
+        spread = len(set(xvals)) > 1
+        ax.set_xlim(0, ax.get_xlim()[1] if spread else max(1.0, 2 * max(xvals, default=0.0)))
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8, loc="lower right")
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot(runs: Sequence[Run], x: str, path: Path | BinaryIO, title: str = "") -> Path | BinaryIO:
+    """One PNG of :func:`figure` (to a file or a binary stream)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(runs, x, title)
     if isinstance(path, Path):
         path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

@@ -76,3 +76,21 @@ def test_rows_read_back_from_curves_json_as_written() -> None:
             assert point_row(p) == p
     again = [Run(r["name"], r["strategy"], r["seed"], r["points"], r["reference"]) for r in written["runs"]]
     assert summary(again) == written["summary"]
+
+
+@pytest.mark.parametrize("x", ["cost", "labels", "annotation_seconds"])
+def test_charts_of_no_round_and_of_one_round_are_sound(x: str) -> None:
+    """No finished round: no empty legend, and the chart says why it is empty. One round (at
+    zero cost and labels): the axis starts at zero, no negative ticks."""
+    from backend.curves import figure
+
+    empty = figure([Run("line-1", "line-1", None, [])], x)
+    assert all(ax.get_legend() is None for ax in empty.axes)
+    assert any("no finished round" in t.get_text() for ax in empty.axes for t in ax.texts)
+    for points in ([_round(0, 0.0, 0.41)], [_round(0, 0.0, 0.41), _round(1, 30.0, 0.7)]):
+        fig = figure([Run("line-1", "line-1", None, points)], x)
+        first = fig.axes[0]
+        assert [t.get_text() for t in first.get_legend().get_texts()] == ["line-1"]
+        for ax in fig.axes:
+            lo, hi = ax.get_xlim()
+            assert lo == 0 and hi > 0 and all(t >= 0 for t in ax.get_xticks() if lo <= t <= hi)
