@@ -115,8 +115,9 @@ class LocalClient(HttpClient):
         self.settings = settings.model_copy(update={"api_token": None})
         self.engine = make_engine(settings.resolved_database_url())
         upgrade(self.engine)
-        # the same routes and validation as the service, in process (no network)
-        super().__init__(http=TestClient(create_app(self.settings, engine=self.engine)))
+        # the same routes and validation as the service, in process (no network; a loopback
+        # name, as a token-less app answers to no other)
+        super().__init__(http=TestClient(create_app(self.settings, engine=self.engine), base_url="http://127.0.0.1"))
 
     def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict:
         if not self.settings.import_roots:  # local use: the folder itself is the import root
