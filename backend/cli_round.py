@@ -15,12 +15,13 @@ def round_cmd(
     strategy: Annotated[str | None, typer.Option(help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's).")] = None,
     ask: Annotated[str, typer.Option(help="auto (verdicts and masks), verdict, mask, or staged (verdicts until image AP stops rising, then auto).")] = "auto",
     close: Annotated[bool, typer.Option("--close", help="Close the open round: sync its answers and retrain.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --close: retrain even when the round has no answers.")] = False,
     no_push: Annotated[bool, typer.Option("--no-push", help="Select the batch without sending it to Label Studio.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for a bootstrap or close retrain, with a progress bar.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a bootstrap or close retrain, with a progress bar (also one already running).")] = False,
 ) -> None:
     """Run the next step of the loop.
 
-    A project without rounds gets round 0 (the bootstrap: unsupervised training on the pool, then pool scoring). Otherwise a new round selects a batch with the strategy and pushes it to Label Studio pre-annotated; `--close` then syncs the answers, retrains and records the round.
+    A project without rounds gets round 0 (the bootstrap: unsupervised training on the pool, then pool scoring). Otherwise a new round selects a batch with the strategy and pushes it to Label Studio pre-annotated; `--close` then syncs the answers, retrains and records the round (a round without answers only with `--force`). While a round retrains, `--wait` follows its job.
     """
     from backend.client import ClientError, LocalClient
 
@@ -28,7 +29,7 @@ def round_cmd(
         client = _client()
         pid = client.find_project(project)["id"]
         if close:
-            res = client.round_action(pid, "close")
+            res = client.round_action(pid, "close", {"force": force})
         elif [r["status"] for r in client.rounds(pid)] in ([], ["failed"]):  # no bootstrap yet, or it failed
             res = client.round_action(pid, "bootstrap")
         else:
@@ -38,12 +39,16 @@ def round_cmd(
             typer.echo(rnd["message"] or "selected (not pushed)")
             return
     except ClientError as e:
-        _fail(e)
+        if not (wait and e.job_id is not None and "409" in str(e)):
+            _fail(e)
+        typer.echo(f"{e}\nfollowing job {e.job_id}")  # a retrain is running: --wait waits for it
+        res = {"job": client.job(e.job_id), "round": None}
     job = res["job"]
-    typer.echo(f"round {res['round']['index']}: retrain job {job['id']} queued")
+    if res["round"] is not None:
+        typer.echo(f"round {res['round']['index']}: retrain job {job['id']} queued")
     if not wait:
         return
-    if isinstance(client, LocalClient):
+    if isinstance(client, LocalClient):  # no worker runs jobs here: run it (a job someone else claimed is left alone)
         import threading
 
         threading.Thread(target=client.run_job_here, args=(job["id"],), daemon=True).start()

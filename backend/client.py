@@ -25,7 +25,12 @@ class WorkbenchClient(Protocol):
 
 
 class ClientError(Exception):
-    """A request failed; the message is the service's own explanation."""
+    """A request failed; the message is the service's own explanation. ``job_id``: the job in
+    the way, when the service named one (a 409 while a retrain runs)."""
+
+    def __init__(self, message: str, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class HttpClient:
@@ -47,10 +52,11 @@ class HttpClient:
             raise ClientError(f"cannot reach the service at {self.http.base_url}: {e}") from None
         if r.status_code >= 400:
             try:
-                detail = r.json().get("detail", r.text)
-            except ValueError:
-                detail = r.text
-            raise ClientError(f"{r.status_code}: {detail}")
+                body = r.json()
+                detail, job_id = body.get("detail", r.text), body.get("job_id")
+            except (ValueError, AttributeError):
+                detail, job_id = r.text, None
+            raise ClientError(f"{r.status_code}: {detail}", job_id if isinstance(job_id, int) else None)
         return r.json()
 
     def create_project(self, body: dict[str, Any]) -> dict:

@@ -26,7 +26,7 @@ def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: dict |
     if kind is JobKind.TRAIN:
         running = active_train_job(session, project_id=project_id)
         if running is not None:
-            raise ConflictError(f"a retrain is already {running.status.value} for this project (job {running.id})", running.id)
+            raise ConflictError(_busy(running.status.value, running.id, project_id), running.id)
     job = Job(kind=kind, project_id=project_id, payload=payload or {}, message="queued")
     session.add(job)
     try:
@@ -35,10 +35,17 @@ def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: dict |
     except IntegrityError:  # a concurrent request won the race: the database index decided
         running = active_train_job(session, project_id=project_id)
         raise ConflictError(
-            f"a retrain is already running for this project (job {running.id if running else '?'})",
-            running.id if running else None,
+            _busy("running", running.id if running else None, project_id), running.id if running else None,
         ) from None
     return job
+
+
+def _busy(state: str, job_id: int | None, project_id: int) -> str:
+    """A second retrain's refusal: which job is in the way and what to do meanwhile."""
+    job = f"job {job_id}" if job_id is not None else "its job"
+    return (f"a retrain is already {state} for this project ({job}): wait for {job} to finish "
+            f"(`defectloop status {project_id}` shows its progress; `--wait` on the command that started it follows it), "
+            "then try again")
 
 
 def active_train_job(session: Session, *, project_id: int) -> Job | None:

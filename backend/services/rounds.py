@@ -11,7 +11,7 @@ the round's point on the label-efficiency curves (see :func:`curve_point`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -185,7 +185,9 @@ def start_round(
 ) -> Round:
     """Round k: select a batch from the active ModelVersion's pool scores and push it pre-annotated."""
     if (r := open_round(session, project_id=project.id)) is not None:
-        raise ConflictError(f"round {r.index} is still {r.status.value}: close it first (defectloop round PROJECT --close)")
+        if r.status is RoundStatus.TRAINING:
+            raise busy(r, project)
+        raise ConflictError(f"round {r.index} is still {r.status.value}: close it first (defectloop round {project.name} --close)")
     mv = _active(session, project.id)
     index = _next_index(session, project.id)
     strategy = strategy or project.strategy
@@ -221,27 +223,66 @@ def start_round(
     return rnd
 
 
-def close_round(session: Session, settings: Settings, *, project: Project, skip_sync: bool = False) -> tuple[Round, Job]:
-    """Sync the answers, then retrain on them; the round is recorded when the model is registered."""
+def busy(rnd: Round, project: Project) -> ConflictError:
+    """The conflict while ``rnd`` trains: which job to wait for, and how (never "start" or "close")."""
+    job_id = rnd.params.get("job_id")
+    what = "round 0 (the bootstrap) is training" if rnd.index == 0 else f"round {rnd.index} is closed and retraining"
+    return ConflictError(
+        f"{what} (job {job_id}): wait for it with `defectloop round {project.name} --wait` (or watch "
+        f"`defectloop status {project.name}`), then run `defectloop round {project.name}` for the next batch",
+        int(job_id) if job_id is not None else None,
+    )
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def new_answers(session: Session, *, round_: Round) -> int:
+    """How many of the round's asked images were answered since it started (their current
+    label is newer than the round; an image asked again for its mask counts once answered again)."""
+    asked = {int(i) for i, _ in round_.params.get("asks", [])}
+    since = _utc(round_.started_at or round_.created_at)
+    return sum(1 for lb in current_labels(session, project_id=round_.project_id, image_ids=asked) if _utc(lb.created_at) >= since)
+
+
+def close_round(
+    session: Session, settings: Settings, *, project: Project, skip_sync: bool = False, force: bool = False,
+) -> tuple[Round, Job]:
+    """Sync the answers, then retrain on them; the round is recorded when the model is registered.
+
+    A round none of whose images was answered (after the sync) is not closed: RoundError says
+    so, unless ``force`` retrains on the labels as they are.
+    """
+    from backend.services.labelstudio_link import sync_before_retrain
     from backend.services.retrain_request import request_retrain
 
     rnd = open_round(session, project_id=project.id)
+    if rnd is not None and rnd.status is RoundStatus.TRAINING:
+        raise busy(rnd, project)
     if rnd is None or rnd.status is not RoundStatus.ANNOTATING:
         failed = session.scalars(
             select(Round).where(Round.project_id == project.id, Round.status == RoundStatus.FAILED).order_by(Round.index.desc())
         ).first()
         if failed is not None and failed.index == 0 and rnd is None:
-            raise RoundError("the bootstrap (round 0) failed: run it again with defectloop round PROJECT")
+            raise RoundError(f"the bootstrap (round 0) failed: run it again with defectloop round {project.name}")
         if rnd is None and failed is not None and failed.index == _next_index(session, project.id) - 1:
             rnd = failed  # a failed retrain may be closed again
         else:
             what = "no round is open" if rnd is None else f"round {rnd.index} is {rnd.status.value}"
-            raise RoundError(f"{what}: start one with defectloop round PROJECT")
+            raise RoundError(f"{what}: start one with defectloop round {project.name}")
+    sync = None if skip_sync else sync_before_retrain(session, settings, project)
+    if not force and new_answers(session, round_=rnd) == 0:
+        raise RoundError(
+            f"round {rnd.index} has no answers yet, so there is nothing new to train on: answer its tasks in Label "
+            f"Studio first, or retrain anyway with `defectloop round {project.name} --close --force` (API: force=true)"
+        )
     pseudo = pseudo_normals(session, project=project)
     min_defects = int((project.train_defaults or {}).get("min_defects_supervised", DEFAULT_MIN_DEFECTS_SUPERVISED))
-    job = request_retrain(session, settings, project_id=project.id, skip_sync=skip_sync,
+    job = request_retrain(session, settings, project_id=project.id, skip_sync=True,
                           extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index)), "pseudo_normal_ids": pseudo,
-                                 "min_defects_supervised": min_defects})
+                                 "min_defects_supervised": min_defects,
+                                 **({"sync": {k: sync[k] for k in ("annotations", "counts")}} if sync else {})})
     rnd.params = {**rnd.params, "pseudo_normal": len(pseudo), "min_defects_supervised": min_defects}
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
     rnd.params = {**rnd.params, "job_id": job.id}

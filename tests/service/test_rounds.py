@@ -201,3 +201,37 @@ def test_the_api_offers_exactly_the_ask_policies_rounds_accept() -> None:
     from backend.services.rounds import ASK_NAMES
 
     assert get_args(StartRound.model_fields["ask"].annotation) == ASK_NAMES
+
+
+def test_an_unanswered_round_stays_open_and_a_retraining_round_says_what_to_wait_for(loop) -> None:
+    from typer.testing import CliRunner
+
+    from backend.cli import app
+
+    client, pid, _, _ = loop
+    client.run_job_here(client.round_action(pid, "bootstrap")["job"]["id"])
+    client.round_action(pid, "start", {"budget": 4, "ask": "verdict", "push": False})
+    jobs = client.status(pid)["jobs"]
+    with pytest.raises(ClientError, match=r"no answers yet.*defectloop round line --close --force"):
+        client.round_action(pid, "close")
+    assert client.rounds(pid)[1]["status"] == "annotating" and client.status(pid)["jobs"] == jobs  # nothing happened
+    job_id = client.round_action(pid, "close", {"force": True})["job"]["id"]
+    assert client.rounds(pid)[1]["status"] == "training"
+    # while it retrains, starting and closing both say: wait for that job (neither sends the user to the other)
+    for action, body in (("start", {"push": False}), ("close", {})):
+        with pytest.raises(ClientError) as e:
+            client.round_action(pid, action, body)
+        msg = str(e.value)
+        assert "409" in msg and e.value.job_id == job_id and f"job {job_id}" in msg, msg
+        assert "defectloop round line --wait" in msg and "defectloop status line" in msg, msg
+        assert "--close" not in msg and "start one" not in msg, msg
+    with pytest.raises(ClientError) as e:
+        client.retrain(pid)
+    assert e.value.job_id == job_id and f"wait for job {job_id}" in str(e.value) and "defectloop status" in str(e.value)
+    # and `round --wait` does wait: it follows the running retrain to its end
+    env = {"DEFECTLOOP_DATA_DIR": str(client.settings.data_dir), "DEFECTLOOP_DATABASE_URL": client.settings.database_url,
+           "DEFECTLOOP_DEVICE": "cpu", "DEFECTLOOP_SERVER_URL": None}
+    res = CliRunner().invoke(app, ["round", "line", "--wait"], env=env)
+    assert res.exit_code == 0, res.output
+    assert f"following job {job_id}" in res.output and "registered" in res.output
+    assert [r["status"] for r in client.rounds(pid)] == ["done", "done"]

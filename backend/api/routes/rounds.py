@@ -30,6 +30,8 @@ class StartRound(BaseModel):
 
 class CloseRound(BaseModel):
     skip_sync: bool = Field(default=False, description="Retrain on the stored labels without syncing Label Studio.")
+    force: bool = Field(default=False, description="Retrain even when none of the round's images was answered "
+                        "(without it, such a close answers 409 and changes nothing).")
 
 
 @router.get("/projects/{project_id}/rounds")
@@ -65,9 +67,11 @@ def start_round(project_id: IdPath, body: StartRound, session: SessionDep, setti
 
 @router.post("/projects/{project_id}/rounds/close", status_code=202)
 def close_round(project_id: IdPath, session: SessionDep, settings: SettingsDep, body: CloseRound | None = None) -> dict[str, Any]:
-    """Sync the open round's answers and retrain on them (a job); the round is recorded when it registers."""
+    """Sync the open round's answers and retrain on them (a job); the round is recorded when it registers.
+    A round without answers is not closed (409) unless ``force``."""
     rnd, job = rounds.close_round(
-        session, settings, project=get_project(session, project_id=project_id), skip_sync=bool(body and body.skip_sync)
+        session, settings, project=get_project(session, project_id=project_id), skip_sync=bool(body and body.skip_sync),
+        force=bool(body and body.force),
     )
     session.commit()
     submit(settings, job.id)
