@@ -9,6 +9,7 @@ each run is compared with (the ratio of p99s).
 
     python bench/concurrency.py --clients 1 2 8 --requests 240            # embedded SQLite
     python bench/concurrency.py --clients 1 8 --database postgresql://postgres@127.0.0.1:5432/test
+    python bench/concurrency.py --clients 1 2 8 --mix labels                # label PUTs only
 
 The service runs in its own process (as `serve` runs it: embedded job worker included) on a
 database prepared here: one project linked to a Label Studio project id, 64 images with a
@@ -50,6 +51,7 @@ class LoadReport:
     """One run: ``clients`` clients sending ``requests`` requests in all."""
 
     database: str
+    mix: str
     clients: int
     requests: int
     errors: int
@@ -156,9 +158,13 @@ def webhook_request(base: str, ls_task: int, annotation_id: int, defective: bool
     return httpx.Request("POST", f"{base}/labelstudio/{SECRET}/webhook", json=body)
 
 
+MIXES = ("mixed", "labels")
+
+
 def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[int], *, clients: int, requests: int,
-             database: str = "") -> LoadReport:
-    """``clients`` threads share ``requests`` requests (label PUT, upload, webhook in turn)."""
+             database: str = "", mix: str = "mixed", timeout_s: float = 60.0) -> LoadReport:
+    """``clients`` threads share ``requests`` requests: label PUT, upload and webhook in turn
+    (``mix="mixed"``), or label PUTs only (``"labels"``)."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
     latencies: list[float] = []
     errors: list[str] = []
@@ -171,7 +177,7 @@ def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[in
 
     def one(client: httpx.Client, k: int) -> None:
         i = k % len(image_ids)
-        kind = k % 3
+        kind = k % 3 if mix == "mixed" else 0
         t0 = time.perf_counter()
         try:
             if kind == 0:
@@ -196,12 +202,12 @@ def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[in
                 errors.append(why)
 
     def client_loop(c: int) -> None:
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=timeout_s) as client:
             for k in range(c, requests, clients):
                 one(client, k)
 
     def poll_health() -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=timeout_s) as client:
             while not done.is_set():
                 t0 = time.perf_counter()
                 try:
@@ -225,7 +231,7 @@ def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[in
     poller.join()
     lat = sorted(latencies)
     return LoadReport(
-        database=database, clients=clients, requests=len(lat), errors=len(errors), error_samples=tuple(errors[:5]),
+        database=database, mix=mix, clients=clients, requests=len(lat), errors=len(errors), error_samples=tuple(errors[:5]),
         p50_s=round(statistics.median(lat), 4), p99_s=round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 4),
         max_s=round(lat[-1], 4), wall_s=round(wall, 2), health_checks=len(health), health_failures=health_fail[0],
         health_max_s=round(max(health, default=0.0), 4),
@@ -238,6 +244,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=240, help="requests per run (shared by its clients)")
     parser.add_argument("--database", default=None,
                         help="database URL (default: a new embedded SQLite file); a PostgreSQL URL gets a fresh schema")
+    parser.add_argument("--mix", choices=MIXES, default="mixed",
+                        help="mixed: label PUTs, uploads and webhooks in turn; labels: label PUTs only")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take before it counts as an error")
     parser.add_argument("--json", type=Path, default=None, help="also write the reports here")
     args = parser.parse_args()
 
@@ -249,7 +258,7 @@ def main() -> None:
             pid, images, tasks = prepare_database(url, folder / "images")
             with serve(url, folder / "data", free_port()) as base:
                 for n in args.clients:
-                    rep = run_load(base, pid, images, tasks, clients=n, requests=args.requests,
+                    rep = run_load(base, pid, images, tasks, clients=n, requests=args.requests, mix=args.mix, timeout_s=args.timeout,
                                    database="postgresql" if url.startswith("postgresql") else "sqlite")
                     reports.append(rep)
                     print(json.dumps(asdict(rep)), flush=True)
