@@ -134,3 +134,14 @@ def connect(project: Annotated[str, typer.Argument(help="Project name or id.")])
     """Register the running service as the project's ML backend in Label Studio."""
     _, _, res = _project_call(project, "connect")
     typer.echo(f"ML backend {res['ml_backend_id']} connected to Label Studio project {res['ls_project_id']}")
+
+
+@ls_app.command("links")
+def links(
+    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    rotate: Annotated[bool, typer.Option("--rotate", help="First revoke every signed link of the project (a new key).")] = False,
+) -> None:
+    """Sign the image and overlay links in the project's Label Studio tasks anew (a new lifetime)."""
+    _, _, res = _project_call(project, "links", {"rotate": rotate})
+    typer.echo(("link key rotated: every earlier link is revoked; " if res["rotated"] else "")
+               + f"{res['tasks_updated']} tasks got fresh links")

@@ -84,7 +84,7 @@ class HttpClient:
         return None
 
     def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict:
-        """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect."""
+        """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect, links (body: rotate)."""
         return self._call("POST", f"/projects/{project_id}/labelstudio/{action}", json=body)
 
     def rounds(self, project_id: int) -> list[dict]:

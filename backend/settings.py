@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default=None,
         description="Secret in the URLs Label Studio calls back on (default: generated once into data_dir).",
     )
+    signed_link_ttl_s: float = Field(
+        default=30 * 24 * 3600.0,
+        gt=0,
+        description="Lifetime of the signed image and overlay links in Label Studio tasks (refreshed on push).",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL to connect to (the embedded SQLite file by default)."""

@@ -150,6 +150,15 @@ class Studio:
             raise StudioError(f"Label Studio at {self.url}: imported {len(tasks)} tasks but got {len(ids)} ids back")
         return ids
 
+    def task_data(self, ls_project_id: int) -> dict[int, dict[str, Any]]:
+        """The data of every task of the project, by task id (one export request)."""
+        tasks = self._call("exporting tasks", self.sdk.projects.exports.as_json, ls_project_id)
+        return {int(t["id"]): dict(t.get("data") or {}) for t in (tasks if isinstance(tasks, list) else [])}
+
+    def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
+        """Replace a task's data (e.g. with links signed anew); its answers and predictions stay."""
+        self._call(f"updating task {task_id}", self.sdk.tasks.update, id=str(task_id), data=data)
+
     # ---- answers in ----------------------------------------------------------------------
     def export_annotations(self, ls_project_id: int) -> Export:
         """Every annotation and task of the project (one export request)."""

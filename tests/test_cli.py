@@ -15,7 +15,7 @@ runner = CliRunner()
 COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade", "serve", "worker",
             "project", "project create", "import", "retrain", "status", "labelstudio", "labelstudio start",
             "labelstudio stop", "labelstudio status", "labelstudio setup", "labelstudio push", "labelstudio sync",
-            "labelstudio connect", "round", "simulate", "demo", "assist"]
+            "labelstudio connect", "labelstudio links", "round", "simulate", "demo", "assist"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

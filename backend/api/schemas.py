@@ -191,3 +191,10 @@ class PushRequest(BaseModel):
     image_ids: list[BodyId] = Field(min_length=1, max_length=20000)
     asks: dict[BodyId, str] = Field(default_factory=dict, description="Per image: 'verdict' (default) or 'mask'.")
     include_labelled: bool = Field(default=False, description="Also send images that already have a human label.")
+
+
+class LinksRequest(BaseModel):
+    rotate: bool = Field(
+        default=False,
+        description="First give the project a new link key: every signed link handed out before stops working.",
+    )

@@ -12,10 +12,7 @@ a retraction).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +46,7 @@ from backend.services.labels import (
     encode_mask,
     mask_provenance,
 )
+from backend.services.link_signing import resign, secret_file, signed_link
 from backend.settings import Settings
 from labelstudio.client import Studio, StudioError, TaskOut
 from labelstudio.conversions import (
@@ -134,19 +132,7 @@ def webhook_secret(settings: Settings) -> str:
     """The secret in every URL Label Studio calls back on (generated once when not configured)."""
     if settings.webhook_secret:
         return settings.webhook_secret
-    path = home(settings) / "webhook_secret"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_text(secrets.token_urlsafe(32))
-        tmp.chmod(0o600)
-        try:  # first writer wins; others read its secret
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path.read_text().strip()
+    return secret_file(home(settings) / "webhook_secret")
 
 
 def secret_matches(settings: Settings, given: str) -> bool:
@@ -158,20 +144,10 @@ def callback_base(settings: Settings) -> str:
     return f"{settings.public_url.rstrip('/')}/labelstudio/{webhook_secret(settings)}"
 
 
-def image_signature(settings: Settings, image_id: int, purpose: str = "image") -> str:
-    """An unguessable per-image token for links handed to annotators' browsers (one per
-    purpose: the image itself, or the model's view of it)."""
-    return hmac.new(webhook_secret(settings).encode(), f"{purpose}:{image_id}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def signature_matches(settings: Settings, image_id: int, sig: str, purpose: str = "image") -> bool:
-    return hmac.compare_digest(sig.encode(), image_signature(settings, image_id, purpose).encode())
-
-
-def overlay_link(settings: Settings, image_id: int) -> str:
-    """The signed link of an image's model's-view picture (:func:`verdict_overlay`)."""
-    sig = image_signature(settings, image_id, "overlay")
-    return f"{settings.public_url.rstrip('/')}/labelstudio/overlays/{image_id}?sig={sig}"
+def overlay_link(settings: Settings, image: Image) -> str:
+    """The signed link of an image's model's-view picture (:func:`verdict_overlay`; expires, see
+    ``link_signing``)."""
+    return signed_link(settings, image.project_id, "overlays", image.id)
 
 
 def overlay_jpeg(session: Session, image: Image) -> bytes | None:
@@ -184,13 +160,38 @@ def overlay_jpeg(session: Session, image: Image) -> bytes | None:
 
 def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str, Path | None]:
     """How Label Studio shows ``image``: a local-files URL (plus the storage folder that
-    grants it) when the file is in a subfolder of the document root, else a signed link."""
+    grants it) when the file is in a subfolder of the document root, else a signed link
+    (expires, see ``link_signing``)."""
     path = Path(image.uri).resolve()
     if root is not None and path.is_relative_to(root) and len(path.relative_to(root).parts) > 1:
         rel = path.relative_to(root)
         return f"/data/local-files/?d={rel.as_posix()}", root / rel.parts[0]
-    sig = image_signature(settings, image.id)
-    return f"{settings.public_url.rstrip('/')}/labelstudio/images/{image.id}?sig={sig}", None
+    return signed_link(settings, image.project_id, "images", image.id), None
+
+
+def refresh_links(
+    session: Session, settings: Settings, project: Project, *, image_ids: set[int] | None = None, st: Studio | None = None,
+) -> int:
+    """Re-sign the signed links in the project's Label Studio tasks (every task, or those of
+    ``image_ids``) with a new expiry and the project's current key; the number of tasks updated."""
+    if project.ls_project_id is None:
+        return 0
+    st = st or studio(settings)
+    tasks = st.task_data(project.ls_project_id)
+    wanted = {i for d in tasks.values() if isinstance(i := d.get("defectloop_image_id"), int)}
+    if image_ids is not None:
+        wanted &= image_ids
+    mine = wanted & set(session.scalars(select(Image.id).where(Image.project_id == project.id)))
+    updated = 0
+    for task_id, data in tasks.items():
+        if data.get("defectloop_image_id") not in mine:
+            continue
+        new = {k: resign(v, settings, project.id, mine.__contains__) if k in ("image", "overlay") and isinstance(v, str)
+               else v for k, v in data.items()}
+        if new != data:
+            st.update_task_data(task_id, new)
+            updated += 1
+    return updated
 
 
 # ---- project setup ------------------------------------------------------------------------
@@ -362,7 +363,7 @@ def push_batch(
             shown = prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
             result, score = prediction_result(prop.is_defective, shown), prop.score
             if ask == "verdict" and prop.is_defective and preds[image_id].anomaly_map_path:
-                overlay = overlay_link(settings, image.id)
+                overlay = overlay_link(settings, image)
             report.with_prediction += 1
         proposals[image_id] = shown
         tasks.append(TaskOut(image_id=image_id, image_url=url, rank=rank, ask=ask, score=score, prediction=result,
@@ -378,6 +379,8 @@ def push_batch(
         report.pushed.append(t.image_id)
         report.task_ids.append(tid)
     session.flush()
+    if report.already_in_labelstudio:  # pushed again: their tasks' links get a new lifetime
+        refresh_links(session, settings, project, image_ids=set(report.already_in_labelstudio), st=st)
     return report
 
 

@@ -193,6 +193,17 @@ def test_images_outside_a_document_root_subfolder_get_signed_links(ls_server: La
     assert httpx.get(url[:-4] + "0000").status_code == 403
     other = url.replace(f"/images/{loose['id']}?", f"/images/{loose['id'] + 1}?")
     assert httpx.get(other).status_code == 403  # a signature opens one image only
+    # pushed again: the task keeps its place and gets a link with a new lifetime
+    time.sleep(1.1)
+    again = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [loose["id"]]}).raise_for_status().json()
+    assert again["already_in_labelstudio"] == [loose["id"]]
+    renewed = ls_server.sdk().tasks.get(id=res["task_ids"][0]).data["image"]
+    assert renewed != url and httpx.get(renewed).status_code == 200
+    # rotating the project's key revokes every link handed out, and the tasks get working ones
+    r = service.http.post(f"/projects/{pid}/labelstudio/links", json={"rotate": True}).raise_for_status().json()
+    assert r == {"rotated": True, "tasks_updated": 1}
+    assert httpx.get(renewed).status_code == 403
+    assert httpx.get(ls_server.sdk().tasks.get(id=res["task_ids"][0]).data["image"]).status_code == 200
 
 
 # ---- in -------------------------------------------------------------------------------------

@@ -6,20 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.orm import Session
 
-from backend.api.deps import IdPath, ReadSessionDep, SessionDep, SettingsDep
+from backend.api.deps import MAX_ID, IdPath, ReadSessionDep, SessionDep, SettingsDep
 from backend.api.routes.jobs import job_out
-from backend.api.schemas import JobOut, PushRequest
+from backend.api.schemas import JobOut, LinksRequest, PushRequest
 from backend.db.tables import Image, JobKind
 from backend.errors import ConflictError
 from backend.jobs import queue
 from backend.jobs.rq_executor import submit
 from backend.services import labelstudio_link as link
-from backend.services import rounds
+from backend.services import link_signing, rounds
 from backend.services.projects import get_project
 from backend.services.retrain_request import request_retrain
+from backend.settings import Settings
 from labelstudio.events import ls_project_ref
 
 router = APIRouter(tags=["labelstudio"])
@@ -113,24 +115,43 @@ def ml_predict(secret: str, session: ReadSessionDep, settings: SettingsDep, body
     return link.predict_for_tasks(session, settings, body)
 
 
-@callbacks.get("/labelstudio/overlays/{image_id}", response_class=Response)
-def signed_overlay(image_id: IdPath, sig: str, session: SessionDep, settings: SettingsDep) -> Response:
-    """The model's view of an image (heatmap and region, JPEG) for verdict tasks, authorised by its signature."""
-    if not link.signature_matches(settings, image_id, sig, "overlay"):
-        raise HTTPException(status_code=403, detail="wrong overlay signature")
+@router.post("/projects/{project_id}/labelstudio/links")
+def links(project_id: IdPath, session: SessionDep, settings: SettingsDep, body: LinksRequest | None = None) -> dict[str, Any]:
+    """Sign the links in the project's Label Studio tasks anew (a new lifetime); with ``rotate``,
+    first revoke every link of the project by giving it a new key (also when Label Studio is down)."""
+    project = get_project(session, project_id=project_id)
+    rotate = bool(body and body.rotate)
+    if rotate:
+        link_signing.rotate_key(settings, project.id)
+    return {"rotated": rotate, "tasks_updated": link.refresh_links(session, settings, project)}
+
+
+Expiry = Annotated[int, Query(ge=0, le=MAX_ID, description="Unix time the link expires at.")]
+
+
+def _signed(session: Session, settings: Settings, kind: str, image_id: int, exp: int, sig: str) -> Image:
+    """The image a signed link opens, or 403 saying why it does not (an unknown image alike)."""
     image = session.get(Image, image_id)
-    jpeg = None if image is None else link.overlay_jpeg(session, image)
+    why = "wrong or revoked link signature" if image is None else link_signing.refusal(
+        settings, image.project_id, kind, image_id, exp, sig)
+    if why is not None:
+        raise HTTPException(status_code=403, detail=why)
+    return image
+
+
+@callbacks.get("/labelstudio/overlays/{image_id}", response_class=Response)
+def signed_overlay(image_id: IdPath, exp: Expiry, sig: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """The model's view of an image (heatmap and region, JPEG) for verdict tasks, authorised by its signature."""
+    jpeg = link.overlay_jpeg(session, _signed(session, settings, "overlays", image_id, exp, sig))
     if jpeg is None:
         raise HTTPException(status_code=404, detail=f"image {image_id} has no anomaly map from the active model version")
     return Response(jpeg, media_type="image/jpeg")
 
 
 @callbacks.get("/labelstudio/images/{image_id}", response_class=FileResponse)
-def signed_image(image_id: IdPath, sig: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
-    """An image for annotators' browsers, authorised by its signature alone."""
-    if not link.signature_matches(settings, image_id, sig):
-        raise HTTPException(status_code=403, detail="wrong image signature")
-    image = session.get(Image, image_id)
-    if image is None or not Path(image.uri).is_file():
+def signed_image(image_id: IdPath, exp: Expiry, sig: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """An image for annotators' browsers, authorised by its signature alone (until it expires)."""
+    image = _signed(session, settings, "images", image_id, exp, sig)
+    if not Path(image.uri).is_file():
         raise HTTPException(status_code=404, detail=f"image {image_id} not found")
     return FileResponse(image.uri)
