@@ -203,3 +203,44 @@ def test_access_log_never_shows_the_callback_secret_or_a_link_signature(migrated
     assert len(lines) >= 3
     assert not any(secret in line or "feedface" in line for line in lines), lines
     assert any("/labelstudio/***/webhook" in line for line in lines) and any("sig=***" in line for line in lines)
+
+
+# ---- Label Studio's ML backend calls stay inside their project ------------------------------
+def test_predict_callback_scores_only_its_own_projects_images(client: TestClient) -> None:
+    import cv2
+    import numpy as np
+
+    from backend.db.tables import Image, ModelVersion, Prediction, Project
+    from backend.services.labelstudio_link import webhook_secret
+
+    ids = {}
+    for name in ("mine", "theirs"):
+        pid = client.post("/projects", json={"name": name}).json()["id"]
+        png = cv2.imencode(".png", np.full((20, 30, 3), 40 + len(name), np.uint8))[1].tobytes()
+        client.post(f"/projects/{pid}/images/upload", files=[("files", (f"{name}.png", png, "image/png"))])
+        ids[name] = (pid, client.get(f"/projects/{pid}/images").json()[0]["id"])
+    with client.app.state.sessions.begin() as s:
+        s.get(Project, ids["mine"][0]).ls_project_id = 7
+        s.get(Project, ids["theirs"][0]).ls_project_id = 8
+        mv = ModelVersion(project_id=ids["mine"][0], name="v-mine", regime="weak", profile="fast", config={},
+                          artifact_path="/nonexistent", artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5},
+                          is_active=True)
+        s.add(mv)
+        s.flush()
+        # a score for every image under this version, the other project's too: only the project decides
+        for _, image_id in ids.values():
+            s.add(Prediction(model_version_id=mv.id, image_id=image_id, score=0.9, decision=True))
+        assert s.get(Image, ids["theirs"][1]).project_id != ids["mine"][0]
+    body = {"project": "7.1700000000", "tasks": [
+        {"id": 501, "data": {"defectloop_image_id": ids["theirs"][1], "ask": "verdict"}},
+        {"id": 502, "data": {"defectloop_image_id": ids["mine"][1], "ask": "verdict"}},
+    ]}
+    secret = webhook_secret(client.app.state.settings)
+    r = client.post(f"/labelstudio/{secret}/predict", json=body)
+    assert r.status_code == 200, r.text
+    theirs, mine = r.json()["results"]
+    assert theirs == {"result": [], "score": 0.0, "model_version": "v-mine"}
+    assert mine["score"] == 0.9 and [x["value"]["choices"] for x in mine["result"]] == [["Defect"]]
+    # the other project's Label Studio project gets nothing from this one's model either
+    r = client.post(f"/labelstudio/{secret}/predict", json={**body, "project": "8.1700000000"})
+    assert all(x["result"] == [] for x in r.json()["results"])
