@@ -174,6 +174,14 @@ class Studio:
                 out.append(OpenTask(task_id=int(t["id"]), data=dict(t.get("data") or {})))
         return sorted(out, key=lambda t: t.task_id)
 
+    def delete_tasks(self, ls_project_id: int, task_ids: list[int]) -> None:
+        """Remove ``task_ids`` (with their predictions) from the project, in one request."""
+        if task_ids:
+            self._call(
+                f"deleting {len(task_ids)} tasks", self.sdk.actions.create, id="delete_tasks", project=ls_project_id,
+                selected_items={"all": False, "included": task_ids},
+            )
+
     def annotate(self, task_id: int, result: list[dict[str, Any]], lead_time: float | None = None) -> int:
         """Submit an annotation to a task as the API token's user would (Label Studio then
         sends its ANNOTATION_CREATED webhook); its id. ``result`` must be validated already."""

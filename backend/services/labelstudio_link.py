@@ -384,6 +384,25 @@ def push_batch(
     return report
 
 
+def retire_open_tasks(session: Session, settings: Settings, project: Project) -> list[int]:
+    """Remove from Label Studio every task defectloop pushed that nobody has answered (a skipped
+    task counts as unanswered), and forget them; their ids. A new round calls this before it
+    pushes its batch, so Label Studio serves that batch alone, in rank order with unique ranks,
+    and an image selected again gets a fresh task with the active model's proposal. Tasks
+    with an answer, and tasks defectloop did not create, stay."""
+    if project.ls_project_id is None:
+        return []
+    st = studio(settings)
+    ls_id = project.ls_project_id
+    unanswered = {t.task_id for t in st.open_tasks(ls_id)}
+    ours = list(session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_id, LsTask.ls_task_id.in_(unanswered))))
+    st.delete_tasks(ls_id, sorted(t.ls_task_id for t in ours))
+    for t in ours:
+        session.delete(t)
+    session.flush()
+    return sorted(t.ls_task_id for t in ours)
+
+
 def connect_ml_backend(session: Session, settings: Settings, project: Project) -> dict[str, int]:
     """Register this service as the project's ML backend; Label Studio adds a webhook to the
     backend's /webhook, which ``ensure_webhook`` then keeps to a single one."""

@@ -213,13 +213,17 @@ def start_round(
     session.add(rnd)
     session.flush()
     if push:
-        from backend.services.labelstudio_link import push_batch
+        from backend.services.labelstudio_link import push_batch, retire_open_tasks
 
+        # the earlier batches' unanswered tasks go: Label Studio serves this batch alone, in rank order
+        retired = retire_open_tasks(session, settings, project)
         report = push_batch(session, settings, project, [a.image_id for a in asks],
                             asks={a.image_id: a.kind.value for a in asks}, include_labelled=True)
-        rnd.params = {**rnd.params, "pushed": len(report.pushed)}
+        rnd.params = {**rnd.params, "pushed": len(report.pushed), "retired_tasks": len(retired)}
         policy = f"; staged: {ask_used}" if ask == STAGED else ""
-        rnd.message = f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a mask{policy})"
+        gone = f"; {len(retired)} unanswered tasks of earlier rounds removed" if retired else ""
+        rnd.message = (f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a "
+                       f"mask{policy}{gone})")
     return rnd
 
 
