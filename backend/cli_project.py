@@ -69,18 +69,19 @@ def import_images(
 
 def retrain(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job, with a progress bar.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job, with a progress bar (also for one already running).")] = False,
 ) -> None:
     """Start a retrain: snapshot the labels, train, evaluate, register a model version."""
     from backend.client import ClientError, LocalClient
 
+    client = None
     try:
         client = _client()
         pid = client.find_project(project)["id"]
         job = client.retrain(pid)
+        typer.echo(f"retrain job {job['id']} queued")
     except ClientError as e:
-        _fail(e)
-    typer.echo(f"retrain job {job['id']} queued")
+        job = _running(client, e, wait)
     if not wait:
         if isinstance(client, LocalClient):
             typer.echo("it runs when `defectloop worker` or `defectloop serve` is running (or use --wait)")
@@ -91,6 +92,16 @@ def retrain(
         runner = threading.Thread(target=client.run_job_here, args=(job["id"],), daemon=True)
         runner.start()
     _follow(client, job["id"])
+
+
+def _running(client, e: Exception, wait: bool) -> dict:
+    """The job a 409 names, when ``--wait`` should follow it (a retrain is already running);
+    any other error ends the command."""
+    job_id = getattr(e, "job_id", None)
+    if not (wait and job_id is not None and str(e).startswith("409")):
+        _fail(e)
+    typer.echo(f"{e}\nfollowing job {job_id}")
+    return client.job(job_id)
 
 
 def _follow(client, job_id: int) -> None:

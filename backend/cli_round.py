@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from backend.cli_project import _client, _fail, _follow
+from backend.cli_project import _client, _follow, _running
 
 
 def round_cmd(
@@ -25,6 +25,7 @@ def round_cmd(
     """
     from backend.client import ClientError, LocalClient
 
+    client = None
     try:
         client = _client()
         pid = client.find_project(project)["id"]
@@ -39,10 +40,7 @@ def round_cmd(
             typer.echo(rnd["message"] or "selected (not pushed)")
             return
     except ClientError as e:
-        if not (wait and e.job_id is not None and "409" in str(e)):
-            _fail(e)
-        typer.echo(f"{e}\nfollowing job {e.job_id}")  # a retrain is running: --wait waits for it
-        res = {"job": client.job(e.job_id), "round": None}
+        res = {"job": _running(client, e, wait), "round": None}  # a retrain is running: --wait waits for it
     job = res["job"]
     if res["round"] is not None:
         typer.echo(f"round {res['round']['index']}: retrain job {job['id']} queued")

@@ -44,7 +44,7 @@ def _busy(state: str, job_id: int | None, project_id: int) -> str:
     """A second retrain's refusal: which job is in the way and what to do meanwhile."""
     job = f"job {job_id}" if job_id is not None else "its job"
     return (f"a retrain is already {state} for this project ({job}): wait for {job} to finish "
-            f"(`defectloop status {project_id}` shows its progress; `--wait` on the command that started it follows it), "
+            f"(`defectloop status {project_id}` shows its progress; `defectloop retrain {project_id} --wait` follows it), "
             "then try again")
 
 

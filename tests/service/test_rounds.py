@@ -231,6 +231,8 @@ def test_an_unanswered_round_stays_open_and_a_retraining_round_says_what_to_wait
     # and `round --wait` does wait: it follows the running retrain to its end
     env = {"DEFECTLOOP_DATA_DIR": str(client.settings.data_dir), "DEFECTLOOP_DATABASE_URL": client.settings.database_url,
            "DEFECTLOOP_DEVICE": "cpu", "DEFECTLOOP_SERVER_URL": None}
+    refused = CliRunner().invoke(app, ["retrain", "line"], env=env)
+    assert refused.exit_code == 2 and f"wait for job {job_id}" in refused.output, refused.output
     res = CliRunner().invoke(app, ["round", "line", "--wait"], env=env)
     assert res.exit_code == 0, res.output
     assert f"following job {job_id}" in res.output and "registered" in res.output
