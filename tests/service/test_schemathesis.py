@@ -19,16 +19,16 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 
-from backend.api.app import create_app  # noqa: E402
-from backend.api.threaded import ThreadedServer  # noqa: E402
-from backend.db.engine import make_engine  # noqa: E402
-from backend.db.migrate import upgrade  # noqa: E402
-from backend.settings import Settings  # noqa: E402
-from labelstudio.server import free_port  # noqa: E402
+from backend.api.app import create_app
+from backend.api.threaded import ThreadedServer
+from backend.db.engine import make_engine
+from backend.db.migrate import upgrade
+from backend.settings import Settings
+from labelstudio.server import free_port
 
 TOKEN = "schemathesis-token"
 #: examples per operation and generation mode: ~1,500 requests, about a minute on 2 slow cores
