@@ -77,7 +77,14 @@ def test_serve_dev_needs_no_token_and_binds_loopback_only(tmp_path: Path) -> Non
 
 
 def _children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """Live child processes of ``pid``, whichever of its threads started them."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return out
 
 
 def _gone(pid: int, within_s: float) -> bool:
@@ -125,8 +132,9 @@ def _job_status(port: int, job_id: int) -> str:
 def _queue_sync(port: int) -> int:
     """A job that any live worker finishes in a moment (it fails: the project has no Label Studio project)."""
     auth = {"Authorization": "Bearer tok"}
-    pid = httpx.post(f"http://127.0.0.1:{port}/projects", json={"name": f"p{time.monotonic_ns()}"}, headers=auth).json()["id"]
-    r = httpx.post(f"http://127.0.0.1:{port}/projects/{pid}/labelstudio/sync", headers=auth)
+    pid = httpx.post(f"http://127.0.0.1:{port}/projects", json={"name": f"p{time.monotonic_ns()}"}, headers=auth,
+                     timeout=60).json()["id"]  # the first write imports the services (seconds on a busy machine)
+    r = httpx.post(f"http://127.0.0.1:{port}/projects/{pid}/labelstudio/sync", headers=auth, timeout=60)
     assert r.status_code == 202, r.text
     return r.json()["id"]
 
@@ -143,7 +151,7 @@ def test_serve_restarts_a_killed_worker_and_queued_jobs_then_run(tmp_path: Path)
         assert len(second) == 1
         assert _wait_for(lambda: _job_status(port, job) in ("succeeded", "failed"), 60, "the queued job ran") is True
         health = httpx.get(f"http://127.0.0.1:{port}/health").json()
-        assert health["status"] == "ok" and health["workers"] == 1
+        assert health["status"] == "ok" and health["workers"] >= 1  # the killed one counts until its beat lapses
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
