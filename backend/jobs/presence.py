@@ -13,6 +13,7 @@ import socket
 import threading
 from datetime import timedelta
 from types import TracebackType
+from typing import Self
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,7 +49,7 @@ class Presence:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> Presence:
+    def __enter__(self) -> Self:
         self._write(register=True)
         self._thread = threading.Thread(target=self._run, daemon=True, name="worker-presence")
         self._thread.start()

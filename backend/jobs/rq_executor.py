@@ -26,7 +26,6 @@ def run(job_id: int) -> str:
     """Executed inside an RQ worker."""
     from backend.db.engine import make_engine, session_factory
     from backend.jobs.runner import execute
-
     from ml.images import set_max_pixels
 
     settings = Settings()
@@ -45,11 +44,10 @@ def work(settings: Settings, burst: bool = False) -> None:
     from redis import Redis
     from rq import Queue, Worker
 
-    from backend.runtime import tune_process
-
     from backend.db.engine import make_engine, session_factory
     from backend.db.tables import WorkerKind
     from backend.jobs.presence import Presence
+    from backend.runtime import tune_process
 
     tune_process()
     conn = Redis.from_url(settings.redis_url)

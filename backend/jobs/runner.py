@@ -13,7 +13,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 from sqlalchemy import case, update

@@ -94,7 +94,7 @@ def test_the_pixel_limit_is_a_setting_and_applies_to_imports_and_masks(migrated:
 
 def test_an_import_that_fails_stores_nothing(client: TestClient, migrated: Engine, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import backend.services.images as images
+    from backend.services import images
 
     pid = _project(client)
     data = tmp_path / "ds"

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import pytest
 from sqlalchemy import Engine
@@ -37,7 +38,7 @@ class WriteLock:
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
-    def __enter__(self) -> WriteLock:
+    def __enter__(self) -> Self:
         self.conn.execute("BEGIN IMMEDIATE")
         return self
 
@@ -106,7 +107,7 @@ def test_progress_and_checks_skip_while_the_database_is_locked_and_the_job_finis
 
 
 def test_progress_never_goes_backwards(sqlite_db, tmp_path: Path) -> None:
-    url, engine = sqlite_db
+    _url, engine = sqlite_db
     job_id = _queued_job(engine)
     ctx = runner.JobContext(job_id, 1, {}, session_factory(engine), Settings(data_dir=tmp_path))
     ctx.progress(0.6, "stage two", force=True)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-
 from typing import Any
 
 from fastapi import APIRouter
