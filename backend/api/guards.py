@@ -67,7 +67,7 @@ class LoopbackOnly:
 # ---- access logs --------------------------------------------------------------------------
 #: the callback secret in /labelstudio/<secret>/..., and the signature of a signed link
 _SECRETS = (
-    (re.compile(r"(/labelstudio/)(?!images/|overlays/)[^/?#\s\"]+"), r"\1***"),
+    (re.compile(r"(^|[\s\"'])(/labelstudio/)(?!images/|overlays/)[^/?#\s\"]+"), r"\1\2***"),
     (re.compile(r"([?&]sig=)[^&#\s\"]+"), r"\1***"),
 )
 

@@ -244,3 +244,12 @@ def test_predict_callback_scores_only_its_own_projects_images(client: TestClient
     # the other project's Label Studio project gets nothing from this one's model either
     r = client.post(f"/labelstudio/{secret}/predict", json={**body, "project": "8.1700000000"})
     assert all(x["result"] == [] for x in r.json()["results"])
+
+
+def test_redaction_hides_secrets_and_keeps_the_project_routes_readable() -> None:
+    from backend.api.guards import redact
+
+    assert redact('"POST /labelstudio/s3cr3t/webhook HTTP/1.1"') == '"POST /labelstudio/***/webhook HTTP/1.1"'
+    assert redact("/labelstudio/s3cr3t/predict") == "/labelstudio/***/predict"
+    assert redact("GET /labelstudio/images/5?sig=abc&exp=9") == "GET /labelstudio/images/5?sig=***&exp=9"
+    assert redact('"POST /projects/1/labelstudio/sync HTTP/1.1"') == '"POST /projects/1/labelstudio/sync HTTP/1.1"'
