@@ -109,7 +109,7 @@ def test_label_put_history_and_mask_errors(client: TestClient, migrated: Engine)
     hist = client.get(url).json()
     assert [h["is_defective"] for h in hist["history"]] == [False, True, True]
     assert hist["current"]["id"] == hist["history"][-1]["id"] and hist["current"]["lead_time"] == 4.5
-    wrong = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", png(np.zeros((10, 10), np.uint8)), "image/png")})
+    wrong = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", png(np.full((10, 10), 255, np.uint8)), "image/png")})
     assert wrong.status_code == 422 and "mask: size 10x10 differs" in wrong.json()["detail"]
     junk = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", b"junk", "image/png")})
     assert junk.status_code == 422 and "mask" in junk.json()["detail"]
