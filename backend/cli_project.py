@@ -141,3 +141,6 @@ def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) 
                    f"{'n/a' if auroc is None else f'{auroc:.3f}'}, {mv['n_labels']} labels")
     for j in st["jobs"]:
         typer.echo(f"  job {j['id']} {j['kind']}: {j['status']} ({j['progress']:.0%}) {j['message']}")
+    health = st.get("health") or {}
+    if health.get("status") == "degraded":
+        typer.echo(f"note: {health.get('detail', 'no job worker is running')}")

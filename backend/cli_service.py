@@ -64,6 +64,7 @@ def worker(
 
         work(settings, burst=burst)
     else:
+        from backend.handlers import job_handlers
         from backend.jobs.worker import worker_loop
 
-        worker_loop(settings)
+        worker_loop(settings, job_handlers())

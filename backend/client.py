@@ -101,6 +101,7 @@ class HttpClient:
             "labels": self._call("GET", f"/projects/{project_id}/labels/counts"),
             "model_versions": self._call("GET", f"/projects/{project_id}/model-versions"),
             "jobs": self._call("GET", "/jobs", params={"project_id": project_id, "limit": 5}),
+            "health": self._call("GET", "/health"),
         }
 
 
@@ -133,9 +134,10 @@ class LocalClient(HttpClient):
     def run_job_here(self, job_id: int) -> None:
         """Run the job in this process, then the jobs it queued (pool scoring) for its project."""
         from backend.db.engine import session_factory
+        from backend.handlers import job_handlers
         from backend.jobs.runner import run_here
 
-        run_here(job_id, session_factory(self.engine), self.settings)
+        run_here(job_id, session_factory(self.engine), self.settings, job_handlers())
 
 
 def make_client(settings: Settings) -> WorkbenchClient:

@@ -279,9 +279,10 @@ def _wait_for_labels(env: Environment, project_id: int, image_ids: list[int], ti
 
 def _run_job(env: Environment, job_id: int, what: str) -> None:
     from backend.db.tables import Job, JobStatus
+    from backend.handlers import job_handlers
     from backend.jobs.runner import run_here
 
-    run_here(job_id, env.sessions, env.settings)
+    run_here(job_id, env.sessions, env.settings, job_handlers())
     with env.read_sessions() as s:
         job = s.get(Job, job_id)
         if job.status is not JobStatus.SUCCEEDED:

@@ -60,3 +60,106 @@ def test_only_labelstudio_imports_the_sdk() -> None:
         if "label_studio_sdk" in p.read_text()
     ]
     assert not offenders
+
+
+# ---- import contracts: every import counts, also those inside functions ------------------
+PACKAGES = ("ml", "labelstudio", "backend", "migrations")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each project module's imports of other project modules (resolved to the deepest module
+    that exists; relative imports resolved; imports inside functions included)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = {}
+    for pkg in PACKAGES:
+        for p in (root / pkg).rglob("*.py"):
+            parts = p.relative_to(root).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+
+    def resolve(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(r for a in node.names if (r := resolve(a.name)))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                    for _ in range(node.level - 1):
+                        pkg = pkg.rpartition(".")[0]
+                    base = f"{pkg}.{base}" if base else pkg
+                deps.update(r for a in node.names if (r := resolve(f"{base}.{a.name}") or resolve(base)))
+        deps.discard(name)
+        graph[name] = deps
+    return graph
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+CONTRACTS = (  # (importer, what it may not import, why)
+    ("ml", ("backend", "labelstudio", "migrations"), "ml is the innermost layer"),
+    ("labelstudio", ("ml", "backend", "migrations"), "labelstudio is an adapter of Label Studio only"),
+    ("backend.jobs", ("backend.services", "backend.api", "backend.handlers"), "jobs get their handlers handed in"),
+    ("backend.api.routes", ("ml",), "routes call services, never ml"),
+)
+
+
+def test_import_contracts() -> None:
+    graph = _import_graph()
+    broken = [
+        f"{mod} imports {dep}: {why}"
+        for importer, banned, why in CONTRACTS
+        for mod, deps in graph.items() if _under(mod, importer)
+        for dep in deps if any(_under(dep, b) for b in banned)
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_no_import_cycles() -> None:
+    """No two project modules import each other, directly or through others."""
+    import sys
+
+    graph = _import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles

@@ -23,6 +23,7 @@ from backend.api.routes import (
 )
 from backend.db.engine import make_engine, read_session_factory, session_factory
 from backend.errors import ServiceError
+from backend.jobs.dispatch import dispatch_on_commit
 from backend.services.labels import LabelError
 from backend.settings import Settings
 from labelstudio.client import StudioError
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessions = session_factory(engine)
+    app.state.sessions = dispatch_on_commit(session_factory(engine), settings)  # jobs reach RQ after their commit
     app.state.read_sessions = read_session_factory(engine)
 
     auth = [Depends(require_token)]

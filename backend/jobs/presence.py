@@ -77,7 +77,9 @@ class Presence:
                     s.execute(delete(Worker).where((Worker.name == self.name) | (Worker.beat_at < now - FORGET_AFTER)))
                     s.add(Worker(name=self.name, kind=self.kind, started_at=now, beat_at=now))
                 else:
-                    res = s.execute(update(Worker).where(Worker.name == self.name).values(beat_at=now, job_id=self.job_id))
+                    res = s.execute(
+                        update(Worker).where(Worker.name == self.name).values(beat_at=now, job_id=self.job_id)
+                    )
                     if res.rowcount == 0:  # the registration itself was not written
                         s.add(Worker(name=self.name, kind=self.kind, started_at=now, beat_at=now, job_id=self.job_id))
         except SQLAlchemyError as e:  # skipped: the next beat retries

@@ -35,7 +35,8 @@ def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: dict |
     except IntegrityError:  # a concurrent request won the race: the database index decided
         running = active_train_job(session, project_id=project_id)
         raise ConflictError(
-            _busy("running", running.id if running else None, project_id), running.id if running else None,
+            _busy("running", running.id if running else None, project_id),
+            running.id if running else None,
         ) from None
     return job
 
@@ -43,9 +44,11 @@ def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: dict |
 def _busy(state: str, job_id: int | None, project_id: int) -> str:
     """A second retrain's refusal: which job is in the way and what to do meanwhile."""
     job = f"job {job_id}" if job_id is not None else "its job"
-    return (f"a retrain is already {state} for this project ({job}): wait for {job} to finish "
-            f"(`defectloop status {project_id}` shows its progress; `defectloop retrain {project_id} --wait` follows it), "
-            "then try again")
+    return (
+        f"a retrain is already {state} for this project ({job}): wait for {job} to finish "
+        f"(`defectloop status {project_id}` shows its progress; `defectloop retrain {project_id} --wait` follows it), "
+        "then try again"
+    )
 
 
 def active_train_job(session: Session, *, project_id: int) -> Job | None:
@@ -100,9 +103,7 @@ def reap_stale(session: Session, *, timeout_s: float, data_dir: Path | None = No
     """Mark running jobs whose heartbeat lapsed as failed (their scratch folders under
     ``data_dir`` are removed); returns their ids."""
     cutoff = utcnow() - timedelta(seconds=timeout_s)
-    stale = list(
-        session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff))
-    )
+    stale = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff)))
     for job in stale:
         job.status = JobStatus.FAILED
         job.finished_at = utcnow()

@@ -5,26 +5,19 @@ The job record in the database stays the source of truth; RQ only delivers job i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from backend.jobs.dispatch import QUEUE
 from backend.settings import Settings
 
-QUEUE = "defectloop"
+if TYPE_CHECKING:
+    from backend.jobs.runner import Handlers
 
 
-def submit(settings: Settings, job_id: int) -> None:
-    """Put a job id on the Redis queue (no-op for the embedded executor)."""
-    if not settings.redis_url:
-        return
-    from redis import Redis
-    from rq import Queue
-
-    Queue(QUEUE, connection=Redis.from_url(settings.redis_url)).enqueue(
-        "backend.jobs.rq_executor.run", job_id, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=24 * 3600
-    )
-
-
-def run(job_id: int) -> str:
-    """Executed inside an RQ worker."""
+def run(job_id: int, handlers: Handlers) -> str:
+    """Executed inside an RQ worker (through ``backend.jobs.dispatch.RQ_ENTRY``)."""
     from backend.db.engine import make_engine, session_factory
+    from backend.jobs.dispatch import dispatch_on_commit
     from backend.jobs.runner import execute
     from ml.images import set_max_pixels
 
@@ -32,7 +25,7 @@ def run(job_id: int) -> str:
     set_max_pixels(settings.max_image_pixels)
     engine = make_engine(settings.resolved_database_url())
     try:
-        status = execute(job_id, session_factory(engine), settings)
+        status = execute(job_id, dispatch_on_commit(session_factory(engine), settings), settings, handlers)
     finally:
         engine.dispose()
     return status.value if status else "not claimed"

@@ -11,11 +11,11 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import case, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,8 +79,9 @@ class JobContext:
         try:
             with self.sessions.begin() as s:
                 s.execute(
-                    update(Job).where(Job.id == self.job_id).values(
-                        progress=case((Job.progress > value, Job.progress), else_=value), message=message[:500])
+                    update(Job)
+                    .where(Job.id == self.job_id)
+                    .values(progress=case((Job.progress > value, Job.progress), else_=value), message=message[:500])
                 )
         except SQLAlchemyError as e:
             log.warning("job %s: progress not recorded (%s)", self.job_id, str(e).splitlines()[0])
@@ -105,13 +106,9 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], dict]
-
-
-def _handlers() -> dict[JobKind, Handler]:
-    from backend.services.labelstudio_link import run_sync_job
-    from backend.services.retrain import run_predict_job, run_train_job
-
-    return {JobKind.TRAIN: run_train_job, JobKind.PREDICT: run_predict_job, JobKind.SYNC: run_sync_job}
+#: What runs each kind of job: handed to the executors by the composition root
+#: (backend.handlers); this package never imports the services that implement them.
+Handlers = Mapping[JobKind, Handler]
 
 
 def _heartbeat(sessions: sessionmaker[Session], job_id: int, stop: threading.Event) -> None:
@@ -130,7 +127,11 @@ def _stopped(ctx: JobContext) -> tuple[JobStatus, str]:
 
 
 def execute(
-    job_id: int, sessions: sessionmaker[Session], settings: Settings, shutdown: threading.Event | None = None
+    job_id: int,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    handlers: Handlers,
+    shutdown: threading.Event | None = None,
 ) -> JobStatus | None:
     """Run a queued job to completion; returns its final status (None if not claimed here).
 
@@ -148,7 +149,7 @@ def execute(
     ctx = JobContext(job_id, project_id, payload, sessions, settings, shutdown=shutdown or threading.Event())
     status, result, error, message = JobStatus.FAILED, {}, None, "failed"
     try:
-        handler = _handlers().get(kind)
+        handler = handlers.get(kind)
         if handler is None:
             raise NotImplementedError(f"no handler for job kind {kind.value}")
         result = handler(ctx)
@@ -175,31 +176,40 @@ def _finish(sessions: sessionmaker[Session], job_id: int, **values: object) -> b
     for wait in (*FINAL_WRITE_BACKOFF_S, None):
         try:
             with sessions.begin() as s:
-                s.execute(update(Job).where(Job.id == job_id).values(
-                    **values, finished_at=utcnow(),
-                    progress=1.0 if values["status"] is JobStatus.SUCCEEDED else Job.progress,
-                ))
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(
+                        **values,
+                        finished_at=utcnow(),
+                        progress=1.0 if values["status"] is JobStatus.SUCCEEDED else Job.progress,
+                    )
+                )
             return True
         except SQLAlchemyError as e:
             if wait is None:
                 log.error("job %s: final status %s not recorded: %s", job_id, values["status"], e)
                 return False
-            log.warning("job %s: final status not recorded yet (%s); retrying in %s s",
-                        job_id, str(e).splitlines()[0], wait)
+            log.warning(
+                "job %s: final status not recorded yet (%s); retrying in %s s", job_id, str(e).splitlines()[0], wait
+            )
             time.sleep(wait)
     return False
 
 
-def run_here(job_id: int, sessions: sessionmaker[Session], settings: Settings) -> JobStatus | None:
+def run_here(job_id: int, sessions: sessionmaker[Session], settings: Settings, handlers: Handlers) -> JobStatus | None:
     """Run a queued job in this process, then the jobs it queued for its project (a train's
     pool scoring); the first job's final status."""
-    from sqlalchemy import select
-
-    status = execute(job_id, sessions, settings)
+    status = execute(job_id, sessions, settings, handlers)
     with read_session_factory(sessions.kw["bind"])() as s:
         project_id = s.get(Job, job_id).project_id
-        follow = list(s.scalars(select(Job.id).where(
-            Job.project_id == project_id, Job.status == JobStatus.QUEUED, Job.id > job_id).order_by(Job.id)))
+        follow = list(
+            s.scalars(
+                select(Job.id)
+                .where(Job.project_id == project_id, Job.status == JobStatus.QUEUED, Job.id > job_id)
+                .order_by(Job.id)
+            )
+        )
     for jid in follow:
-        execute(jid, sessions, settings)
+        execute(jid, sessions, settings, handlers)
     return status

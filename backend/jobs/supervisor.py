@@ -32,7 +32,7 @@ class WorkerSupervisor:
     @classmethod
     def embedded(cls, parent_pid: int, **kwargs: object) -> WorkerSupervisor:
         """The embedded job worker, stopping by itself when ``parent_pid`` exits."""
-        return cls([sys.executable, "-m", "backend.jobs.worker", "--parent-pid", str(parent_pid)], **kwargs)  # type: ignore[arg-type]
+        return cls([sys.executable, "-m", "backend.handlers", "--parent-pid", str(parent_pid)], **kwargs)  # type: ignore[arg-type]
 
     def start(self) -> WorkerSupervisor:
         self.process = subprocess.Popen(self.command)
@@ -50,8 +50,12 @@ class WorkerSupervisor:
             if time.monotonic() - started >= STABLE_AFTER_S:
                 failures = 0
             wait = self.backoff_s[min(failures, len(self.backoff_s) - 1)]
-            log.error("the job worker (pid %s) exited with code %s; starting a new one in %.0f s",
-                      self.process.pid, code, wait)
+            log.error(
+                "the job worker (pid %s) exited with code %s; starting a new one in %.0f s",
+                self.process.pid,
+                code,
+                wait,
+            )
             if self._stop.wait(wait):
                 return
             failures += 1

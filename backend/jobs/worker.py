@@ -1,13 +1,12 @@
 """The embedded executor: one worker process polling the database for queued jobs.
 
-``defectloop serve`` starts it as a child process; ``defectloop worker`` runs it directly
-(or an RQ worker when DEFECTLOOP_REDIS_URL is set). It also reaps jobs whose heartbeat
+``defectloop serve`` starts it as a child process (``python -m backend.handlers``);
+``defectloop worker`` runs it directly (or an RQ worker when DEFECTLOOP_REDIS_URL is set). It also reaps jobs whose heartbeat
 lapsed, so a killed worker's job ends up failed.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -18,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.engine import make_engine, session_factory
 from backend.db.tables import WorkerKind
+from backend.jobs.dispatch import dispatch_on_commit
 from backend.jobs.presence import Presence
 from backend.jobs.queue import next_queued, reap_stale
-from backend.jobs.runner import execute
+from backend.jobs.runner import Handlers, execute
 from backend.settings import Settings
 from ml.images import set_max_pixels
 
@@ -35,7 +35,11 @@ def _watch_parent(parent_pid: int, stop: threading.Event, poll_s: float) -> None
 
 
 def worker_loop(
-    settings: Settings, stop: threading.Event | None = None, poll_s: float = 0.5, parent_pid: int | None = None
+    settings: Settings,
+    handlers: Handlers,
+    stop: threading.Event | None = None,
+    poll_s: float = 0.5,
+    parent_pid: int | None = None,
 ) -> None:
     """Run queued jobs one at a time until ``stop`` is set (or SIGTERM/SIGINT, or ``parent_pid`` exits).
 
@@ -53,7 +57,7 @@ def worker_loop(
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid, stop, poll_s), daemon=True).start()
     engine = make_engine(settings.resolved_database_url())
-    sessions = session_factory(engine)
+    sessions = dispatch_on_commit(session_factory(engine), settings)
     failures = 0
     try:
         with Presence(sessions, WorkerKind.EMBEDDED) as presence:
@@ -64,7 +68,9 @@ def worker_loop(
                 except SQLAlchemyError as e:  # locked, or the database is away: wait and try again
                     failures += 1
                     wait = min(poll_s * 2**failures, 30.0)
-                    log.warning("worker: cannot reach the job queue (%s); retrying in %.0f s", str(e).splitlines()[0], wait)
+                    log.warning(
+                        "worker: cannot reach the job queue (%s); retrying in %.0f s", str(e).splitlines()[0], wait
+                    )
                     stop.wait(wait)
                     continue
                 failures = 0
@@ -73,7 +79,7 @@ def worker_loop(
                     continue
                 presence.job_id = job_id
                 try:
-                    execute(job_id, sessions, settings, shutdown=stop)
+                    execute(job_id, sessions, settings, handlers, shutdown=stop)
                 except SQLAlchemyError as e:  # could not even claim it: it stays queued for the next turn
                     log.warning("worker: job %s not started (%s)", job_id, str(e).splitlines()[0])
                     stop.wait(poll_s)
@@ -91,15 +97,3 @@ def _next_job(sessions: sessionmaker[Session], settings: Settings) -> int | None
     for jid in reaped:
         log.warning("job %s: its worker stopped responding; marked failed", jid)
     return job_id
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="The embedded job worker (started by `defectloop serve`).")
-    parser.add_argument("--parent-pid", type=int, help="stop when this process exits")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker_loop(Settings(), parent_pid=args.parent_pid)
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project, Split
 from backend.jobs.queue import enqueue
-from backend.jobs.rq_executor import submit
 from backend.jobs.runner import JobCancelled, JobContext
 from backend.services.rounds import fail_round, finish_round
 from backend.services.snapshot import take_snapshot
@@ -137,10 +136,8 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
             if round_id is not None:
                 kept = summary.trained.n_train.get("normal") if refine else None  # the pool share refinement kept
                 finish_round(s, round_id=int(round_id), mv=mv, pseudo_normal=kept, note=regime_note)
-            predict_jobs = enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)
+            enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)  # announced on commit
             mv_id = mv.id
-        for job_id in predict_jobs:
-            submit(ctx.settings, job_id)
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)  # never leave an unregistered artifact behind
         raise

@@ -267,14 +267,56 @@ def test_a_verdict_answered_in_labelstudio_is_upgraded_to_a_mask(ls_server: Labe
     service.start()
     assert current(service, pid, a)["kind"] == "image"
     from backend.db.engine import session_factory
+    from backend.handlers import job_handlers
     from backend.jobs.runner import execute
 
     sync_job = service.http.post(f"/projects/{pid}/labelstudio/sync").raise_for_status().json()
-    execute(sync_job["id"], session_factory(service.engine), service.settings)
+    execute(sync_job["id"], session_factory(service.engine), service.settings, job_handlers())
     assert service.http.get(f"/jobs/{sync_job['id']}").json()["result"]["counts"] == {"ignored": 1, "stored": 1}
     assert current(service, pid, a)["kind"] == "mask"
     np.testing.assert_array_equal(label_mask(service, pid, a), s1)
     assert [x["kind"] for x in history(service, pid, a)] == ["image", "mask"]
+
+
+def test_two_answers_of_one_image_keep_the_newer_whatever_the_order(ls_server: LabelStudioServer, service: Service) -> None:
+    """A verdict, then the mask asked for later: their webhooks delivered in reverse order, a
+    sync, and a deletion of the mask in Label Studio each leave the right answer current."""
+    pid, ids = make_project(service, ls_server)
+    a = ids["part_0.png"]
+    first = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [a]}).raise_for_status().json()
+    up = service.http.post(f"/projects/{pid}/labelstudio/push", json={
+        "image_ids": [a], "asks": {str(a): "mask"}, "include_labelled": True}).raise_for_status().json()
+    ls_pid, sdk = res_project(service, pid), ls_server.sdk()
+    s1, _ = strokes(96, 128)
+    service.stop()  # both answers given while the service is away: their webhooks are lost
+    verdict = sdk.annotations.create(id=first["task_ids"][0], result=[choice_result(True)], lead_time=3.0)
+    time.sleep(1.1)  # Label Studio's timestamps order the answers
+    mask = sdk.annotations.create(id=up["task_ids"][0], result=[choice_result(True), brush_result(s1)], lead_time=30.0)
+    service.start()
+
+    def delivered(ann) -> dict:
+        ann = sdk.annotations.get(id=ann.id)
+        return {"action": "ANNOTATION_CREATED", "project": {"id": ls_pid},
+                "annotation": {"id": ann.id, "task": ann.task, "project": ls_pid, "result": ann.result,
+                               "updated_at": str(ann.updated_at), "lead_time": ann.lead_time}}
+
+    hook = f"{service.url}/labelstudio/{SECRET}/webhook"
+    for body in (delivered(mask), delivered(verdict)):  # the newer answer's webhook first
+        assert httpx.post(hook, json=body).raise_for_status().status_code == 200
+    assert current(service, pid, a)["kind"] == "mask"
+    from backend.db.engine import session_factory
+    from backend.handlers import job_handlers
+    from backend.jobs.runner import execute
+
+    sync_job = service.http.post(f"/projects/{pid}/labelstudio/sync").raise_for_status().json()
+    execute(sync_job["id"], session_factory(service.engine), service.settings, job_handlers())
+    assert current(service, pid, a)["kind"] == "mask"  # sync converges to the same state
+    sdk.annotations.delete(id=mask.id)  # its ANNOTATIONS_DELETED webhook comes live
+    assert wait_for(lambda: (current(service, pid, a) or {}).get("kind") == "image")
+    sync_job = service.http.post(f"/projects/{pid}/labelstudio/sync").raise_for_status().json()
+    execute(sync_job["id"], session_factory(service.engine), service.settings, job_handlers())
+    cur = current(service, pid, a)
+    assert cur["kind"] == "image" and cur["ls_annotation_id"] == verdict.id
 
 
 def test_a_verdict_task_never_yields_a_mask(ls_server: LabelStudioServer, service: Service) -> None:
@@ -355,11 +397,12 @@ def test_lost_webhooks_are_repaired_by_sync_and_before_retrain(ls_server: LabelS
 
     # an explicit sync now finds nothing new: everything was already taken exactly once
     from backend.db.engine import session_factory
+    from backend.handlers import job_handlers
     from backend.jobs.runner import execute
     from backend.services.labelstudio_link import run_sync_job  # noqa: F401 - the job the API queues
 
     sync_job = service.http.post(f"/projects/{pid}/labelstudio/sync").raise_for_status().json()
-    execute(sync_job["id"], session_factory(service.engine), service.settings)
+    execute(sync_job["id"], session_factory(service.engine), service.settings, job_handlers())
     done = service.http.get(f"/jobs/{sync_job['id']}").json()
     assert done["status"] == "succeeded" and done["result"]["counts"] == {"ignored": 2}
     assert len(history(service, pid, order[0])) == 1

@@ -64,7 +64,7 @@ class Stack:
         self.worker: subprocess.Popen | None = None
 
     def start_worker(self) -> None:
-        cmd = [sys.executable, "-m", "backend.jobs.worker"]
+        cmd = [sys.executable, "-m", "backend.handlers"]
         if self.redis_url:
             cmd = [sys.executable, "-m", "backend.cli", "worker"]
         self.worker = subprocess.Popen(cmd, env=self.env, start_new_session=True)

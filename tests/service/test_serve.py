@@ -167,6 +167,10 @@ def test_health_is_degraded_without_a_worker_until_one_starts(tmp_path: Path) ->
         assert health["workers"] == 0 and health["jobs_queued"] == 1 and "1 queued job(s) wait" in health["detail"]
         time.sleep(2)
         assert _job_status(port, job) == "queued"
+        cli_env = {**os.environ, "DEFECTLOOP_SERVER_URL": f"http://127.0.0.1:{port}", "DEFECTLOOP_API_TOKEN": "tok"}
+        out = subprocess.run([sys.executable, "-m", "backend.cli", "status", "1"], env=cli_env, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        assert "note: no job worker has reported" in out and "1 queued job(s) wait" in out
         env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
         for var in ("DEFECTLOOP_DATABASE_URL", "DEFECTLOOP_REDIS_URL"):
             env.pop(var, None)

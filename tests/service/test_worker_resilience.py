@@ -74,7 +74,6 @@ def test_progress_and_checks_skip_while_the_database_is_locked_and_the_job_finis
             assert ctx.should_stop() is False  # reads never wait for the writer
         return {"ok": True}
 
-    monkeypatch.setattr(runner, "_handlers", lambda: {JobKind.SYNC: handler})
     monkeypatch.setattr(runner, "FINAL_WRITE_BACKOFF_S", (0.3,) * 20)
     lock2 = WriteLock(url.removeprefix("sqlite:///"))
 
@@ -96,7 +95,7 @@ def test_progress_and_checks_skip_while_the_database_is_locked_and_the_job_finis
 
     monkeypatch.setattr(runner, "_finish", finish_under_lock)
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
-    status = runner.execute(job_id, session_factory(fast), settings)
+    status = runner.execute(job_id, session_factory(fast), settings, {JobKind.SYNC: handler})
     lock2.conn.close()
     assert status is JobStatus.SUCCEEDED
     with session_factory(engine)() as s:

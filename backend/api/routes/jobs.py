@@ -9,7 +9,6 @@ from backend.api.deps import MAX_ID, IdPath, SessionDep, SettingsDep, WriteSessi
 from backend.api.schemas import JobOut
 from backend.db.tables import Job
 from backend.jobs import queue
-from backend.jobs.rq_executor import submit
 from backend.services.retrain_request import request_retrain
 
 router = APIRouter(tags=["jobs"])
@@ -31,8 +30,6 @@ def retrain(project_id: IdPath, session: SessionDep, settings: SettingsDep, skip
     be reached; ``skip_sync=true`` retrains on the labels already stored).
     """
     job = request_retrain(session, settings, project_id=project_id, skip_sync=skip_sync)
-    session.commit()  # the worker must see the job before it is announced on the queue
-    submit(settings, job.id)
     return job_out(job)
 
 

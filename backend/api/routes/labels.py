@@ -10,7 +10,6 @@ from backend.api.routes.images import get_image
 from backend.api.schemas import LabelCounts, LabelHistory, LabelOut
 from backend.db.tables import Image, Label
 from backend.errors import NotFoundError
-from backend.jobs.rq_executor import submit
 from backend.services import labels as svc
 from backend.services import rounds
 from backend.services.projects import get_project
@@ -71,9 +70,7 @@ def put_label(
         session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
     )
     out = label_out(row)
-    if (job := rounds.after_labels(session, settings, project_id=project_id)) is not None:
-        session.commit()  # the worker must see the job before it is announced on the queue
-        submit(settings, job.id)
+    rounds.after_labels(session, settings, project_id=project_id)  # may close the round: its retrain is queued
     return out
 
 

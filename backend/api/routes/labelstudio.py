@@ -16,7 +16,6 @@ from backend.api.schemas import JobOut, LinksRequest, PushRequest
 from backend.db.tables import Image, JobKind
 from backend.errors import ConflictError
 from backend.jobs import queue
-from backend.jobs.rq_executor import submit
 from backend.services import labelstudio_link as link
 from backend.services import link_signing, rounds
 from backend.services.projects import get_project
@@ -48,8 +47,6 @@ def sync(project_id: IdPath, session: SessionDep, settings: SettingsDep) -> JobO
     """Queue a reconcile job that pulls every annotation and repairs what webhooks missed."""
     get_project(session, project_id=project_id)
     job = queue.enqueue(session, kind=JobKind.SYNC, project_id=project_id)
-    session.commit()
-    submit(settings, job.id)
     return job_out(job)
 
 
@@ -83,8 +80,6 @@ def webhook(secret: str, session: SessionDep, settings: SettingsDep, body: Annot
         report["job_id"], report["note"] = e.job_id, str(e)
         return report
     if job is not None:
-        session.commit()
-        submit(settings, job.id)
         report["job_id"] = job.id
     return report
 

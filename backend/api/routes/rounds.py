@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from backend.api.deps import MAX_ID, MAX_SEED, IdPath, SessionDep, SettingsDep
 from backend.api.routes.jobs import job_out
-from backend.jobs.rq_executor import submit
 from backend.services import rounds
 from backend.services.projects import get_project
 
@@ -50,8 +49,6 @@ def get_round(project_id: IdPath, index: Annotated[int, Path(ge=0, le=MAX_ID)], 
 def bootstrap(project_id: IdPath, session: SessionDep, settings: SettingsDep, seed: Annotated[int, Query(ge=0, le=MAX_SEED)] = 0) -> dict[str, Any]:
     """Round 0: train UNSUPERVISED on the unlabelled pool presumed normal, then score it (a job)."""
     rnd, job = rounds.bootstrap(session, settings, project=get_project(session, project_id=project_id), seed=seed)
-    session.commit()
-    submit(settings, job.id)
     return {"round": rounds.round_json(rnd), "job": job_out(job).model_dump(mode="json")}
 
 
@@ -73,6 +70,4 @@ def close_round(project_id: IdPath, session: SessionDep, settings: SettingsDep, 
         session, settings, project=get_project(session, project_id=project_id), skip_sync=bool(body and body.skip_sync),
         force=bool(body and body.force),
     )
-    session.commit()
-    submit(settings, job.id)
     return {"round": rounds.round_json(rnd), "job": job_out(job).model_dump(mode="json")}
