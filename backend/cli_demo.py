@@ -26,8 +26,10 @@ PROJECT = "demo"
 
 def _env(out: Path, data_root: Path, port: int, token: str) -> dict[str, str]:
     return {
-        "DEFECTLOOP_DATA_DIR": str(out / "workbench"), "DEFECTLOOP_API_TOKEN": token,
-        "DEFECTLOOP_SERVER_URL": f"http://127.0.0.1:{port}", "DEFECTLOOP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "DEFECTLOOP_DATA_DIR": str(out / "workbench"),
+        "DEFECTLOOP_API_TOKEN": token,
+        "DEFECTLOOP_SERVER_URL": f"http://127.0.0.1:{port}",
+        "DEFECTLOOP_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "DEFECTLOOP_IMPORT_ROOTS": json.dumps([str(data_root)]),
     }
 
@@ -60,7 +62,11 @@ def _start_service(out: Path, env: dict[str, str], port: int) -> None:
     log = (out / "serve.log").open("ab")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "defectloop"), "serve", "--port", str(port)],
-        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     (out / "serve.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 90
@@ -71,11 +77,24 @@ def _start_service(out: Path, env: dict[str, str], port: int) -> None:
         time.sleep(0.5)
 
 
+def _default_dir() -> Path:
+    """The demo whose env.sh this shell sourced (its data dir is DIR/workbench), else out/demo."""
+    from backend.settings import Settings
+
+    data_dir = Settings().data_dir
+    if data_dir.name == "workbench" and (data_dir.parent / "env.sh").is_file():
+        return data_dir.parent
+    return Path("out/demo")
+
+
 def _stop(out: Path) -> None:
     from backend.services.labelstudio_link import home
     from backend.settings import Settings
     from labelstudio.server import stop as stop_ls
 
+    if not (out / "env.sh").is_file():
+        typer.echo(f"error: no demo in {out}: pass --dir with the folder `./run demo` used", err=True)
+        raise typer.Exit(2)
     pid_file = out / "serve.pid"
     if pid_file.is_file():
         try:
@@ -114,8 +133,20 @@ def _first_batch(client, pid: int) -> dict | None:
 
 
 def demo_cmd(
-    data: Annotated[Path | None, typer.Option(help="Your own dataset (labels.csv with a test split, or MVTec layout) instead of the generated one.")] = None,
-    workdir: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its data, workbench, logs and env.sh.")] = Path("out/demo"),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own dataset (labels.csv with a test split, or MVTec layout) instead of the generated one."
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Where the demo keeps its data, workbench, logs and env.sh (default: out/demo, or the demo "
+            "whose env.sh this shell sourced).",
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(help="Port of the defectloop service on 127.0.0.1.")] = 8000,
     image_size: Annotated[int, typer.Option(help="Training resolution of the demo project.")] = 256,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's service and Label Studio.")] = False,
@@ -127,7 +158,7 @@ def demo_cmd(
     from labelstudio import server
     from ml.demo_data import DemoSpec, generate
 
-    out = workdir.resolve()
+    out = (workdir or _default_dir()).resolve()
     if stop:
         _stop(out)
         return
@@ -155,7 +186,9 @@ def demo_cmd(
         except ClientError:
             pid = client.create_project({"name": PROJECT, "image_height": image_size, "image_width": image_size})["id"]
             res = client.import_path(pid, data, labels="test")
-            typer.echo(f"imported {res['imported']} images (the test split with its labels, the rest unlabelled in the pool)")
+            typer.echo(
+                f"imported {res['imported']} images (the test split with its labels, the rest unlabelled in the pool)"
+            )
         _bootstrapped(client, pid)
         batch = _first_batch(client, pid)
         if batch is not None:
@@ -169,10 +202,10 @@ def demo_cmd(
     typer.echo(f"""
 Label Studio:   {info.url}/projects/{ls_project}/data
   log in as     {creds.username} / {creds.password}
-Curves, rounds: {env['DEFECTLOOP_SERVER_URL']}/projects/{pid}/curves#token={token}
-API docs:       {env['DEFECTLOOP_SERVER_URL']}/docs   (token: {token_file})
+Curves, rounds: {env["DEFECTLOOP_SERVER_URL"]}/projects/{pid}/curves#token={token}
+API docs:       {env["DEFECTLOOP_SERVER_URL"]}/docs   (token: {token_file})
 
 Annotate the batch in Label Studio, then close the round (sync, retrain, record):
-  source {out / 'env.sh'}
+  source {out / "env.sh"}
   defectloop round {PROJECT} --close --wait     # then `defectloop round {PROJECT}` for the next batch
-Stop everything: defectloop demo --dir {workdir} --stop""")
+Stop everything: defectloop demo --stop      # from a shell that sourced env.sh; else --dir {out}""")

@@ -35,7 +35,13 @@ def create(
     """Create a project."""
     from backend.client import ClientError
 
-    body = {"name": name, "backbone": backbone, "profile": profile, "cost_image_label": cost_image, "cost_mask_label": cost_mask}
+    body = {
+        "name": name,
+        "backbone": backbone,
+        "profile": profile,
+        "cost_image_label": cost_image,
+        "cost_mask_label": cost_mask,
+    }
     if image_size:
         body["image_height"], body["image_width"] = image_size
     try:
@@ -48,7 +54,15 @@ def create(
 def import_images(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
     path: Annotated[Path, typer.Argument(help="Folder of images, labels.csv folder or MVTec layout.")],
-    labels: Annotated[str, typer.Option(help="For a labelled dataset: all, test (only the test split keeps its labels; the rest joins the pool unlabelled) or none.")] = "all",
+    labels: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "For a labelled dataset: all, test (only the test split keeps its labels; the rest joins the "
+                "pool unlabelled) or none."
+            )
+        ),
+    ] = "all",
 ) -> None:
     """Import images (and their labels, if any) from a folder."""
     if labels not in ("all", "test", "none"):
@@ -69,7 +83,9 @@ def import_images(
 
 def retrain(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job, with a progress bar (also for one already running).")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the job, with a progress bar (also for one already running).")
+    ] = False,
 ) -> None:
     """Start a retrain: snapshot the labels, train, evaluate, register a model version."""
     from backend.client import ClientError, LocalClient
@@ -105,21 +121,50 @@ def _running(client, e: Exception, wait: bool) -> dict:
 
 
 def _follow(client, job_id: int) -> None:
+    """Follow a job to its end: a live bar on a terminal; elsewhere (a log, a pipe) a line per
+    stage and at most one every 30 s, so a piped run is never silent for minutes."""
+    import sys
+
+    if not sys.stdout.isatty():
+        job = _follow_plain(client, job_id)
+    else:
+        job = _follow_bar(client, job_id)
+    if job["status"] != "succeeded":
+        typer.echo(f"error: job {job_id} {job['status']}: {job.get('error') or job['message']}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
+
+
+def _follow_plain(client, job_id: int, every_s: float = 30.0) -> dict:
+    last_stage, last_at = None, 0.0
+    while True:
+        job = client.job(job_id)
+        stage = job["message"].split(" ")[0]
+        if stage != last_stage or time.monotonic() - last_at >= every_s:
+            typer.echo(f"job {job_id}: {job['progress']:.0%} {job['message']}")
+            last_stage, last_at = stage, time.monotonic()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(1)
+
+
+def _follow_bar(client, job_id: int) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[msg]}"), TimeElapsedColumn()) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[msg]}"),
+        TimeElapsedColumn(),
+    ) as bar:
         task = bar.add_task(f"job {job_id}", total=1.0, msg="")
         while True:
             job = client.job(job_id)
             bar.update(task, completed=job["progress"], msg=job["message"])
             if job["status"] not in ("queued", "running"):
-                break
+                return job
             time.sleep(1)
-    if job["status"] != "succeeded":
-        typer.echo(f"error: job {job_id} {job['status']}: {job.get('error') or job['message']}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
 
 
 def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) -> None:
@@ -132,13 +177,18 @@ def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) 
     except ClientError as e:
         _fail(e)
     p, lb = st["project"], st["labels"]
-    typer.echo(f"project {p['id']} {p['name']!r}: {lb['images']} images, {lb['labelled']} labelled "
-               f"({lb['normal']} normal, {lb['image_level']} image-level, {lb['mask']} masks)")
+    review = f", {lb['review']} flagged for review" if lb.get("review") else ""
+    typer.echo(
+        f"project {p['id']} {p['name']!r}: {lb['images']} images, {lb['labelled']} labelled "
+        f"({lb['normal']} normal, {lb['image_level']} image-level, {lb['mask']} masks{review})"
+    )
     for mv in st["model_versions"]:
         m = mv["metrics"]
         auroc = m.get("image_auroc")
-        typer.echo(f"  {'*' if mv['is_active'] else ' '} {mv['name']}: {mv['regime']}, image AUROC "
-                   f"{'n/a' if auroc is None else f'{auroc:.3f}'}, {mv['n_labels']} labels")
+        typer.echo(
+            f"  {'*' if mv['is_active'] else ' '} {mv['name']}: {mv['regime']}, image AUROC "
+            f"{'n/a' if auroc is None else f'{auroc:.3f}'}, {mv['n_labels']} labels"
+        )
     for j in st["jobs"]:
         typer.echo(f"  job {j['id']} {j['kind']}: {j['status']} ({j['progress']:.0%}) {j['message']}")
     health = st.get("health") or {}

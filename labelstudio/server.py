@@ -101,30 +101,59 @@ def ensure_environment(venv: Path, say: Callable[[str], None] = lambda _: None) 
             return executable(venv)
         shutil.rmtree(venv, ignore_errors=True)
         uv = _uv()
-        say(f"installing Label Studio {VERSION} into {venv} ({'uv' if uv else 'pip'}; about {'15 s' if uv else '2 min'})")
+        say(
+            f"installing Label Studio {VERSION} into {venv} "
+            f"({'uv' if uv else 'pip'}; about {'15 s' if uv else '2 min'})"
+        )
         # the installers inherit the caller's environment: package index, proxy and CA settings
         try:
             if uv:
-                subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, capture_output=True, text=True)
                 subprocess.run(
-                    [uv, "pip", "install", "-q", "--system-certs", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
-                     f"label-studio=={VERSION}"],
-                    check=True, capture_output=True, text=True,
+                    [uv, "venv", "-q", "--python", sys.executable, str(venv)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                subprocess.run(
+                    [
+                        uv,
+                        "pip",
+                        "install",
+                        "-q",
+                        "--system-certs",
+                        "--compile-bytecode",
+                        "--python",
+                        str(venv / "bin" / "python"),
+                        f"label-studio=={VERSION}",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
             else:
                 subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
                 subprocess.run(
                     [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"label-studio=={VERSION}"],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
-                subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")], check=False, capture_output=True)
+                subprocess.run(
+                    [str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")],
+                    check=False,
+                    capture_output=True,
+                )
         except subprocess.CalledProcessError as e:
             shutil.rmtree(venv, ignore_errors=True)
-            raise ServerError(f"installing label-studio=={VERSION} failed: {(e.stderr or '').strip()[-2000:]}") from None
+            raise ServerError(
+                f"installing label-studio=={VERSION} failed: {(e.stderr or '').strip()[-2000:]}"
+            ) from None
         # `label-studio --version` would start a server: read the version from the package
         got = subprocess.run(
             [str(venv / "bin" / "python"), "-c", "import label_studio; print(label_studio.__version__)"],
-            check=False, capture_output=True, text=True,
+            check=False,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         if got != VERSION:
             shutil.rmtree(venv, ignore_errors=True)
@@ -196,7 +225,9 @@ def _ensure_credentials(home: Path) -> Credentials:
     found = load_credentials(home)
     if found:
         return found
-    creds = Credentials(username="admin@defectloop.local", password=secrets.token_urlsafe(12), token=secrets.token_hex(20))
+    creds = Credentials(
+        username="admin@defectloop.local", password=secrets.token_urlsafe(12), token=secrets.token_hex(20)
+    )
     home.mkdir(parents=True, exist_ok=True)
     path = home / "credentials.json"
     tmp = path.with_suffix(".tmp")
@@ -332,15 +363,25 @@ def start(
         else:
             port = free_port()
             if last is not None:
-                say(f"port {last} (where Label Studio ran before) is taken: it moves to {port}, so older links to it no longer work")
+                say(
+                    f"port {last} (where Label Studio ran before) is taken: it moves to {port}, so older links "
+                    f"to it no longer work"
+                )
     (home / "data").mkdir(parents=True, exist_ok=True)
     first = not (home / "data" / "label_studio.sqlite3").exists()
-    say(f"starting Label Studio {VERSION} on 127.0.0.1:{port}" + (" (first start: database setup, about a minute)" if first else ""))
+    say(
+        f"starting Label Studio {VERSION} on 127.0.0.1:{port}"
+        + (" (first start: database setup, about a minute)" if first else "")
+    )
     log = (home / "server.log").open("ab")
     proc = subprocess.Popen(
         [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)],
-        env=server_environment(venv, home, creds, document_root), cwd=home,
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env=server_environment(venv, home, creds, document_root),
+        cwd=home,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
@@ -400,7 +441,8 @@ def prepare_template(template: Path, *, venv: Path, say: Callable[[str], None] =
         scratch = template.parent / f"{template.name}.building"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        start(scratch, document_root=scratch, venv=venv, say=say)
+        say(f"setting up Label Studio {VERSION}'s database once (a first start on a scratch port, about a minute)")
+        start(scratch, document_root=scratch, venv=venv, say=lambda _: None)
         stop(scratch)
         for name in ("server.log", "server.json", "port"):
             (scratch / name).unlink(missing_ok=True)

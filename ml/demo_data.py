@@ -44,7 +44,9 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     else:  # woven: periodic pattern with jitter
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         period = float(rng.uniform(7, 11))
-        tex = np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period) + 0.4 * cv2.GaussianBlur(noise, (0, 0), 1.0)
+        tex = np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period) + 0.4 * cv2.GaussianBlur(
+            noise, (0, 0), 1.0
+        )
     tex = (tex - tex.mean()) / (tex.std() + 1e-6)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     gx, gy = rng.uniform(-0.15, 0.15, 2)
@@ -74,7 +76,12 @@ def _draw_defect(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
             ang += rng.normal(0, 0.6)
             step = rng.uniform(4, 9)
             x, y = pts[-1]
-            pts.append((float(np.clip(x + step * np.cos(ang), 1, size - 2)), float(np.clip(y + step * np.sin(ang), 1, size - 2))))
+            pts.append(
+                (
+                    float(np.clip(x + step * np.cos(ang), 1, size - 2)),
+                    float(np.clip(y + step * np.sin(ang), 1, size - 2)),
+                )
+            )
         cv2.polylines(m, [np.array(pts, np.int32)], False, 1.0, 2, cv2.LINE_AA)
     return m
 
@@ -117,7 +124,7 @@ def generate(out_dir: Path, spec: DemoSpec = DemoSpec()) -> Path:
         seen_def = 0
         for defective in flags:
             img, mask, kind = make_image(rng, spec.size, defective)
-            name = f"{split}_{idx:04d}_{kind}"
+            name = f"part_{idx:04d}"  # neutral: the file name must not tell annotators the answer
             idx += 1
             cv2.imwrite(str(out_dir / "images" / f"{name}.png"), img[:, :, ::-1])
             cv2.imwrite(str(out_dir / "masks" / f"{name}.png"), mask)

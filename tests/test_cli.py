@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,35 @@ from typer.testing import CliRunner
 from backend.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "predict", "demo-data", "split", "db", "db upgrade", "serve", "worker",
-            "project", "project create", "import", "retrain", "status", "labelstudio", "labelstudio start",
-            "labelstudio stop", "labelstudio status", "labelstudio setup", "labelstudio push", "labelstudio sync",
-            "labelstudio connect", "labelstudio links", "round", "simulate", "demo", "assist"]
+COMMANDS = [
+    "train",
+    "evaluate",
+    "predict",
+    "demo-data",
+    "split",
+    "db",
+    "db upgrade",
+    "serve",
+    "worker",
+    "project",
+    "project create",
+    "import",
+    "retrain",
+    "status",
+    "labelstudio",
+    "labelstudio start",
+    "labelstudio stop",
+    "labelstudio status",
+    "labelstudio setup",
+    "labelstudio push",
+    "labelstudio sync",
+    "labelstudio connect",
+    "labelstudio links",
+    "round",
+    "simulate",
+    "demo",
+    "assist",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -52,13 +78,25 @@ def test_train_evaluate_predict_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert runner.invoke(app, ["demo-data", str(data), "--size", "64", "--mask-fraction", "0.5"]).exit_code == 0
     model = tmp_path / "model"
-    res = runner.invoke(app, ["train", str(data), "--out", str(model), "--image-size", "64", "64", "--epochs", "2", "--quiet"])
+    res = runner.invoke(
+        app, ["train", str(data), "--out", str(model), "--image-size", "64", "64", "--epochs", "2", "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     assert "regime mixed" in res.output and (model / "config.json").is_file()
     res = runner.invoke(app, ["evaluate", str(model), str(data), "--json", str(tmp_path / "m.json"), "--quiet"])
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "m.json").read_text())
-    keys = {"image_auroc", "image_ap", "image_f1", "pixel_auroc", "pixel_aupro", "pixel_ap", "threshold", "n_normal", "n_defective"}
+    keys = {
+        "image_auroc",
+        "image_ap",
+        "image_f1",
+        "pixel_auroc",
+        "pixel_aupro",
+        "pixel_ap",
+        "threshold",
+        "n_normal",
+        "n_defective",
+    }
     assert keys <= set(metrics) and metrics["n_normal"] == 40 and metrics["n_defective"] == 20
     assert all(0 <= metrics[k] <= 1 for k in keys - {"threshold", "n_normal", "n_defective"})
     out = tmp_path / "pred"
@@ -66,7 +104,10 @@ def test_train_evaluate_predict_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == len(list((data / "images").iterdir()))
-    assert all(r["decision"] in ("ok", "defective") and (out / r["overlay"]).is_file() and (out / r["mask"]).is_file() for r in rows)
+    assert all(
+        r["decision"] in ("ok", "defective") and (out / r["overlay"]).is_file() and (out / r["mask"]).is_file()
+        for r in rows
+    )
 
 
 def test_split_command_writes_a_usable_csv(tmp_path: Path) -> None:
@@ -79,7 +120,9 @@ def test_split_command_writes_a_usable_csv(tmp_path: Path) -> None:
 
 def test_errors_are_one_clear_line_and_nonzero(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", str(tmp_path / "missing"), "--out", str(tmp_path / "m")])
-    assert res.exit_code == 2 and res.output.strip().splitlines() == [f"error: {tmp_path / 'missing'}: no such file or folder"]
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [
+        f"error: {tmp_path / 'missing'}: no such file or folder"
+    ]
     res = runner.invoke(app, ["evaluate", str(tmp_path), str(tmp_path)])
     assert res.exit_code == 2 and "missing model.safetensors" in res.output
     res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--regime", "semi"])
@@ -92,10 +135,13 @@ def test_errors_are_one_clear_line_and_nonzero(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "Traceback" in res.output
 
 
-@pytest.mark.parametrize(("args", "seeds"), [([], (0, 1, 2)), (["--seeds", "1", "--first-seed", "2"], (2,)),
-                                             (["--seeds", "2", "--first-seed", "1"], (1, 2))])
-def test_simulate_runs_the_seeds_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
-                                           seeds: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    ("args", "seeds"),
+    [([], (0, 1, 2)), (["--seeds", "1", "--first-seed", "2"], (2,)), (["--seeds", "2", "--first-seed", "1"], (1, 2))],
+)
+def test_simulate_runs_the_seeds_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], seeds: tuple[int, ...]
+) -> None:
     import backend.simulate
 
     seen = []
@@ -118,7 +164,9 @@ def test_assist_writes_masks_and_latency_and_names_bad_rows(tmp_path: Path) -> N
     data = tmp_path / "data"
     assert runner.invoke(app, ["demo-data", str(data), "--size", "64", "--mask-fraction", "0.5"]).exit_code == 0
     model = tmp_path / "model"
-    res = runner.invoke(app, ["train", str(data), "--out", str(model), "--image-size", "64", "64", "--epochs", "1", "--quiet"])
+    res = runner.invoke(
+        app, ["train", str(data), "--out", str(model), "--image-size", "64", "64", "--epochs", "1", "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     img = np.full((90, 120, 3), 150, np.uint8)
     cv2.circle(img, (70, 40), 8, (30, 30, 30), -1)
@@ -126,8 +174,10 @@ def test_assist_writes_masks_and_latency_and_names_bad_rows(tmp_path: Path) -> N
     cv2.imwrite(str(tmp_path / "imgs" / "spot.png"), img)
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not an image")
     clicks = tmp_path / "clicks.csv"
-    clicks.write_text("file,x,y,x2,y2\nimgs/spot.png,70,40,,\nimgs/spot.png,500,40,,\nimgs/missing.png,1,1,,\n"
-                      "imgs/broken.png,1,1,,\nimgs/spot.png,a,1,,\nimgs/spot.png,55,25,85,55\n")
+    clicks.write_text(
+        "file,x,y,x2,y2\nimgs/spot.png,70,40,,\nimgs/spot.png,500,40,,\nimgs/missing.png,1,1,,\n"
+        "imgs/broken.png,1,1,,\nimgs/spot.png,a,1,,\nimgs/spot.png,55,25,85,55\n"
+    )
     out = tmp_path / "assist"
     res = runner.invoke(app, ["assist", str(model), str(clicks), "--out", str(out)])
     assert res.exit_code == 1, res.output  # some rows failed; the others are done
@@ -152,10 +202,17 @@ def test_demo_env_script_puts_defectloop_on_path(tmp_path: Path) -> None:
     env = _env(tmp_path / "demo it's", tmp_path / "data", 8123, "tok-en")
     script = tmp_path / "env.sh"
     write_env_script(script, env)
-    line = f'source "{script}" && command -v defectloop && echo "$DEFECTLOOP_SERVER_URL $DEFECTLOOP_DATA_DIR" && defectloop --help'
+    line = (
+        f'source "{script}" && command -v defectloop'
+        ' && echo "$DEFECTLOOP_SERVER_URL $DEFECTLOOP_DATA_DIR" && defectloop --help'
+    )
     res = subprocess.run(
         ["bash", "--noprofile", "--norc", "-c", line],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     found, settings = res.stdout.splitlines()[:2]
@@ -164,3 +221,58 @@ def test_demo_env_script_puts_defectloop_on_path(tmp_path: Path) -> None:
     assert settings == f"http://127.0.0.1:8123 {workbench}"
     assert "round" in res.stdout  # the command runs
     assert script.stat().st_mode & 0o077 == 0  # it holds the token
+
+
+def test_demo_stop_finds_the_sourced_demo_from_any_folder_and_refuses_a_wrong_one(tmp_path: Path) -> None:
+    demo = tmp_path / "somewhere" / "demo"
+    (demo / "workbench").mkdir(parents=True)
+    (demo / "env.sh").write_text("export X=1\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(demo / "workbench")}
+    ok = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "demo", "--stop"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ok.returncode == 0 and "no Label Studio was running" in ok.stdout, ok.stderr
+    env.pop("DEFECTLOOP_DATA_DIR")
+    wrong = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "demo", "--stop"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert wrong.returncode == 2 and f"no demo in {elsewhere / 'out' / 'demo'}" in wrong.stderr
+
+
+def test_a_followed_job_prints_its_stages_when_not_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import backend.cli_project as cp
+
+    states = iter(
+        [("running", 0.1, "features 3/10")] * 3
+        + [("running", 0.5, "train 1/64, loss 0.3")] * 2
+        + [("succeeded", 1.0, "done")]
+    )
+
+    class Jobs:  # the client's job() seam
+        def job(self, _job_id: int) -> dict:
+            status, progress, message = next(states)
+            return {"status": status, "progress": progress, "message": message, "result": {"model_version_id": 3}}
+
+    monkeypatch.setattr(cp.time, "sleep", lambda _s: None)
+    cp._follow(Jobs(), 7)  # pytest's captured stdout is no terminal
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "job 7: 10% features 3/10",
+        "job 7: 50% train 1/64, loss 0.3",
+        "job 7: 100% done",
+        "model version 3 (None) registered",
+    ]

@@ -95,7 +95,9 @@ def test_mvtec_layout_is_detected(tmp_path: Path) -> None:
     ds = load_dataset(tmp_path)
     assert ds.source == "mvtec"
     assert [(s.split, s.label, s.pixels_known) for s in ds.samples] == [
-        ("train", 0, True), ("test", 1, True), ("test", 0, True)
+        ("train", 0, True),
+        ("test", 1, True),
+        ("test", 0, True),
     ]
 
 
@@ -119,3 +121,17 @@ def test_split_is_seeded_grouped_and_thins_labels(tiny_demo: Path, tmp_path: Pat
     ]
     dropped = assign_splits(ds, SplitPlan(seed=0, train_defects=0))
     assert dropped.select("train").counts() == {"normal": 16, "mask": 0, "image": 0}
+
+
+def test_generated_demo_file_names_do_not_give_the_answer_away(tmp_path: Path) -> None:
+    """Label Studio shows annotators the image's path: it must not name the defect."""
+    import csv
+
+    from ml.demo_data import DemoSpec, generate
+
+    csv_path = generate(tmp_path, DemoSpec(2, 2, 1, 1, 1, 1, size=32, seed=1))
+    rows = list(csv.DictReader(csv_path.open()))
+    kinds = {r["defect_type"] for r in rows} | {"good", "normal", "defect", "train", "val", "test"}
+    assert len(kinds) > 6  # the defect types are in the CSV, where they belong
+    for r in rows:
+        assert not any(k in Path(r["file"]).name for k in kinds), r["file"]

@@ -17,7 +17,17 @@ BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 class ProjectUpdate(BaseModel):
     """Editable project settings (absent fields stay unchanged)."""
 
-    train_defaults: dict | None = Field(default=None, description="Training overrides: epochs, perlin_threshold, pseudo_normal_fraction (share of the still unlabelled pool, lowest scores first, that joins a round's training as pseudo-normal; default 0.5, 0 turns it off), bootstrap_refine_fraction (share of the pool the bootstrap retrains on, lowest scores first; default 0.5, 0 turns it off), min_defects_supervised (rounds train unsupervised until the labels hold this many defective images; default 20, 0 turns it off).")
+    train_defaults: dict | None = Field(
+        default=None,
+        description=(
+            "Training overrides: epochs, perlin_threshold, pseudo_normal_fraction (share of the still "
+            "unlabelled pool, lowest scores first, that joins a round's training as pseudo-normal; "
+            "default 0.5, 0 turns it off), bootstrap_refine_fraction (share of the pool the bootstrap "
+            "retrains on, lowest scores first; default 0.5, 0 turns it off), min_defects_supervised "
+            "(rounds train unsupervised until the labels hold this many defective images; default 20, 0 "
+            "turns it off)."
+        ),
+    )
     image_height: int | None = Field(default=None, ge=32, le=4096)
     image_width: int | None = Field(default=None, ge=32, le=4096)
     backbone: str | None = None
@@ -26,13 +36,19 @@ class ProjectUpdate(BaseModel):
     cost_mask_label: float | None = Field(default=None, gt=0)
     strategy: str | None = Field(default=None, description="Acquisition strategy of the rounds.")
     round_budget: float | None = Field(default=None, ge=0, description="Cost units a round spends by default.")
-    mask_share: float | None = Field(default=None, ge=0, le=1, description="At most this share of a round's budget buys masks.")
+    mask_share: float | None = Field(
+        default=None, ge=0, le=1, description="At most this share of a round's budget buys masks."
+    )
     mask_cost_model: MaskCostModel | None = Field(
         default=None,
-        description="What a mask label costs on the curves: flat (always cost_mask_label) or edit (a verdict's cost plus "
-        "the share of the mask the annotator changed from the proposal, of the difference).",
+        description=(
+            "What a mask label costs on the curves: flat (always cost_mask_label) or edit (a verdict's cost plus "
+            "the share of the mask the annotator changed from the proposal, of the difference)."
+        ),
     )
-    auto_round_labels: int | None = Field(default=None, ge=1, description="Close the open round once this many of its images are answered.")
+    auto_round_labels: int | None = Field(
+        default=None, ge=1, description="Close the open round once this many of its images are answered."
+    )
 
 
 class ProjectCreate(ProjectUpdate):
@@ -112,7 +128,8 @@ class LabelOut(BaseModel):
     created_at: datetime
     kind: str = Field(description="normal, image (defective, image-level), mask, unknown (flagged) or retracted")
     mask_origin: MaskOrigin | None = Field(
-        default=None, description="A mask answered on a mask task: its proposal accepted unchanged, edited, or drawn without one."
+        default=None,
+        description="A mask answered on a mask task: its proposal accepted unchanged, edited, or drawn without one.",
     )
     proposal_iou: float | None = Field(default=None, description="IoU of the answered mask and the task's proposal.")
     mask_edit: float | None = Field(
@@ -131,6 +148,7 @@ class LabelCounts(BaseModel):
     normal: int
     image_level: int
     mask: int
+    review: int = Field(default=0, description="Answers stored but flagged for a human look (no readable verdict).")
     by_source: dict[str, int]
 
 

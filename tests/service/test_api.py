@@ -62,7 +62,7 @@ def test_projects_crud_conflict_404_and_field_errors(client: TestClient) -> None
     assert [p["id"] for p in client.get("/projects").json()] == [pid]
 
 
-def test_import_serve_and_list(client: TestClient, tiny_demo: Path) -> None:
+def test_import_serve_and_list(client: TestClient, tiny_demo: Path, migrated: Engine) -> None:
     pid = _project(client)
     r = client.post(f"/projects/{pid}/images/import", json={"path": str(tiny_demo)})
     assert r.status_code == 200 and r.json()["imported"] == 44
@@ -72,7 +72,21 @@ def test_import_serve_and_list(client: TestClient, tiny_demo: Path) -> None:
     f = client.get(f"/projects/{pid}/images/{images[0]['id']}/file")
     assert f.status_code == 200 and f.content == Path(images[0]["uri"]).read_bytes()
     counts = client.get(f"/projects/{pid}/labels/counts").json()
-    assert counts == {"images": 44, "labelled": 44, "normal": 30, "image_level": 0, "mask": 14, "by_source": {"import": 44}}
+    assert counts == {
+        "images": 44,
+        "labelled": 44,
+        "normal": 30,
+        "image_level": 0,
+        "mask": 14,
+        "review": 0,
+        "by_source": {"import": 44},
+    }
+    from backend.services.labels import LabelIn, add_label
+
+    with session_factory(migrated).begin() as s:  # an answer without a readable verdict
+        add_label(s, image=s.get(Image, images[0]["id"]), label=LabelIn(is_defective=None, review_reason="no verdict"))
+    counts = client.get(f"/projects/{pid}/labels/counts").json()
+    assert counts["review"] == 1 and counts["labelled"] == 44 and counts["normal"] + counts["mask"] == 43
     assert client.get(f"/projects/{pid}/images/99999").status_code == 404
 
 
@@ -97,19 +111,28 @@ def test_uploads_reject_bad_files_with_reasons_and_store_nothing(client: TestCli
 
 def test_label_put_history_and_mask_errors(client: TestClient, migrated: Engine) -> None:
     pid = _project(client)
-    r = client.post(f"/projects/{pid}/images/upload", files=[("files", ("a.png", png(np.full((24, 32, 3), 90, np.uint8)), "image/png"))])
+    r = client.post(
+        f"/projects/{pid}/images/upload",
+        files=[("files", ("a.png", png(np.full((24, 32, 3), 90, np.uint8)), "image/png"))],
+    )
     iid = r.json()["results"][0]["image_id"]
     url = f"/projects/{pid}/images/{iid}/label"
     assert client.put(url, data={"is_defective": "false", "annotator": "ann"}).status_code == 200
     assert client.put(url, data={"is_defective": "true"}).status_code == 200
     mask = np.zeros((24, 32), np.uint8)
     mask[5:9, 3:20] = 255
-    r = client.put(url, data={"is_defective": "true", "lead_time": "4.5"}, files={"mask": ("m.png", png(mask), "image/png")})
+    r = client.put(
+        url, data={"is_defective": "true", "lead_time": "4.5"}, files={"mask": ("m.png", png(mask), "image/png")}
+    )
     assert r.status_code == 200 and r.json()["has_mask"]
     hist = client.get(url).json()
     assert [h["is_defective"] for h in hist["history"]] == [False, True, True]
     assert hist["current"]["id"] == hist["history"][-1]["id"] and hist["current"]["lead_time"] == 4.5
-    wrong = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", png(np.full((10, 10), 255, np.uint8)), "image/png")})
+    wrong = client.put(
+        url,
+        data={"is_defective": "true"},
+        files={"mask": ("m.png", png(np.full((10, 10), 255, np.uint8)), "image/png")},
+    )
     assert wrong.status_code == 422 and "mask: size 10x10 differs" in wrong.json()["detail"]
     junk = client.put(url, data={"is_defective": "true"}, files={"mask": ("m.png", b"junk", "image/png")})
     assert junk.status_code == 422 and "mask" in junk.json()["detail"]
@@ -127,11 +150,21 @@ def test_model_versions_activate_series_jobs_and_404s(client: TestClient, migrat
     pid = _project(client)
     with session_factory(migrated).begin() as s:
         for i in (1, 2):
-            s.add(ModelVersion(
-                project_id=pid, name=f"v{i}", regime="full", profile="fast", config={}, artifact_path=str(tmp_path),
-                artifact_sha256="0" * 64, thresholds={"image": 0.5}, metrics={"image_auroc": 0.5 + i / 10},
-                label_ids=[], is_active=i == 2,
-            ))
+            s.add(
+                ModelVersion(
+                    project_id=pid,
+                    name=f"v{i}",
+                    regime="full",
+                    profile="fast",
+                    config={},
+                    artifact_path=str(tmp_path),
+                    artifact_sha256="0" * 64,
+                    thresholds={"image": 0.5},
+                    metrics={"image_auroc": 0.5 + i / 10},
+                    label_ids=[],
+                    is_active=i == 2,
+                )
+            )
         s.add(Job(kind=JobKind.TRAIN, project_id=pid))
     versions = client.get(f"/projects/{pid}/model-versions").json()
     assert [v["is_active"] for v in versions] == [False, True]

@@ -19,11 +19,21 @@ router = APIRouter(prefix="/projects/{project_id}", tags=["labels"])
 
 def label_out(row: Label) -> LabelOut:
     return LabelOut(
-        id=row.id, image_id=row.image_id, is_defective=row.is_defective, has_mask=row.mask_png is not None,
-        retracted=row.retracted, source=row.source.value, annotator=row.annotator,
-        ls_annotation_id=row.ls_annotation_id, lead_time=row.lead_time, review_reason=row.review_reason,
-        created_at=row.created_at, kind="retracted" if row.retracted else svc.label_kind(row),
-        mask_origin=row.mask_origin, proposal_iou=row.proposal_iou, mask_edit=row.mask_edit,
+        id=row.id,
+        image_id=row.image_id,
+        is_defective=row.is_defective,
+        has_mask=row.mask_png is not None,
+        retracted=row.retracted,
+        source=row.source.value,
+        annotator=row.annotator,
+        ls_annotation_id=row.ls_annotation_id,
+        lead_time=row.lead_time,
+        review_reason=row.review_reason,
+        created_at=row.created_at,
+        kind="retracted" if row.retracted else svc.label_kind(row),
+        mask_origin=row.mask_origin,
+        proposal_iou=row.proposal_iou,
+        mask_edit=row.mask_edit,
     )
 
 
@@ -67,7 +77,9 @@ def put_label(
     svc.check_api_label(is_defective, arr)
     img = get_image(session, project_id, image_id)
     row = svc.add_label(
-        session, image=img, label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time)
+        session,
+        image=img,
+        label=svc.LabelIn(is_defective=is_defective, mask=arr, annotator=annotator, lead_time=lead_time),
     )
     out = label_out(row)
     rounds.after_labels(session, settings, project_id=project_id)  # may close the round: its retrain is queued
@@ -76,7 +88,9 @@ def put_label(
 
 @router.get("/labels")
 def list_labels(
-    project_id: IdPath, session: SessionDep, kind: Annotated[str | None, Query(pattern="^(normal|image|mask)$")] = None,
+    project_id: IdPath,
+    session: SessionDep,
+    kind: Annotated[str | None, Query(pattern="^(normal|image|mask)$")] = None,
     source: str | None = None,
 ) -> list[LabelOut]:
     """Current labels of the project, optionally of one kind (normal, image, mask) or source."""
@@ -98,6 +112,11 @@ def label_counts(project_id: IdPath, session: SessionDep) -> LabelCounts:
 
     kinds = Counter(svc.label_kind(r) for r in rows)
     return LabelCounts(
-        images=n_images, labelled=len(rows), normal=kinds["normal"], image_level=kinds["image"], mask=kinds["mask"],
+        images=n_images,
+        labelled=len(rows),
+        normal=kinds["normal"],
+        image_level=kinds["image"],
+        mask=kinds["mask"],
+        review=kinds["unknown"],
         by_source=dict(Counter(r.source.value for r in rows)),
     )
