@@ -55,8 +55,13 @@ def read_clicks(csv_path: Path) -> tuple[list[ClickRow], list[str]]:
                 errors.append(f"{csv_path}:{line}: a box needs both x2 and y2")
                 continue
             f = Path(rec["file"] or "")
-            rows.append(ClickRow(line, f if f.is_absolute() else csv_path.parent / f,
-                                 Click(coords[0], coords[1], *(box or [None, None]))))
+            rows.append(
+                ClickRow(
+                    line,
+                    f if f.is_absolute() else csv_path.parent / f,
+                    Click(coords[0], coords[1], *(box or [None, None])),
+                )
+            )
     return rows, errors
 
 
@@ -87,7 +92,9 @@ def assist_files(model_dir: Path, clicks_csv: Path, out: Path, say_error: Callab
         cv2.imwrite(str(out / f"{f.stem}.png"), mask_png(m))
     ms = np.array([t["ms"] for t in timings]) if timings else None
     report = {
-        "model_dir": str(model_dir), "clicks": len(timings), "errors": errors,
+        "model_dir": str(model_dir),
+        "clicks": len(timings),
+        "errors": errors,
         "p50_ms": float(np.percentile(ms, 50)) if ms is not None else None,
         "p95_ms": float(np.percentile(ms, 95)) if ms is not None else None,
         "per_click": timings,

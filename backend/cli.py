@@ -84,13 +84,19 @@ def train(
     ] = None,
     image_size: Annotated[tuple[int, int], typer.Option(help="Input height and width.")] = (256, 256),
     profile: Annotated[str, typer.Option(help="fast (default) or paper (300 epochs, as published).")] = "fast",
-    epochs: Annotated[int | None, typer.Option(help="Train exactly this many epochs (overrides the profile, lifts its step cap).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Train exactly this many epochs (overrides the profile, lifts its step cap).")
+    ] = None,
     threshold: Annotated[str, typer.Option(help="Threshold rule: f1, fpr:X or fnr:X.")] = "f1",
     perlin_threshold: Annotated[
         float | None, typer.Option(help="Synthetic-defect threshold (default: the regime's; higher = smaller).")
     ] = None,
     distance_weighting: Annotated[
-        bool | None, typer.Option("--distance-weighting/--no-distance-weighting", help="Distance-transform weights on mask pixels (default: the regime's).")
+        bool | None,
+        typer.Option(
+            "--distance-weighting/--no-distance-weighting",
+            help="Distance-transform weights on mask pixels (default: the regime's).",
+        ),
     ] = None,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -147,7 +153,9 @@ def evaluate(
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder or labels CSV.")],
     split: Annotated[str, typer.Option(help="Which split to evaluate.")] = "test",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
-    backbone_weights: Annotated[str | None, typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
+    backbone_weights: Annotated[
+        str | None, typer.Option(help="Backbone weights file, if not the recorded one.")
+    ] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -192,7 +200,9 @@ def predict(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
-    backbone_weights: Annotated[str | None, typer.Option(help="Backbone weights file, if not the recorded one.")] = None,
+    backbone_weights: Annotated[
+        str | None, typer.Option(help="Backbone weights file, if not the recorded one.")
+    ] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -211,7 +221,9 @@ def predict(
 @app.command()
 def assist(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
-    clicks: Annotated[Path, typer.Argument(help="CSV with file,x,y (optional x2,y2: a box), pixels of the original image.")],
+    clicks: Annotated[
+        Path, typer.Argument(help="CSV with file,x,y (optional x2,y2: a box), pixels of the original image.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder: <file stem>.png masks and latency.json.")],
     verbose: Verbose = False,
 ) -> None:
@@ -230,7 +242,10 @@ def assist(
         report = assist_files(model_dir, clicks, out, say_error=lambda m: typer.echo(f"error: {m}", err=True))
         p50 = "-" if report["p50_ms"] is None else f"{report['p50_ms']:.0f}"
         p95 = "-" if report["p95_ms"] is None else f"{report['p95_ms']:.0f}"
-        typer.echo(f"{report['clicks']} clicks done, {len(report['errors'])} failed; p50 {p50} ms, p95 {p95} ms; results in {out}")
+        typer.echo(
+            f"{report['clicks']} clicks done, {len(report['errors'])} failed; p50 {p50} ms, p95 {p95} ms; "
+            f"results in {out}"
+        )
         return 1 if report["errors"] else 0
 
     if _run(body, verbose):
@@ -265,7 +280,9 @@ def split(
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     val: Annotated[float, typer.Option(help="Validation fraction of unassigned rows.")] = 0.15,
     test: Annotated[float, typer.Option(help="Test fraction of unassigned rows.")] = 0.3,
-    group: Annotated[str | None, typer.Option(help="Regex over file names; its first group keeps near-duplicates together.")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Regex over file names; its first group keeps near-duplicates together.")
+    ] = None,
     reassign: Annotated[bool, typer.Option(help="Also reassign rows already in train/val/test.")] = False,
     train_defects: Annotated[int | None, typer.Option(help="Keep this many defective train images.")] = None,
     train_masks: Annotated[int | None, typer.Option(help="Keep masks on this many defective train images.")] = None,

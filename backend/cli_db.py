@@ -28,7 +28,9 @@ def upgrade(
     try:
         run_upgrade(engine, revision)
     except OperationalError as e:
-        typer.echo(f"error: cannot reach the database at {engine.url.render_as_string(hide_password=True)}: {e.orig}", err=True)
+        typer.echo(
+            f"error: cannot reach the database at {engine.url.render_as_string(hide_password=True)}: {e.orig}", err=True
+        )
         raise typer.Exit(2) from None
     finally:
         engine.dispose()

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-ls_app = typer.Typer(help="Label Studio: run a local server, send batches, sync answers.", no_args_is_help=True, add_completion=False)
+ls_app = typer.Typer(
+    help="Label Studio: run a local server, send batches, sync answers.", no_args_is_help=True, add_completion=False
+)
 
 
 def _settings():
@@ -26,7 +28,10 @@ def start(
     document_root: Annotated[
         Path | None, typer.Option(help="Folder Label Studio may serve images from (default: the first import root).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: the one it ran on last time while free, else a free one).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port on 127.0.0.1 (default: the one it ran on last time while free, else a free one)."),
+    ] = None,
 ) -> None:
     """Start Label Studio (installing its own environment on first use) and print how to log in."""
     from backend.services.labelstudio_link import home, start_local
@@ -37,7 +42,9 @@ def start(
     if root is None:
         _fail(ValueError("name the image folder with --document-root (or set DEFECTLOOP_IMPORT_ROOTS)"))
     try:
-        info = start_local(settings, home(settings), document_root=root, port=port, say=lambda m: typer.echo(m, err=True))
+        info = start_local(
+            settings, home(settings), document_root=root, port=port, say=lambda m: typer.echo(m, err=True)
+        )
     except ServerError as e:
         _fail(e)
     creds = load_credentials(home(settings))
@@ -105,8 +112,11 @@ def push(
         _fail(ValueError("no images: pass image ids or --ranking FILE"))
     asks = {i: "mask" for i in ids} if masks else {}
     _, _, res = _project_call(project, "push", {"image_ids": ids, "asks": asks, "include_labelled": include_labelled})
-    typer.echo(f"{res['pushed']} tasks created ({res['with_prediction']} pre-annotated by {res['model_version'] or 'no model yet'}); "
-               f"{len(res['already_in_labelstudio'])} already in Label Studio, {len(res['already_labelled'])} already labelled")
+    by = res["model_version"] or "no model yet"
+    typer.echo(
+        f"{res['pushed']} tasks created ({res['with_prediction']} pre-annotated by {by}); "
+        f"{len(res['already_in_labelstudio'])} already in Label Studio, {len(res['already_labelled'])} already labelled"
+    )
 
 
 @ls_app.command("sync")
@@ -124,7 +134,10 @@ def sync(project: Annotated[str, typer.Argument(help="Project name or id.")]) ->
     if job["status"] != "succeeded":
         _fail(RuntimeError(f"sync job {job['id']} {job['status']}: {job.get('error') or job['message']}"))
     r = job["result"]
-    typer.echo(f"{r['annotations']} annotations in {r['tasks']} tasks: " + ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())))
+    typer.echo(
+        f"{r['annotations']} annotations in {r['tasks']} tasks: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items()))
+    )
     for rej in r["rejected"]:
         typer.echo(f"rejected: {rej['reason']}")
 
@@ -139,9 +152,13 @@ def connect(project: Annotated[str, typer.Argument(help="Project name or id.")])
 @ls_app.command("links")
 def links(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
-    rotate: Annotated[bool, typer.Option("--rotate", help="First revoke every signed link of the project (a new key).")] = False,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="First revoke every signed link of the project (a new key).")
+    ] = False,
 ) -> None:
     """Sign the image and overlay links in the project's Label Studio tasks anew (a new lifetime)."""
     _, _, res = _project_call(project, "links", {"rotate": rotate})
-    typer.echo(("link key rotated: every earlier link is revoked; " if res["rotated"] else "")
-               + f"{res['tasks_updated']} tasks got fresh links")
+    typer.echo(
+        ("link key rotated: every earlier link is revoked; " if res["rotated"] else "")
+        + f"{res['tasks_updated']} tasks got fresh links"
+    )

@@ -11,18 +11,44 @@ from backend.cli_project import _client, _follow, _running
 
 def round_cmd(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
-    budget: Annotated[float | None, typer.Option(help="Cost units to spend (a verdict costs 1, a mask 10 by default; default: the project's round budget).")] = None,
-    strategy: Annotated[str | None, typer.Option(help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's).")] = None,
-    ask: Annotated[str, typer.Option(help="auto (verdicts and masks), verdict, mask, or staged (verdicts until image AP stops rising, then auto).")] = "auto",
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Cost units to spend (a verdict costs 1, a mask 10 by default; default: the project's round budget)."
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="random, uncertainty, disagreement, diversity, hybrid or top_score (default: the project's)."
+        ),
+    ] = None,
+    ask: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "auto (verdicts and masks), verdict, mask, or staged (verdicts until image AP stops rising, then auto)."
+            )
+        ),
+    ] = "auto",
     close: Annotated[bool, typer.Option("--close", help="Close the open round: sync its answers and retrain.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="With --close: retrain even when the round has no answers.")] = False,
-    no_push: Annotated[bool, typer.Option("--no-push", help="Select the batch without sending it to Label Studio.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for a bootstrap or close retrain, with a progress bar (also one already running).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --close: retrain even when the round has no answers.")
+    ] = False,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="Select the batch without sending it to Label Studio.")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Wait for a bootstrap or close retrain, with a progress bar (also one already running)."
+        ),
+    ] = False,
 ) -> None:
     """Run the next step of the loop.
 
     A project without rounds gets round 0 (the bootstrap: unsupervised training on the pool, then pool scoring). Otherwise a new round selects a batch with the strategy and pushes it to Label Studio pre-annotated; `--close` then syncs the answers, retrains and records the round (a round without answers only with `--force`). While a round retrains, `--wait` follows its job.
-    """
+    """  # noqa: E501 - typer keeps a docstring's line breaks in --help: a paragraph stays one line
     from backend.client import ClientError, LocalClient
 
     client = None
@@ -34,9 +60,14 @@ def round_cmd(
         elif [r["status"] for r in client.rounds(pid)] in ([], ["failed"]):  # no bootstrap yet, or it failed
             res = client.round_action(pid, "bootstrap")
         else:
-            rnd = client.round_action(pid, "start", {"budget": budget, "strategy": strategy, "ask": ask, "push": not no_push})
+            rnd = client.round_action(
+                pid, "start", {"budget": budget, "strategy": strategy, "ask": ask, "push": not no_push}
+            )
             kinds = [k for _, k in rnd["asks"]]
-            typer.echo(f"round {rnd['index']} ({rnd['strategy']}): {len(kinds)} images, {kinds.count('mask')} asking for a mask")
+            typer.echo(
+                f"round {rnd['index']} ({rnd['strategy']}): {len(kinds)} images, {kinds.count('mask')} asking "
+                f"for a mask"
+            )
             typer.echo(rnd["message"] or "selected (not pushed)")
             return
     except ClientError as e:

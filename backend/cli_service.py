@@ -12,7 +12,9 @@ import typer
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    dev: Annotated[bool, typer.Option("--dev", help="Local development: no API token, bound to 127.0.0.1 only.")] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Local development: no API token, bound to 127.0.0.1 only.")
+    ] = False,
     workers: Annotated[bool, typer.Option(help="Start the embedded job worker (off when jobs go to RQ).")] = True,
 ) -> None:
     """Upgrade the database, start the job worker and serve the API."""
@@ -27,7 +29,9 @@ def serve(
     settings = Settings()
     if not settings.api_token:
         if not dev:
-            typer.echo("error: set DEFECTLOOP_API_TOKEN (or pass --dev for a local, token-less server on 127.0.0.1)", err=True)
+            typer.echo(
+                "error: set DEFECTLOOP_API_TOKEN (or pass --dev for a local, token-less server on 127.0.0.1)", err=True
+            )
             raise typer.Exit(2)
         if host != "127.0.0.1":
             typer.echo(f"note: --dev serves without a token, so it binds to 127.0.0.1 instead of {host}", err=True)

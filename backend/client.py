@@ -72,7 +72,9 @@ class HttpClient:
 
     def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict:
         """``labels``: all, test (only the test split keeps its labels) or none (see the import route)."""
-        return self._call("POST", f"/projects/{project_id}/images/import", json={"path": str(path.resolve()), "labels": labels})
+        return self._call(
+            "POST", f"/projects/{project_id}/images/import", json={"path": str(path.resolve()), "labels": labels}
+        )
 
     def retrain(self, project_id: int) -> dict:
         return self._call("POST", f"/projects/{project_id}/retrain")
@@ -84,7 +86,8 @@ class HttpClient:
         return None
 
     def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict:
-        """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect, links (body: rotate)."""
+        """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect, links (body:
+        rotate)."""
         return self._call("POST", f"/projects/{project_id}/labelstudio/{action}", json=body)
 
     def rounds(self, project_id: int) -> list[dict]:

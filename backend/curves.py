@@ -15,11 +15,27 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 METRICS = ("image_ap", "image_auroc", "image_f1", "pixel_aupro", "pixel_ap")
-X_AXES = {"labels": "labels (images answered)", "cost": "annotation cost (units)", "annotation_seconds": "annotation time (s)"}
+X_AXES = {
+    "labels": "labels (images answered)",
+    "cost": "annotation cost (units)",
+    "annotation_seconds": "annotation time (s)",
+}
 TARGETS = (0.95, 0.99)
 AUDIT_KEYS = ("flip_rate", "mask_answers", "mask_iou_mean", "masks_accepted", "masks_edited", "masks_drawn")
-ROW_KEYS = ("round", "regime", "strategy", "ask", "labels", "normal", "image_labels", "mask_labels", "cost",
-            "cost_model", "annotation_seconds", *AUDIT_KEYS)
+ROW_KEYS = (
+    "round",
+    "regime",
+    "strategy",
+    "ask",
+    "labels",
+    "normal",
+    "image_labels",
+    "mask_labels",
+    "cost",
+    "cost_model",
+    "annotation_seconds",
+    *AUDIT_KEYS,
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +57,16 @@ def point_row(p: dict[str, Any]) -> dict[str, Any]:
     audit = p.get("audit") or {}
     labels = p.get("labels") or {}
     row = {
-        "round": p.get("round"), "regime": p.get("regime"), "strategy": p.get("strategy"), "ask": p.get("ask"),
-        "labels": labels.get("total", 0), "normal": labels.get("normal", 0), "image_labels": labels.get("image", 0),
-        "mask_labels": labels.get("mask", 0), "cost": p.get("cost", 0.0), "cost_model": p.get("cost_model", "flat"),
+        "round": p.get("round"),
+        "regime": p.get("regime"),
+        "strategy": p.get("strategy"),
+        "ask": p.get("ask"),
+        "labels": labels.get("total", 0),
+        "normal": labels.get("normal", 0),
+        "image_labels": labels.get("image", 0),
+        "mask_labels": labels.get("mask", 0),
+        "cost": p.get("cost", 0.0),
+        "cost_model": p.get("cost_model", "flat"),
         "annotation_seconds": p.get("annotation_seconds", 0.0),
         **{k: audit.get(k) for k in AUDIT_KEYS},
     }
@@ -84,8 +107,11 @@ def band(runs: Sequence[Run], key: str) -> list[dict[str, float | None]]:
     out = []
     for i in range(max((len(r.points) for r in runs), default=0)):
         vals = [v for r in runs if i < len(r.points) and _finite(v := point_row(r.points[i])[key])]
-        out.append({"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)} if vals
-                   else {"mean": None, "min": None, "max": None})
+        out.append(
+            {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
+            if vals
+            else {"mean": None, "min": None, "max": None}
+        )
     return out
 
 
@@ -107,12 +133,17 @@ def summary(runs: Sequence[Run], metric: str = "image_ap", baseline: str = "rand
     groups = by_strategy(runs)
     rows = []
     for strategy, rs in groups.items():
-        row: dict[str, Any] = {"strategy": strategy, "runs": len(rs),
-                               "final": _mean([point_row(r.points[-1])[metric] for r in rs if r.points])}
+        row: dict[str, Any] = {
+            "strategy": strategy,
+            "runs": len(rs),
+            "final": _mean([point_row(r.points[-1])[metric] for r in rs if r.points]),
+        }
         row["final_cost"] = _mean([point_row(r.points[-1])["cost"] for r in rs if r.points])
         for t in TARGETS:
             for kind, count, first in (("cost", "reached", cost_to_reach), ("hold", "held", cost_to_hold)):
-                costs = [first(r.points, t * r.reference[metric], metric) for r in rs if _finite(r.reference.get(metric))]
+                costs = [
+                    first(r.points, t * r.reference[metric], metric) for r in rs if _finite(r.reference.get(metric))
+                ]
                 reached = [c for c in costs if c is not None]
                 row[f"{count}_{t}"] = f"{len(reached)}/{len(costs)}"
                 row[f"{kind}_{t}"] = sum(reached) / len(reached) if costs and len(reached) == len(costs) else None
@@ -141,12 +172,22 @@ def curves_json(runs: Sequence[Run]) -> dict[str, Any]:
     and the full-supervision reference."""
     refs = [r.reference for r in runs if r.reference]
     return {
-        "metrics": list(METRICS), "x_axes": list(X_AXES),
+        "metrics": list(METRICS),
+        "x_axes": list(X_AXES),
         "reference": {m: _mean([ref.get(m) for ref in refs]) for m in METRICS} if refs else {},
-        "runs": [{"name": r.name, "strategy": r.strategy, "seed": r.seed, "reference": r.reference,
-                  "points": [point_row(p) for p in r.points]} for r in runs],
-        "strategies": {s: {k: band(rs, k) for k in (*X_AXES, *METRICS, *AUDIT_KEYS)}
-                       for s, rs in by_strategy(runs).items()},
+        "runs": [
+            {
+                "name": r.name,
+                "strategy": r.strategy,
+                "seed": r.seed,
+                "reference": r.reference,
+                "points": [point_row(p) for p in r.points],
+            }
+            for r in runs
+        ],
+        "strategies": {
+            s: {k: band(rs, k) for k in (*X_AXES, *METRICS, *AUDIT_KEYS)} for s, rs in by_strategy(runs).items()
+        },
         "summary": summary(runs) if refs else [],
     }
 
@@ -173,21 +214,39 @@ def figure(runs: Sequence[Run], x: str, title: str = "") -> Any:
         xvals: list[float] = []
         for i, (strategy, rs) in enumerate(groups.items()):
             xs, ys = band(rs, x), band(rs, key)
-            pts = [(a["mean"], b) for a, b in zip(xs, ys, strict=True) if a["mean"] is not None and b["mean"] is not None]
+            pts = [
+                (a["mean"], b) for a, b in zip(xs, ys, strict=True) if a["mean"] is not None and b["mean"] is not None
+            ]
             if not pts:
                 continue
             color = f"C{i % 10}"
-            ax.plot([p[0] for p in pts], [p[1]["mean"] for p in pts], "o-", color=color, label=strategy, lw=1.8, ms=4,
-                    clip_on=False)  # a point at zero cost sits on the axis
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1]["mean"] for p in pts],
+                "o-",
+                color=color,
+                label=strategy,
+                lw=1.8,
+                ms=4,
+                clip_on=False,
+            )  # a point at zero cost sits on the axis
             xvals += [p[0] for p in pts]
             if len(rs) > 1:
-                ax.fill_between([p[0] for p in pts], [p[1]["min"] for p in pts], [p[1]["max"] for p in pts],
-                                color=color, alpha=0.18, lw=0)
+                ax.fill_between(
+                    [p[0] for p in pts],
+                    [p[1]["min"] for p in pts],
+                    [p[1]["max"] for p in pts],
+                    color=color,
+                    alpha=0.18,
+                    lw=0,
+                )
         ref = _mean([r.get(key) for r in refs])
         if ref is not None:
             ax.axhline(ref, color="black", ls="--", lw=1, label="full supervision")
         if not any(r.points for r in runs):
-            ax.text(0.5, 0.5, "no finished round yet", transform=ax.transAxes, ha="center", va="center", color="#66707a")
+            ax.text(
+                0.5, 0.5, "no finished round yet", transform=ax.transAxes, ha="center", va="center", color="#66707a"
+            )
         ax.set_title("verdict flips (proposal audit)" if key == "flip_rate" else key.replace("_", " "))
         ax.set_xlabel(X_AXES[x])
         ax.xaxis.set_major_locator(MaxNLocator(integer=x == "labels"))
@@ -218,6 +277,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], metric: str = "image_ap", b
     """The planning table: cost to reach 95% / 99% of full supervision, relative to ``baseline``
     (the strategy :func:`summary` was given), and the cost from which 99% held in every later
     round (a curve that touches the target once and falls back is not there yet)."""
+
     def fmt(v: float | None, pct: bool = False) -> str:
         return "-" if v is None else f"{100 * v:.1f}" if pct else f"{v:.0f}"
 
@@ -226,8 +286,10 @@ def summary_markdown(rows: Sequence[dict[str, Any]], metric: str = "image_ap", b
         return "-" if r is None else ("<= " if row[f"{key}_{t}_is_bound"] else "") + f"{100 * r:.0f}%"
 
     lines = [
-        (f"| strategy | runs | final {metric} | final cost | cost to 95% (reached) | vs {baseline} "
-         f"| cost to 99% (reached) | vs {baseline} | at 99% from then on (held) | vs {baseline} |"),
+        (
+            f"| strategy | runs | final {metric} | final cost | cost to 95% (reached) | vs {baseline} "
+            f"| cost to 99% (reached) | vs {baseline} | at 99% from then on (held) | vs {baseline} |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

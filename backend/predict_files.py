@@ -42,7 +42,13 @@ def _out_name(path: Path, used: set[str]) -> str:
 
 
 def predict_files(
-    model_dir: Path, paths: list[Path], out: Path, batch_size: int, device: str, backbone_weights: str | None, quiet: bool
+    model_dir: Path,
+    paths: list[Path],
+    out: Path,
+    batch_size: int,
+    device: str,
+    backbone_weights: str | None,
+    quiet: bool,
 ) -> int:
     """Predict every image; unreadable images are reported in the CSV's error column, not fatal."""
     loaded = load_model(model_dir, device=device, backbone_weights=backbone_weights)
@@ -64,18 +70,23 @@ def predict_files(
                     ok.append(f)
                 except DataError as e:
                     w.writerow([str(f), "", "", "", *[""] * len(UNCERTAINTY_KEYS), "", "", str(e)])
-            for f, img, pred in zip(ok, images, predictor.predict(images) if images else []):
+            for f, img, pred in zip(ok, images, predictor.predict(images) if images else [], strict=True):
                 name = _out_name(f, used)
                 overlay = heatmap_overlay(img, pred.pred_map, pred.pred_mask)
                 cv2.imwrite(str(out / "overlays" / f"{name}.png"), overlay[:, :, ::-1])
                 cv2.imwrite(str(out / "masks" / f"{name}.png"), mask_png(pred.pred_mask))
                 w.writerow(
-                    [str(f), f"{pred.score:.6f}", "defective" if pred.decision else "ok",
-                     f"{predictor.thresholds.image:.6f}", *[f"{pred.uncertainty[k]:.6f}" for k in UNCERTAINTY_KEYS],
-                     f"overlays/{name}.png", f"masks/{name}.png", ""]
+                    [
+                        str(f),
+                        f"{pred.score:.6f}",
+                        "defective" if pred.decision else "ok",
+                        f"{predictor.thresholds.image:.6f}",
+                        *[f"{pred.uncertainty[k]:.6f}" for k in UNCERTAINTY_KEYS],
+                        f"overlays/{name}.png",
+                        f"masks/{name}.png",
+                        "",
+                    ]
                 )
             rep("predict", min(start + batch_size, len(files)), len(files), {})
     csv_tmp.replace(out / "predictions.csv")
     return len(files)
-
-

@@ -7,8 +7,17 @@ from typing import Self
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-_TITLES = {"features": "backbone features", "train": "training", "calibrate": "calibrating", "masks": "choosing the mask method", "evaluate": "evaluating", "predict": "predicting",
-           "refine_score": "scoring to refine", "refine_features": "features (refined)", "refine_train": "training (refined)"}
+_TITLES = {
+    "features": "backbone features",
+    "train": "training",
+    "calibrate": "calibrating",
+    "masks": "choosing the mask method",
+    "evaluate": "evaluating",
+    "predict": "predicting",
+    "refine_score": "scoring to refine",
+    "refine_features": "features (refined)",
+    "refine_train": "training (refined)",
+}
 
 
 class ProgressReporter:

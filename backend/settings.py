@@ -28,7 +28,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy or plain postgresql:// URL; default: a SQLite file in data_dir.",
     )
     api_token: str | None = Field(default=None, description="Bearer token every API route except health requires.")
-    redis_url: str | None = Field(default=None, description="redis:// URL: run jobs on RQ workers instead of in-process.")
+    redis_url: str | None = Field(
+        default=None, description="redis:// URL: run jobs on RQ workers instead of in-process."
+    )
     import_roots: list[Path] = Field(
         default_factory=list, description="Server folders images may be imported from (JSON list or one path)."
     )
@@ -41,12 +43,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 << 20,
         gt=0,
-        description="Largest request body (webhooks, ML backend calls, JSON); a larger one is answered 413 before it is read.",
+        description=(
+            "Largest request body (webhooks, ML backend calls, JSON); a larger one is answered 413 before it is read."
+        ),
     )
     max_upload_bytes: int = Field(
         default=512 << 20,
         gt=0,
-        description="Largest body of an image upload or a label with its mask (all files of the request); larger: 413 before it is read.",
+        description=(
+            "Largest body of an image upload or a label with its mask (all files of the request); "
+            "larger: 413 before it is read."
+        ),
     )
 
     server_url: str | None = Field(
@@ -60,10 +67,15 @@ class Settings(BaseSettings):
     labelstudio_url: str | None = Field(
         default=None, description="Label Studio server URL (default: the one `defectloop labelstudio start` runs)."
     )
-    labelstudio_token: str | None = Field(default=None, description="Label Studio API key (legacy token) for labelstudio_url.")
+    labelstudio_token: str | None = Field(
+        default=None, description="Label Studio API key (legacy token) for labelstudio_url."
+    )
     labelstudio_document_root: Path | None = Field(
         default=None,
-        description="Folder Label Studio serves local files from (default: the started server's; images elsewhere get signed links).",
+        description=(
+            "Folder Label Studio serves local files from (default: the started server's; images "
+            "elsewhere get signed links)."
+        ),
     )
     labelstudio_env: Path = Field(
         default_factory=lambda: default_environment_dir(Path(user_cache_dir("defectloop"))),

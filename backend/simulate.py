@@ -153,7 +153,9 @@ def prepare_data(cfg: SimConfig) -> tuple[Dataset, list[Sample], list[Sample]]:
     samples (everything not test) and the test samples."""
     ds = load_dataset(cfg.data)
     if not any(s.split == "test" for s in ds.samples):
-        ds = assign_splits(ds, SplitPlan(seed=0, val_fraction=0.0, test_fraction=cfg.test_fraction, keep_existing=False))
+        ds = assign_splits(
+            ds, SplitPlan(seed=0, val_fraction=0.0, test_fraction=cfg.test_fraction, keep_existing=False)
+        )
     test = [s for s in ds.samples if s.split == "test"]
     pool = [s for s in ds.samples if s.split != "test"]
     problems = []
@@ -224,9 +226,15 @@ def environment(cfg: SimConfig, data_root: Path, say: Say) -> Iterator[Environme
     port = server.free_port()
     token = secrets.token_urlsafe(24)
     settings = Settings(
-        data_dir=(cfg.out / "service").resolve(), database_url=f"sqlite:///{(cfg.out / 'service' / 'defectloop.db').resolve()}",
-        api_token=token, import_roots=[data_root], labelstudio_url=ls_url, labelstudio_token=ls_token,
-        labelstudio_document_root=doc_root, public_url=f"http://127.0.0.1:{port}", device=cfg.device,
+        data_dir=(cfg.out / "service").resolve(),
+        database_url=f"sqlite:///{(cfg.out / 'service' / 'defectloop.db').resolve()}",
+        api_token=token,
+        import_roots=[data_root],
+        labelstudio_url=ls_url,
+        labelstudio_token=ls_token,
+        labelstudio_document_root=doc_root,
+        public_url=f"http://127.0.0.1:{port}",
+        device=cfg.device,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
@@ -290,26 +298,45 @@ def _run_job(env: Environment, job_id: int, what: str) -> None:
 
 
 def _new_project(
-    env: Environment, cfg: SimConfig, strategy: str, name: str, pool: Sequence[Sample], test: Sequence[Sample],
+    env: Environment,
+    cfg: SimConfig,
+    strategy: str,
+    name: str,
+    pool: Sequence[Sample],
+    test: Sequence[Sample],
 ) -> int:
     """Create the run's project: the test split imported with its labels, the pool without."""
     from backend.db.tables import Project
     from backend.services.images import import_samples
 
     body = {
-        "name": f"{name}-{secrets.token_hex(3)}", "image_height": cfg.image_size[0], "image_width": cfg.image_size[1],
-        "strategy": strategy, "round_budget": cfg.budget, "mask_share": cfg.mask_share,
-        "cost_image_label": cfg.cost_image, "cost_mask_label": cfg.cost_mask, "mask_cost_model": cfg.mask_cost,
-        "train_defaults": {**({"epochs": cfg.epochs} if cfg.epochs else {}),
-                           **({"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}),
-                           **({"min_defects_supervised": cfg.min_defects_supervised} if cfg.min_defects_supervised is not None else {})},
+        "name": f"{name}-{secrets.token_hex(3)}",
+        "image_height": cfg.image_size[0],
+        "image_width": cfg.image_size[1],
+        "strategy": strategy,
+        "round_budget": cfg.budget,
+        "mask_share": cfg.mask_share,
+        "cost_image_label": cfg.cost_image,
+        "cost_mask_label": cfg.cost_mask,
+        "mask_cost_model": cfg.mask_cost,
+        "train_defaults": {
+            **({"epochs": cfg.epochs} if cfg.epochs else {}),
+            **(
+                {"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}
+            ),
+            **(
+                {"min_defects_supervised": cfg.min_defects_supervised} if cfg.min_defects_supervised is not None else {}
+            ),
+        },
         **({"backbone": cfg.backbone} if cfg.backbone else {}),
     }
     pid = int(env.client.create_project(body)["id"])
     with env.sessions.begin() as s:
         project = s.get(Project, pid)
         for samples, with_labels in ((test, True), (pool, False)):
-            results = import_samples(s, project=project, samples=samples, roots=env.settings.import_roots, with_labels=with_labels)
+            results = import_samples(
+                s, project=project, samples=samples, roots=env.settings.import_roots, with_labels=with_labels
+            )
             bad = [f"{r.file}: {r.status} ({r.reason})" for r in results if r.status != "imported"]
             if bad:
                 raise SimulationError(f"{len(bad)} images could not be imported, e.g. " + "; ".join(bad[:3]))
@@ -324,11 +351,15 @@ def _truth(env: Environment, project_id: int, pool: Sequence[Sample]) -> dict[in
 
     by_file = {str(s.image): s for s in pool}
     with env.read_sessions() as s:
-        rows = s.execute(select(Image.id, Image.uri).where(Image.project_id == project_id, Image.split == Split.POOL)).all()
+        rows = s.execute(
+            select(Image.id, Image.uri).where(Image.project_id == project_id, Image.split == Split.POOL)
+        ).all()
     missing = [uri for _, uri in rows if uri not in by_file]
     if missing or len(rows) != len(pool):
-        raise SimulationError(f"project {project_id}'s pool ({len(rows)} images) is not this dataset's pool ({len(pool)}), "
-                              f"e.g. {missing[:1]}: use a new --out")
+        raise SimulationError(
+            f"project {project_id}'s pool ({len(rows)} images) is not this dataset's pool ({len(pool)}), "
+            f"e.g. {missing[:1]}: use a new --out"
+        )
     return {int(i): by_file[uri] for i, uri in rows}
 
 
@@ -349,7 +380,11 @@ def _recover(env: Environment, project_id: int) -> None:
         mv = active_model_version(s, project_id)
         if mv is not None and any(j.kind is JobKind.PREDICT and j.project_id == project_id for j in reaped):
             enqueue_pool_scoring(s, project_id=project_id, model_version_id=mv.id)
-        queued = list(s.scalars(select(Job.id).where(Job.project_id == project_id, Job.status == JobStatus.QUEUED).order_by(Job.id)))
+        queued = list(
+            s.scalars(
+                select(Job.id).where(Job.project_id == project_id, Job.status == JobStatus.QUEUED).order_by(Job.id)
+            )
+        )
     for job_id in queued:
         _run_job(env, job_id, f"project {project_id}'s queued job")
     with env.sessions.begin() as s:
@@ -359,8 +394,14 @@ def _recover(env: Environment, project_id: int) -> None:
 
 
 def run_one(
-    env: Environment, cfg: SimConfig, strategy: str, seed: int, pool: Sequence[Sample], test: Sequence[Sample],
-    say: Say, step: Callable[[], None] = lambda: None,
+    env: Environment,
+    cfg: SimConfig,
+    strategy: str,
+    seed: int,
+    pool: Sequence[Sample],
+    test: Sequence[Sample],
+    say: Say,
+    step: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Bootstrap and ``cfg.rounds`` rounds of ``strategy`` in a project of its own; the run's
     record. A run recorded with the same settings goes on in its project from where it stopped."""
@@ -375,15 +416,23 @@ def run_one(
         try:
             env.client.find_project(str(pid))
         except ClientError as e:  # the record outlived its database
-            raise SimulationError(f"{run_dir / 'rounds.json'} names project {pid}, which this study's service does not "
-                                  f"hold ({e}): remove {run_dir} to run {name} again") from None
+            raise SimulationError(
+                f"{run_dir / 'rounds.json'} names project {pid}, which this study's service does not "
+                f"hold ({e}): remove {run_dir} to run {name} again"
+            ) from None
         truth = _truth(env, pid, pool)
         _recover(env, pid)
     else:
         pid = _new_project(env, cfg, strategy, name, pool, test)
         truth = _truth(env, pid, pool)
-        record = {"strategy": strategy, "seed": seed, "project_id": pid, "rounds": [], "webhooks": [],
-                  "annotator_mistakes": 0}
+        record = {
+            "strategy": strategy,
+            "seed": seed,
+            "project_id": pid,
+            "rounds": [],
+            "webhooks": [],
+            "annotator_mistakes": 0,
+        }
     record.update(config=cfg.run_key(), complete=False)
     annotator = SimulatedAnnotator(truth, cfg.annotator, seed=seed)
 
@@ -411,8 +460,9 @@ def run_one(
         t0 = time.monotonic()
         current = next((r for r in env.client.rounds(pid) if r["index"] == k), None)
         if current is None:
-            current = env.client.round_action(pid, "start", {"budget": cfg.budget, "strategy": strategy, "ask": cfg.ask,
-                                                             "seed": seed * 1000 + k})
+            current = env.client.round_action(
+                pid, "start", {"budget": cfg.budget, "strategy": strategy, "ask": cfg.ask, "seed": seed * 1000 + k}
+            )
         asks = current["asks"]
         asked = [int(i) for i, _ in asks]
         if ls_id is None:  # the first push set the Label Studio project up
@@ -434,16 +484,20 @@ def run_one(
         save()
         step()
         last = record["rounds"][-1]["metrics"]
-        say(f"{name}: round {k}/{cfg.rounds}: {len(asked)} asked ({sum(kind == 'mask' for _, kind in asks)} masks), "
+        say(
+            f"{name}: round {k}/{cfg.rounds}: {len(asked)} asked ({sum(kind == 'mask' for _, kind in asks)} masks), "
             f"{last['regime']}, image AP {last['metrics'].get('image_ap', float('nan')):.3f}, cost {last['cost']:.0f} "
-            f"({time.monotonic() - t0:.0f} s)")
+            f"({time.monotonic() - t0:.0f} s)"
+        )
     record["complete"] = True
     save()
     return {**record, "rounds": record["rounds"][: cfg.rounds + 1]}
 
 
 # ---- the full-supervision reference ---------------------------------------------------------
-def reference(cfg: SimConfig, ds: Dataset, pool: Sequence[Sample], test: Sequence[Sample], seed: int, say: Say) -> dict[str, float]:
+def reference(
+    cfg: SimConfig, ds: Dataset, pool: Sequence[Sample], test: Sequence[Sample], seed: int, say: Say
+) -> dict[str, float]:
     """Test metrics of a model trained on the whole pool with every label (cached per seed)."""
     from ml.artifact import load_model
     from ml.evaluate import evaluate
@@ -458,17 +512,30 @@ def reference(cfg: SimConfig, ds: Dataset, pool: Sequence[Sample], test: Sequenc
     except (OSError, ValueError):
         pass
     t0 = time.monotonic()
-    train = Dataset(root=ds.root, samples=tuple(replace(s, split="train") for s in pool), source=f"{ds.source} (pool, all labels)")
-    tc = TrainConfig(image_size=cfg.image_size, epochs=cfg.epochs, seed=seed, device=cfg.device,
-                     **({"backbone": cfg.backbone} if cfg.backbone else {}))
+    train = Dataset(
+        root=ds.root, samples=tuple(replace(s, split="train") for s in pool), source=f"{ds.source} (pool, all labels)"
+    )
+    tc = TrainConfig(
+        image_size=cfg.image_size,
+        epochs=cfg.epochs,
+        seed=seed,
+        device=cfg.device,
+        **({"backbone": cfg.backbone} if cfg.backbone else {}),
+    )
     model_dir = cfg.out / "reference" / f"seed{seed}-model"
     summary = train_and_save(train, model_dir, tc)
     metrics = evaluate(load_model(model_dir, device=cfg.device).predictor, list(test))
     metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": cfg.reference_key(), "regime": summary.trained.regime.value, "metrics": metrics}, indent=1))
-    say(f"reference seed {seed}: {summary.trained.regime.value}, image AP {metrics.get('image_ap', float('nan')):.3f} "
-        f"({time.monotonic() - t0:.0f} s)")
+    path.write_text(
+        json.dumps(
+            {"config": cfg.reference_key(), "regime": summary.trained.regime.value, "metrics": metrics}, indent=1
+        )
+    )
+    say(
+        f"reference seed {seed}: {summary.trained.regime.value}, image AP {metrics.get('image_ap', float('nan')):.3f} "
+        f"({time.monotonic() - t0:.0f} s)"
+    )
     return metrics
 
 
@@ -480,7 +547,9 @@ def write_outputs(out: Path, runs: Sequence[Run], title: str) -> dict[str, Any]:
     for x in X_AXES:
         plot(runs, x, out / f"curves_vs_{x}.png", title=title)
     (out / "summary.json").write_text(json.dumps(curves["summary"], indent=1))
-    (out / "summary.md").write_text(summary_markdown(curves["summary"]) if curves["summary"] else "no full-supervision reference\n")
+    (out / "summary.md").write_text(
+        summary_markdown(curves["summary"]) if curves["summary"] else "no full-supervision reference\n"
+    )
     return curves
 
 
@@ -499,18 +568,27 @@ def simulate(cfg: SimConfig, say: Say = print) -> dict[str, Any]:
     ds, pool, test = prepare_data(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=1))
-    say(f"{ds.root}: pool {len(pool)} images ({sum(s.label for s in pool)} defective), "
-        f"test {len(test)} ({sum(s.label for s in test)} defective)")
+    say(
+        f"{ds.root}: pool {len(pool)} images ({sum(s.label for s in pool)} defective), "
+        f"test {len(test)} ({sum(s.label for s in test)} defective)"
+    )
     refs = {seed: reference(cfg, ds, pool, test, seed, say) for seed in cfg.seeds} if cfg.reference else {}
     todo = [(st, seed) for seed in cfg.seeds for st in cfg.strategies if finished_run(cfg, st, seed) is None]
     if todo:
-        with Progress(console=Console(stderr=True), transient=True) as bar, environment(cfg, files_root(ds), say) as env:
+        with (
+            Progress(console=Console(stderr=True), transient=True) as bar,
+            environment(cfg, files_root(ds), say) as env,
+        ):
             task = bar.add_task("rounds", total=len(todo) * (cfg.rounds + 1))
             for strategy, seed in todo:
-                run_one(env, cfg, strategy, seed, pool, test, lambda m: bar.console.print(m), step=lambda: bar.advance(task))
+                run_one(
+                    env, cfg, strategy, seed, pool, test, lambda m: bar.console.print(m), step=lambda: bar.advance(task)
+                )
     runs = []
     for seed in cfg.seeds:
         for strategy in cfg.strategies:
             rec = finished_run(cfg, strategy, seed)
-            runs.append(Run(f"{strategy}-seed{seed}", strategy, seed, [r["metrics"] for r in rec["rounds"]], refs.get(seed, {})))
+            runs.append(
+                Run(f"{strategy}-seed{seed}", strategy, seed, [r["metrics"] for r in rec["rounds"]], refs.get(seed, {}))
+            )
     return write_outputs(cfg.out, runs, title=f"{ds.root.name}: budget {cfg.budget:g}/round, {len(cfg.seeds)} seed(s)")

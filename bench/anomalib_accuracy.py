@@ -73,7 +73,9 @@ class AnomalibRunner:
     @torch.no_grad()
     def features(self, x: torch.Tensor, batch: int = 32) -> torch.Tensor:
         """``x`` float ``(N, 3, H, W)`` in [0, 1] -> the model's upscaled, pooled features ``(N, C, h, w)``."""
-        return torch.cat([self.model.feature_extractor(self.normalise(x[i : i + batch])) for i in range(0, len(x), batch)])
+        return torch.cat(
+            [self.model.feature_extractor(self.normalise(x[i : i + batch])) for i in range(0, len(x), batch)]
+        )
 
     def _step_loss(self, feats: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor, loss_fn) -> torch.Tensor:
         """The training branch of ``SupersimplenetModel.forward`` from features (default
@@ -189,8 +191,13 @@ def train_defectloop(ds: Dataset, args) -> dict:
     from ml.train import TrainConfig
 
     cfg = TrainConfig(
-        backbone=args.backbone, image_size=tuple(args.image_size), regime=args.regime, seed=args.seed,
-        device="cpu", profile=args.profile, epochs=args.defectloop_epochs,
+        backbone=args.backbone,
+        image_size=tuple(args.image_size),
+        regime=args.regime,
+        seed=args.seed,
+        device="cpu",
+        profile=args.profile,
+        epochs=args.defectloop_epochs,
     )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,8 +206,11 @@ def train_defectloop(ds: Dataset, args) -> dict:
     tr = summary.trained
     pred = Predictor(tr.extractor, tr.model, cfg.image_size, summary.thresholds, image_score=tr.settings.image_score)
     return {
-        "model": f"defectloop {args.profile}", "epochs": len(tr.losses), "train_s": round(train_s, 1),
-        "regime": tr.regime.value, "metrics": score(pred, ds),
+        "model": f"defectloop {args.profile}",
+        "epochs": len(tr.losses),
+        "train_s": round(train_s, 1),
+        "regime": tr.regime.value,
+        "metrics": score(pred, ds),
     }
 
 
@@ -257,20 +267,31 @@ def main() -> None:
     def on_eval(epoch: int) -> None:
         t = time.perf_counter()
         trained_s = t - t_train - eval_s[0] + result["anomalib_feature_s"]
-        rows.append({
-            "model": "anomalib 2.7.0", "epochs": epoch, "of_epochs": args.epochs,
-            "train_s": round(trained_s, 1), "metrics": score(runner, ds),
-        })
+        rows.append(
+            {
+                "model": "anomalib 2.7.0",
+                "epochs": epoch,
+                "of_epochs": args.epochs,
+                "train_s": round(trained_s, 1),
+                "metrics": score(runner, ds),
+            }
+        )
         eval_s[0] += time.perf_counter() - t
         save()
         print(rows[-1], flush=True)
 
     result["anomalib_losses"] = runner.train(feats, masks, labels, args.epochs, sorted(evals), on_eval)
     save()
-    print(f"{'model':<22}{'epochs':>7}{'train s':>9}{'img AUROC':>10}{'img AP':>8}{'img F1':>8}{'px AUPRO':>9}{'px AP':>7}")
+    print(
+        f"{'model':<22}{'epochs':>7}{'train s':>9}{'img AUROC':>10}{'img AP':>8}{'img F1':>8}"
+        f"{'px AUPRO':>9}{'px AP':>7}"
+    )
     for r in rows:
         m = r["metrics"]
-        pct = [100 * m[k] if m[k] is not None else float("nan") for k in ("image_auroc", "image_ap", "image_f1", "pixel_aupro", "pixel_ap")]
+        pct = [
+            100 * m[k] if m[k] is not None else float("nan")
+            for k in ("image_auroc", "image_ap", "image_f1", "pixel_aupro", "pixel_ap")
+        ]
         print(f"{r['model']:<22}{r['epochs']:>7}{r['train_s']:>9.0f}" + "".join(f"{v:>9.1f}" for v in pct))
 
 

@@ -35,17 +35,24 @@ def load_runs(label: str, study: Path, strategy: str, rounds: int | None) -> lis
     """
     cut = None if rounds is None else rounds + 1
     if (study / "runs").is_dir():
-        pairs = [(p, study / "reference" / f"seed{_seed(p)}.json")
-                 for p in sorted((study / "runs").glob(f"{strategy}-seed*/rounds.json"))]
+        pairs = [
+            (p, study / "reference" / f"seed{_seed(p)}.json")
+            for p in sorted((study / "runs").glob(f"{strategy}-seed*/rounds.json"))
+        ]
     elif (study / "curves.json").is_file():
         curves = json.loads((study / "curves.json").read_text())
-        runs = [Run(f"{label}-seed{r['seed']}", label, r["seed"], r["points"][:cut], r["reference"])
-                for r in curves["runs"] if r["strategy"] == strategy]
+        runs = [
+            Run(f"{label}-seed{r['seed']}", label, r["seed"], r["points"][:cut], r["reference"])
+            for r in curves["runs"]
+            if r["strategy"] == strategy
+        ]
         if not runs:
             raise SystemExit(f"{study / 'curves.json'}: no runs of {strategy!r}")
         return runs
     else:
-        pairs = [(p, study / f"reference_seed{_seed(p)}.json") for p in sorted(study.glob(f"{strategy}-seed*_rounds.json"))]
+        pairs = [
+            (p, study / f"reference_seed{_seed(p)}.json") for p in sorted(study.glob(f"{strategy}-seed*_rounds.json"))
+        ]
     runs = []
     for path, ref_path in pairs:
         rec = json.loads(path.read_text())
@@ -55,14 +62,18 @@ def load_runs(label: str, study: Path, strategy: str, rounds: int | None) -> lis
         points = [r["metrics"] for r in rec["rounds"]][:cut]
         runs.append(Run(f"{label}-seed{seed}", label, seed, points, json.loads(ref_path.read_text())["metrics"]))
     if not runs:
-        raise SystemExit(f"{study}: no recorded runs of {strategy!r} (runs/{strategy}-seedN/rounds.json, "
-                         f"curves.json or {strategy}-seedN_rounds.json)")
+        raise SystemExit(
+            f"{study}: no recorded runs of {strategy!r} (runs/{strategy}-seedN/rounds.json, "
+            f"curves.json or {strategy}-seedN_rounds.json)"
+        )
     return runs
 
 
 def _seed(rounds_json: Path) -> int:
     """N of a ``STRATEGY-seedN/rounds.json`` or ``STRATEGY-seedN_rounds.json`` path."""
-    name = rounds_json.parent.name if rounds_json.name == "rounds.json" else rounds_json.name.removesuffix("_rounds.json")
+    name = (
+        rounds_json.parent.name if rounds_json.name == "rounds.json" else rounds_json.name.removesuffix("_rounds.json")
+    )
     return int(name.rpartition("-seed")[2])
 
 
@@ -72,8 +83,10 @@ def check_references(runs: list[Run]) -> None:
     for r in runs:
         ref = by_seed.setdefault(r.seed, r.reference)
         if set(ref) != set(r.reference) or any(abs(ref[k] - r.reference[k]) > 1e-9 for k in ref):
-            raise SystemExit(f"{r.name}: its full-supervision reference differs from another study's for seed {r.seed}; "
-                             "the studies do not share data, test split or training settings")
+            raise SystemExit(
+                f"{r.name}: its full-supervision reference differs from another study's for seed {r.seed}; "
+                "the studies do not share data, test split or training settings"
+            )
 
 
 def main() -> None:

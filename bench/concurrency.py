@@ -102,13 +102,27 @@ def prepare_database(url: str, folder: Path) -> tuple[int, list[int], list[int]]
         for i in range(N_IMAGES):
             path = folder / f"part_{i}.png"
             path.write_bytes(_png(i))
-            img = Image(project_id=project.id, uri=str(path), sha256=uuid.uuid4().hex * 2, width=SIZE[1],
-                        height=SIZE[0], split=Split.POOL)
+            img = Image(
+                project_id=project.id,
+                uri=str(path),
+                sha256=uuid.uuid4().hex * 2,
+                width=SIZE[1],
+                height=SIZE[0],
+                split=Split.POOL,
+            )
             s.add(img)
             images.append(img)
         s.flush()
-        tasks = [LsTask(project_id=project.id, image_id=im.id, ls_project_id=LS_PROJECT, ls_task_id=100_000 + im.id,
-                        ask="verdict") for im in images]
+        tasks = [
+            LsTask(
+                project_id=project.id,
+                image_id=im.id,
+                ls_project_id=LS_PROJECT,
+                ls_task_id=100_000 + im.id,
+                ask="verdict",
+            )
+            for im in images
+        ]
         s.add_all(tasks)
         s.flush()
         out = project.id, [im.id for im in images], [t.ls_task_id for t in tasks]
@@ -119,13 +133,22 @@ def prepare_database(url: str, folder: Path) -> tuple[int, list[int], list[int]]
 @contextmanager
 def serve(url: str, data_dir: Path, port: int) -> Iterator[str]:
     """`defectloop serve` (with its embedded worker) on ``url``; yields its base URL."""
-    env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(data_dir), "DEFECTLOOP_DATABASE_URL": url,
-           "DEFECTLOOP_API_TOKEN": TOKEN, "DEFECTLOOP_WEBHOOK_SECRET": SECRET}
+    env = {
+        **os.environ,
+        "DEFECTLOOP_DATA_DIR": str(data_dir),
+        "DEFECTLOOP_DATABASE_URL": url,
+        "DEFECTLOOP_API_TOKEN": TOKEN,
+        "DEFECTLOOP_WEBHOOK_SECRET": SECRET,
+    }
     env.pop("DEFECTLOOP_REDIS_URL", None)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -152,17 +175,37 @@ def webhook_request(base: str, ls_task: int, annotation_id: int, defective: bool
     """What Label Studio sends when an annotation is created."""
     from labelstudio.conversions import choice_result
 
-    body = {"action": "ANNOTATION_CREATED", "project": {"id": LS_PROJECT},
-            "annotation": {"id": annotation_id, "task": ls_task, "project": LS_PROJECT, "result": [choice_result(defective)],
-                           "updated_at": "2026-12-01T10:00:00Z", "completed_by": 1, "lead_time": 3.0}}
+    body = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": LS_PROJECT},
+        "annotation": {
+            "id": annotation_id,
+            "task": ls_task,
+            "project": LS_PROJECT,
+            "result": [choice_result(defective)],
+            "updated_at": "2026-12-01T10:00:00Z",
+            "completed_by": 1,
+            "lead_time": 3.0,
+        },
+    }
     return httpx.Request("POST", f"{base}/labelstudio/{SECRET}/webhook", json=body)
 
 
 MIXES = ("mixed", "labels")
 
 
-def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[int], *, clients: int, requests: int,
-             database: str = "", mix: str = "mixed", timeout_s: float = 60.0) -> LoadReport:
+def run_load(
+    base: str,
+    project_id: int,
+    image_ids: list[int],
+    task_ids: list[int],
+    *,
+    clients: int,
+    requests: int,
+    database: str = "",
+    mix: str = "mixed",
+    timeout_s: float = 60.0,
+) -> LoadReport:
     """``clients`` threads share ``requests`` requests: label PUT, upload and webhook in turn
     (``mix="mixed"``), or label PUTs only (``"labels"``)."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -182,13 +225,18 @@ def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[in
         try:
             if kind == 0:
                 files = {"mask": ("m.png", mask_png, "image/png")} if k % 2 else None
-                r = client.put(f"{base}/projects/{project_id}/images/{image_ids[i]}/label",
-                               data={"is_defective": "true" if files else "false", "annotator": "bench"},
-                               files=files, headers=auth)
+                r = client.put(
+                    f"{base}/projects/{project_id}/images/{image_ids[i]}/label",
+                    data={"is_defective": "true" if files else "false", "annotator": "bench"},
+                    files=files,
+                    headers=auth,
+                )
             elif kind == 1:
-                r = client.post(f"{base}/projects/{project_id}/images/upload",
-                                files={"files": (f"u{run_tag}_{k}.png", _png(run_tag * 10_000 + k + 1000), "image/png")},
-                                headers=auth)
+                r = client.post(
+                    f"{base}/projects/{project_id}/images/upload",
+                    files={"files": (f"u{run_tag}_{k}.png", _png(run_tag * 10_000 + k + 1000), "image/png")},
+                    headers=auth,
+                )
             else:
                 r = client.send(webhook_request(base, task_ids[i], run_tag * 10_000 + k, bool(k % 2)))
             ok = r.status_code < 500 and r.status_code in (200, 201, 202)
@@ -231,9 +279,18 @@ def run_load(base: str, project_id: int, image_ids: list[int], task_ids: list[in
     poller.join()
     lat = sorted(latencies)
     return LoadReport(
-        database=database, mix=mix, clients=clients, requests=len(lat), errors=len(errors), error_samples=tuple(errors[:5]),
-        p50_s=round(statistics.median(lat), 4), p99_s=round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 4),
-        max_s=round(lat[-1], 4), wall_s=round(wall, 2), health_checks=len(health), health_failures=health_fail[0],
+        database=database,
+        mix=mix,
+        clients=clients,
+        requests=len(lat),
+        errors=len(errors),
+        error_samples=tuple(errors[:5]),
+        p50_s=round(statistics.median(lat), 4),
+        p99_s=round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 4),
+        max_s=round(lat[-1], 4),
+        wall_s=round(wall, 2),
+        health_checks=len(health),
+        health_failures=health_fail[0],
         health_max_s=round(max(health, default=0.0), 4),
     )
 
@@ -242,11 +299,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 8], help="client counts to run, in turn")
     parser.add_argument("--requests", type=int, default=240, help="requests per run (shared by its clients)")
-    parser.add_argument("--database", default=None,
-                        help="database URL (default: a new embedded SQLite file); a PostgreSQL URL gets a fresh schema")
-    parser.add_argument("--mix", choices=MIXES, default="mixed",
-                        help="mixed: label PUTs, uploads and webhooks in turn; labels: label PUTs only")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take before it counts as an error")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="database URL (default: a new embedded SQLite file); a PostgreSQL URL gets a fresh schema",
+    )
+    parser.add_argument(
+        "--mix",
+        choices=MIXES,
+        default="mixed",
+        help="mixed: label PUTs, uploads and webhooks in turn; labels: label PUTs only",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a request may take before it counts as an error"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the reports here")
     args = parser.parse_args()
 
@@ -258,19 +324,32 @@ def main() -> None:
             pid, images, tasks = prepare_database(url, folder / "images")
             with serve(url, folder / "data", free_port()) as base:
                 for n in args.clients:
-                    rep = run_load(base, pid, images, tasks, clients=n, requests=args.requests, mix=args.mix, timeout_s=args.timeout,
-                                   database="postgresql" if url.startswith("postgresql") else "sqlite")
+                    rep = run_load(
+                        base,
+                        pid,
+                        images,
+                        tasks,
+                        clients=n,
+                        requests=args.requests,
+                        mix=args.mix,
+                        timeout_s=args.timeout,
+                        database="postgresql" if url.startswith("postgresql") else "sqlite",
+                    )
                     reports.append(rep)
                     print(json.dumps(asdict(rep)), flush=True)
         finally:
             cleanup()
     base_p99 = next((r.p99_s for r in reports if r.clients == 1), None)
-    print(f"{'db':<11}{'clients':>8}{'requests':>9}{'errors':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'p99/1 client':>13}{'health max ms':>14}{'health fails':>13}")
+    print(
+        f"{'db':<11}{'clients':>8}{'requests':>9}{'errors':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+        f"{'p99/1 client':>13}{'health max ms':>14}{'health fails':>13}"
+    )
     for r in reports:
         ratio = f"{r.p99_s / base_p99:.1f}x" if base_p99 else "-"
-        print(f"{r.database:<11}{r.clients:>8}{r.requests:>9}{r.errors:>7}{r.p50_s * 1e3:>8.0f}{r.p99_s * 1e3:>8.0f}"
-              f"{r.max_s * 1e3:>8.0f}{ratio:>13}{r.health_max_s * 1e3:>14.0f}{r.health_failures:>13}")
+        print(
+            f"{r.database:<11}{r.clients:>8}{r.requests:>9}{r.errors:>7}{r.p50_s * 1e3:>8.0f}{r.p99_s * 1e3:>8.0f}"
+            f"{r.max_s * 1e3:>8.0f}{ratio:>13}{r.health_max_s * 1e3:>14.0f}{r.health_failures:>13}"
+        )
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in reports], indent=1))
 

@@ -101,7 +101,11 @@ def main() -> None:
     from ml.supersimplenet.features import build_classifier_model, get_backbone_spec
 
     tune_process(args.threads)
-    x = load_images(args.data, args.batch, args.size) if args.data.exists() else torch.rand(args.batch, 3, args.size, args.size)
+    x = (
+        load_images(args.data, args.batch, args.size)
+        if args.data.exists()
+        else torch.rand(args.batch, 3, args.size, args.size)
+    )
     spec = get_backbone_spec(args.backbone)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
@@ -130,7 +134,9 @@ def main() -> None:
     for name, r in rows.items():
         r["latency_ratio"] = base["batch1_ms"] / r["batch1_ms"]
         r["throughput_ratio"] = r[key] / base[key]
-        print(f"{name:<20}{r['batch1_ms']:>12.1f}{r[key]:>10.2f}{r['latency_ratio']:>12.2f}{r['throughput_ratio']:>14.2f}")
+        print(
+            f"{name:<20}{r['batch1_ms']:>12.1f}{r[key]:>10.2f}{r['latency_ratio']:>12.2f}{r['throughput_ratio']:>14.2f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
 

@@ -60,8 +60,14 @@ def main() -> None:
     info = server.start(tmp / "ls", document_root=root, venv=venv, template=template)
     creds = server.load_credentials(tmp / "ls")
     try:
-        settings = Settings(data_dir=tmp / "data", labelstudio_url=info.url, labelstudio_token=creds.token,
-                            labelstudio_document_root=root, import_roots=[root], webhook_secret="bench")
+        settings = Settings(
+            data_dir=tmp / "data",
+            labelstudio_url=info.url,
+            labelstudio_token=creds.token,
+            labelstudio_document_root=root,
+            import_roots=[root],
+            webhook_secret="bench",
+        )
         engine = make_engine(settings.resolved_database_url())
         upgrade(engine)
         sessions = session_factory(engine)
@@ -70,8 +76,17 @@ def main() -> None:
             s.add(project)
             s.flush()
             import_path(s, project=project, path=root / "line", roots=[root])
-            mv = ModelVersion(project_id=project.id, name="v1-bench", regime="unsupervised", profile="fast", config={},
-                              artifact_path="-", artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5}, is_active=True)
+            mv = ModelVersion(
+                project_id=project.id,
+                name="v1-bench",
+                regime="unsupervised",
+                profile="fast",
+                config={},
+                artifact_path="-",
+                artifact_sha256="0" * 64,
+                thresholds={"image": 0.5, "pixel": 0.5},
+                is_active=True,
+            )
             s.add(mv)
             s.flush()
             ids = list(s.scalars(select(Image.id).where(Image.project_id == project.id).order_by(Image.id)))
@@ -81,8 +96,15 @@ def main() -> None:
                 amap = np.exp(-(((yy - cy) / 30.0) ** 2 + ((xx - cx) / 30.0) ** 2))
                 path = tmp / "maps" / f"{image_id}.png"
                 cv2.imwrite(str(path), (amap * 255).astype(np.uint8))
-                s.add(Prediction(model_version_id=mv.id, image_id=image_id, score=float(rng.random()), decision=k % 3 == 0,
-                                 anomaly_map_path=str(path)))
+                s.add(
+                    Prediction(
+                        model_version_id=mv.id,
+                        image_id=image_id,
+                        score=float(rng.random()),
+                        decision=k % 3 == 0,
+                        anomaly_map_path=str(path),
+                    )
+                )
             pid = project.id
         push_ids, peer_ids = ids[: args.n], ids[args.n :]
 
@@ -97,28 +119,43 @@ def main() -> None:
         with sessions() as s:
             ls_pid = s.get(Project, pid).ls_project_id
             mv = s.scalars(select(ModelVersion).where(ModelVersion.project_id == pid)).one()
-            rows = [(s.get(Image, i), s.scalars(select(Prediction).where(Prediction.image_id == i)).one()) for i in peer_ids]
+            rows = [
+                (s.get(Image, i), s.scalars(select(Prediction).where(Prediction.image_id == i)).one()) for i in peer_ids
+            ]
         from backend.services.labelstudio_link import stored_proposal
 
         t0 = time.perf_counter()
         for image, pred in rows:
             prop = stored_proposal(pred, mv, image)
-            task = studio.sdk.tasks.create(project=ls_pid, data={"image": f"/data/local-files/?d=line/{Path(image.uri).name}"})
-            studio.sdk.predictions.create(task=task.id, result=prediction_result(prop.is_defective, prop.mask),
-                                          score=prop.score, model_version=mv.name)
+            task = studio.sdk.tasks.create(
+                project=ls_pid, data={"image": f"/data/local-files/?d=line/{Path(image.uri).name}"}
+            )
+            studio.sdk.predictions.create(
+                task=task.id,
+                result=prediction_result(prop.is_defective, prop.mask),
+                score=prop.score,
+                model_version=mv.name,
+            )
         t_peer = time.perf_counter() - t0
     finally:
         server.stop(tmp / "ls")
     per_task_peer = t_peer / max(len(peer_ids), 1)
     result = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-        "label_studio": server.VERSION, "image_size": args.size, "tasks": args.n, "defective_share": 1 / 3,
+        "label_studio": server.VERSION,
+        "image_size": args.size,
+        "tasks": args.n,
+        "defective_share": 1 / 3,
         "defectloop_push_s": round(t_bulk, 2),
-        "peer_sample": len(peer_ids), "peer_s_per_task": round(per_task_peer, 4),
+        "peer_sample": len(peer_ids),
+        "peer_s_per_task": round(per_task_peer, 4),
         "peer_extrapolated_s": round(per_task_peer * args.n, 1),
         "speedup": round(per_task_peer * args.n / t_bulk, 1),
-        "command": "python bench/labelstudio_push.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                                 (("n", args.n), ("peer_sample", args.peer_sample), ("size", args.size))),
+        "command": "python bench/labelstudio_push.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in (("n", args.n), ("peer_sample", args.peer_sample), ("size", args.size))
+        ),
     }
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -98,19 +98,37 @@ def main() -> None:
         normal_sets = {} if args.no_true else {"true": ([s for s in train if s.label == 0], 0)}
         for f in args.pseudo:
             chosen = rest[: int(f * len(pool))]
-            normal_sets[f"pseudo-{f:g}"] = ([train[i] for i in norm_rows] + [as_unlabelled(train[i]) for i in chosen],
-                                             sum(1 for i in chosen if train[i].label == 1))
+            normal_sets[f"pseudo-{f:g}"] = (
+                [train[i] for i in norm_rows] + [as_unlabelled(train[i]) for i in chosen],
+                sum(1 for i in chosen if train[i].label == 1),
+            )
         for normals_name, (normals, hidden) in normal_sets.items():
             tr = fit(defects + normals, cfg)
             key = f"{name}-defects+{normals_name}-normals"
-            results[key] = {"n_normal": len(normals), "hidden_defects": hidden, "labelled_normals": len(norm_rows),
-                            "regime": tr.regime.value, **test_metrics(tr, size, test)}
+            results[key] = {
+                "n_normal": len(normals),
+                "hidden_defects": hidden,
+                "labelled_normals": len(norm_rows),
+                "regime": tr.regime.value,
+                **test_metrics(tr, size, test),
+            }
             print(f"{key}: {results[key]}", flush=True)
     print(f"{time.perf_counter() - t0:.0f}s", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"data": str(args.data), "image_size": size, "defects": k, "masks": n_masks,
-                                         "seed": args.seed, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "data": str(args.data),
+                    "image_size": size,
+                    "defects": k,
+                    "masks": n_masks,
+                    "seed": args.seed,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

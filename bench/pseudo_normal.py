@@ -69,9 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     size = (args.image_size[0], args.image_size[1])
     train, test = train_test(args.data)
-    cfg = TrainConfig(
-        image_size=size, seed=args.seed, device=args.device, regime="unsupervised"
-    )
+    cfg = TrainConfig(image_size=size, seed=args.seed, device=args.device, regime="unsupervised")
     results: dict[str, dict] = {}
 
     def record(name: str, tr: TrainedModel, n_train: int, hidden: int) -> None:

@@ -36,18 +36,26 @@ def audit(out: Path, data: Path) -> list[dict]:
     pool_size = dict(con.execute("select project_id, count(*) from image where split = 'pool' group by project_id"))
     rounds = {rid: idx for rid, idx in con.execute('select id, "index" from round')}
     rows = []
-    jobs = con.execute("select project_id, payload, created_at from job where kind = 'train' and status = 'succeeded' order by id")
+    jobs = con.execute(
+        "select project_id, payload, created_at from job where kind = 'train' and status = 'succeeded' order by id"
+    )
     for pid, payload, job_created in jobs.fetchall():
         p = json.loads(payload)
         ids = p.get("pseudo_normal_ids") or []
         if p.get("round_id") is None or not ids:
             continue
         index = rounds.get(p["round_id"])
-        row = {"run": names[pid], "round": index, "pseudo_normal": len(ids),
-               "hidden_defects": sum(label_of[i] == 1 for i in ids)}
+        row = {
+            "run": names[pid],
+            "round": index,
+            "pseudo_normal": len(ids),
+            "hidden_defects": sum(label_of[i] == 1 for i in ids),
+        }
         if index:  # what half of the whole pool (the count before it became half the unlabelled pool) would have held
             whole = _whole_pool_rule(con, pid, index, job_created, pool_size[pid] // 2)
-            row.update({"whole_pool_rule": len(whole), "whole_pool_rule_hidden_defects": sum(label_of[i] == 1 for i in whole)})
+            row.update(
+                {"whole_pool_rule": len(whole), "whole_pool_rule_hidden_defects": sum(label_of[i] == 1 for i in whole)}
+            )
         rows.append(row)
     return rows
 
@@ -55,16 +63,30 @@ def audit(out: Path, data: Path) -> list[dict]:
 def _whole_pool_rule(con: sqlite3.Connection, pid: int, index: int, before: str, count: int) -> list[int]:
     """The ``count`` lowest-scoring unlabelled pool images by the model the round started
     from (round ``index - 1``), with the labels present at ``before``."""
-    labelled = {i for (i,) in con.execute(
-        "select image_id from label where created_at <= ? and image_id in (select id from image where project_id = ?)",
-        (before, pid))}
+    labelled = {
+        i
+        for (i,) in con.execute(
+            (
+                "select image_id from label where created_at <= ? and image_id in (select id from image where "
+                "project_id = ?)"
+            ),
+            (before, pid),
+        )
+    }
     mv = con.execute(
-        'select mv.id from model_version mv join round r on mv.round_id = r.id where r.project_id = ? and r."index" = ?',
-        (pid, index - 1)).fetchone()
+        (
+            "select mv.id from model_version mv join round r on mv.round_id = r.id where r.project_id = ? and "
+            'r."index" = ?'
+        ),
+        (pid, index - 1),
+    ).fetchone()
     if mv is None:
         return []
-    scores = sorted((s, i) for i, s in con.execute("select image_id, score from prediction where model_version_id = ?", mv)
-                    if i not in labelled)
+    scores = sorted(
+        (s, i)
+        for i, s in con.execute("select image_id, score from prediction where model_version_id = ?", mv)
+        if i not in labelled
+    )
     return [i for _, i in scores[:count]]
 
 
@@ -75,7 +97,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     rows = audit(args.out, args.data)
-    print("| run | round | pseudo-normal images | hidden defects among them | half the whole pool would have been | hidden defects among those |")
+    print(
+        "| run | round | pseudo-normal images | hidden defects among them | half the whole pool would have been "
+        "| hidden defects among those |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
         n, d = r["pseudo_normal"], r["hidden_defects"]

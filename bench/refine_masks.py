@@ -79,11 +79,19 @@ def add_choices(run_dir: Path, out: Path) -> None:
         choice = choose_mask_method(pred, val, pred.thresholds.pixel)
         seconds = time.perf_counter() - t0
         test = r["methods"][choice.method.value]
-        r["chosen"] = {"method": choice.method.value, "val_mean_iou": choice.mean_iou, "n_val": choice.n,
-                       "seconds": round(seconds, 1),
-                       "test_iou": test["iou"], "test_dice": test["dice"]}
-        print(f"{regime}: chose {choice.method.value} on {choice.n} val defects in {seconds:.1f} s; test IoU median "
-              f"{test['iou']['median']:.3f} mean {test['iou']['mean']:.3f}", flush=True)
+        r["chosen"] = {
+            "method": choice.method.value,
+            "val_mean_iou": choice.mean_iou,
+            "n_val": choice.n,
+            "seconds": round(seconds, 1),
+            "test_iou": test["iou"],
+            "test_dice": test["dice"],
+        }
+        print(
+            f"{regime}: chose {choice.method.value} on {choice.n} val defects in {seconds:.1f} s; test IoU median "
+            f"{test['iou']['median']:.3f} mean {test['iou']['mean']:.3f}",
+            flush=True,
+        )
     out.write_text(json.dumps(result, indent=2))
 
 
@@ -95,9 +103,12 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(m.value for m in RefineMethod), help="ml.refine methods")
     ap.add_argument("--limit", type=int, default=None, help="at most this many test defects (first ones)")
     ap.add_argument("--no-assist", action="store_true", help="skip the one-click masks")
-    ap.add_argument("--choose-only", action="store_true",
-                    help="only add to --out (already written) the method each model would choose on the val split "
-                         "(as training does, ml.pipeline.choose_mask_method) and its test IoU")
+    ap.add_argument(
+        "--choose-only",
+        action="store_true",
+        help="only add to --out (already written) the method each model would choose on the val split "
+        "(as training does, ml.pipeline.choose_mask_method) and its test IoU",
+    )
     args = ap.parse_args()
     if args.choose_only:
         add_choices(args.run_dir, args.out)
@@ -108,8 +119,12 @@ def main() -> None:
     test = test[: args.limit] if args.limit else test
     images = [read_image(s.image) for s in test]
     truths = [read_mask(s.mask) for s in test]
-    result: dict = {"run_dir": str(args.run_dir), "n_defects": len(test),
-                    "pixels_median": float(np.median([t.size for t in truths])), "regimes": {}}
+    result: dict = {
+        "run_dir": str(args.run_dir),
+        "n_defects": len(test),
+        "pixels_median": float(np.median([t.size for t in truths])),
+        "regimes": {},
+    }
     for regime in args.regimes.split(","):
         model_dir = args.run_dir / "models" / regime
         if not (model_dir / "config.json").is_file():
@@ -130,8 +145,9 @@ def main() -> None:
                 mask = refine_mask(img, p.pred_map, t_px, m)
                 ms = 1000 * (time.perf_counter() - t1)
                 iou, dice = iou_dice(mask, gt)
-                rows[m.value].append({"iou": iou, "dice": dice, "ms": ms, "empty": float(not mask.any()),
-                                      "edit": edit_share(mask, gt)})
+                rows[m.value].append(
+                    {"iou": iou, "dice": dice, "ms": ms, "empty": float(not mask.any()), "edit": edit_share(mask, gt)}
+                )
             if not args.no_assist:
                 x, y = innermost(gt)
                 t1 = time.perf_counter()
@@ -140,30 +156,55 @@ def main() -> None:
                 clicks.append({"iou": iou_dice(mask, gt)[0], "ms": ms, "forward_ms": forward_ms})
         out = {"threshold_pixel": t_px, "methods": {}}
         for m, rs in rows.items():
-            out["methods"][m] = {"iou": stats(rs, "iou"), "dice": stats(rs, "dice"), "ms": stats(rs, "ms"),
-                                 "empty_share": float(np.mean([r["empty"] for r in rs])), "edit": stats(rs, "edit")}
+            out["methods"][m] = {
+                "iou": stats(rs, "iou"),
+                "dice": stats(rs, "dice"),
+                "ms": stats(rs, "ms"),
+                "empty_share": float(np.mean([r["empty"] for r in rs])),
+                "edit": stats(rs, "edit"),
+            }
         if clicks:
-            out["assist"] = {"iou": stats(clicks, "iou"), "ms": stats(clicks, "ms"),
-                             "share_iou_ge_0.5": float(np.mean([c["iou"] >= 0.5 for c in clicks]))}
+            out["assist"] = {
+                "iou": stats(clicks, "iou"),
+                "ms": stats(clicks, "ms"),
+                "share_iou_ge_0.5": float(np.mean([c["iou"] >= 0.5 for c in clicks])),
+            }
         if any(kinds):  # per defect type (a `defect_type` column): median IoU of each method and of one click
             out["by_type"] = {
-                k: {"n": kinds.count(k),
-                    **{m: float(np.median([r["iou"] for r, kk in zip(rs, kinds, strict=True) if kk == k]))
-                       for m, rs in rows.items()},
-                    **({"one_click": float(np.median([c["iou"] for c, kk in zip(clicks, kinds, strict=True) if kk == k]))}
-                       if clicks else {})}
+                k: {
+                    "n": kinds.count(k),
+                    **{
+                        m: float(np.median([r["iou"] for r, kk in zip(rs, kinds, strict=True) if kk == k]))
+                        for m, rs in rows.items()
+                    },
+                    **(
+                        {
+                            "one_click": float(
+                                np.median([c["iou"] for c, kk in zip(clicks, kinds, strict=True) if kk == k])
+                            )
+                        }
+                        if clicks
+                        else {}
+                    ),
+                }
                 for k in sorted(set(kinds))
             }
         result["regimes"][regime] = out
         print(f"\n{regime} (pixel threshold {t_px:.3f}, {len(test)} defects)", flush=True)
         for m, r in out["methods"].items():
-            print(f"  {m:14s} IoU median {r['iou']['median']:.3f} mean {r['iou']['mean']:.3f}  "
-                  f"Dice median {r['dice']['median']:.3f}  ms median {r['ms']['median']:.1f} p95 {r['ms']['p95']:.1f}  "
-                  f"empty {r['empty_share']:.2f}  edit mean {r['edit']['mean']:.2f}", flush=True)
+            print(
+                f"  {m:14s} IoU median {r['iou']['median']:.3f} mean {r['iou']['mean']:.3f}  "
+                f"Dice median {r['dice']['median']:.3f}  ms median {r['ms']['median']:.1f} p95 {r['ms']['p95']:.1f}  "
+                f"empty {r['empty_share']:.2f}  edit mean {r['edit']['mean']:.2f}",
+                flush=True,
+            )
         if clicks:
             a = out["assist"]
-            print(f"  one click      IoU median {a['iou']['median']:.3f} mean {a['iou']['mean']:.3f}  "
-                  f"ms p50 {a['ms']['median']:.0f} p95 {a['ms']['p95']:.0f}", flush=True)
+            print(
+                f"  one click      IoU median {a['iou']['median']:.3f} mean {a['iou']['mean']:.3f}  "
+                f"ms p50 {a['ms']['median']:.0f} p95 {a['ms']['p95']:.0f}",
+                flush=True,
+            )
         for k, v in out.get("by_type", {}).items():
             print(f"  {k:12s} n={v['n']:3d} " + " ".join(f"{m} {x:.2f}" for m, x in v.items() if m != "n"), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from backend.runtime import tune_process
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from inference import anomalib_model
 
@@ -90,7 +91,9 @@ def main() -> None:
     for k, v in results.items():
         print(f"{k:<28}{v:10.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

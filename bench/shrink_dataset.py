@@ -29,9 +29,7 @@ from ml.images import read_image, resize_rgb
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="dataset folder or labels CSV")
     ap.add_argument(
         "--out",
@@ -40,9 +38,7 @@ def main() -> None:
         help="folder for images/, masks/ and labels.csv",
     )
     ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), required=True)
-    ap.add_argument(
-        "--quality", type=int, default=95, help="JPEG quality of the copies"
-    )
+    ap.add_argument("--quality", type=int, default=95, help="JPEG quality of the copies")
     args = ap.parse_args()
     size = (args.size[0], args.size[1])
     ds = load_dataset(args.data, check_pixels=False)
@@ -53,10 +49,7 @@ def main() -> None:
         img = read_image(s.image)
         mask = load_sample_mask(s, img.shape[:2])
         small = resize_rgb(img, size)
-        gray = bool(
-            (small[..., 0] == small[..., 1]).all()
-            and (small[..., 1] == small[..., 2]).all()
-        )
+        gray = bool((small[..., 0] == small[..., 1]).all() and (small[..., 1] == small[..., 2]).all())
         out_img = args.out / "images" / f"{i:05d}_{s.image.stem}.jpg"
         pixels = small[..., 0] if gray else cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         cv2.imwrite(str(out_img), pixels, [cv2.IMWRITE_JPEG_QUALITY, args.quality])

@@ -1,6 +1,6 @@
 """Markdown tables from bench/regimes.sh runs: one row per run, metrics on the test split.
 
-    python bench/summarize.py runs/lite0 [runs/lite2 ...]
+python bench/summarize.py runs/lite0 [runs/lite2 ...]
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def rows(run_root: Path) -> list[str]:
         counts = cfg["training"]["counts"]
         wall = (run / "wall_seconds.txt").read_text().strip() if (run / "wall_seconds.txt").exists() else "?"
         labels = f"{counts['normal']} / {counts['mask']} / {counts['image']}"
+        backbone = cfg["backbone"]["name"].replace("tf_efficientnet_", "")
+        seconds = f"{cfg['training']['feature_seconds']:.0f} + {cfg['training']['train_seconds']:.0f}"
         out.append(
-            f"| {run.parent.name} | {run_root.name}/{run.name} | {cfg['regime']} | {cfg['backbone']['name'].replace('tf_efficientnet_', '')} "
-            f"| {labels} | " + " | ".join(fmt(m[c]) for c in COLUMNS)
-            + f" | {m['n_normal']} / {m['n_defective']} | {cfg['training']['feature_seconds']:.0f} + {cfg['training']['train_seconds']:.0f} | {wall} |"
+            f"| {run.parent.name} | {run_root.name}/{run.name} | {cfg['regime']} | {backbone} | {labels} | "
+            + " | ".join(fmt(m[c]) for c in COLUMNS)
+            + f" | {m['n_normal']} / {m['n_defective']} | {seconds} | {wall} |"
         )
     return out
 

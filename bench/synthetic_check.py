@@ -43,8 +43,12 @@ def main() -> None:
     train = [s for s in ds.select("train").samples if s.label == 0][: args.max_train]
     held = [s for s in ds.select("val").samples if s.label == 0][: args.max_heldout]
     size = tuple(args.image_size)
-    tm = fit(train, TrainConfig(regime="unsupervised", noise_sigma=args.sigma, image_size=size,
-                                standardize_features=args.standardize))
+    tm = fit(
+        train,
+        TrainConfig(
+            regime="unsupervised", noise_sigma=args.sigma, image_size=size, standardize_features=args.standardize
+        ),
+    )
     gen = torch.Generator().manual_seed(123)
     with torch.no_grad():
         imgs = to_tensor_batch([load_preprocessed(s, size)[0] for s in held])
@@ -56,10 +60,16 @@ def main() -> None:
     has = (masks.flatten(1).amax(1) > 0).numpy()
     pix = masks.flatten().numpy() > 0
     row = {
-        "sigma": args.sigma, "standardize": args.standardize, "loss_first": tm.losses[0], "loss_last": tm.losses[-1],
-        "heldout": b, "with_synthetic": int(has.sum()),
+        "sigma": args.sigma,
+        "standardize": args.standardize,
+        "loss_first": tm.losses[0],
+        "loss_last": tm.losses[-1],
+        "heldout": b,
+        "with_synthetic": int(has.sum()),
         "synthetic_pixel_auroc": round(float(roc_auc_score(pix, out.pred_map.flatten().numpy())), 4),
-        "synthetic_image_auroc": round(float(roc_auc_score(has, out.pred_score.numpy())), 4) if 0 < has.sum() < b else None,
+        "synthetic_image_auroc": round(float(roc_auc_score(has, out.pred_score.numpy())), 4)
+        if 0 < has.sum() < b
+        else None,
         "feature_std": round(float(feats.std()), 3),
     }
     print(json.dumps(row), flush=True)

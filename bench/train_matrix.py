@@ -55,7 +55,9 @@ def parse_profile(spec: str) -> tuple[str, Profile]:
         raise SystemExit(f"profile {name!r}: unknown base {base!r} ({', '.join(PROFILES)})")
     unknown = set(items) - set(_PROFILE_FIELDS)
     if unknown:
-        raise SystemExit(f"profile {name!r}: unknown keys {sorted(unknown)} (Profile fields: {sorted(_PROFILE_FIELDS)})")
+        raise SystemExit(
+            f"profile {name!r}: unknown keys {sorted(unknown)} (Profile fields: {sorted(_PROFILE_FIELDS)})"
+        )
 
     def typed(key: str, text: str) -> int | float | None:
         if text.lower() == "none":
@@ -92,17 +94,13 @@ def parse_run(spec: str) -> tuple[str, dict[str, object]]:
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
         if key not in THINNING and key not in _FIELDS:
-            raise SystemExit(
-                f"run {name!r}: unknown key {key!r} (TrainConfig fields, defects, masks)"
-            )
+            raise SystemExit(f"run {name!r}: unknown key {key!r} (TrainConfig fields, defects, masks)")
         opts[key] = parse_value(key, value)
     return name, opts
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "data",
         type=Path,
@@ -114,12 +112,8 @@ def main() -> None:
         required=True,
         help="JSON lines file (appended; finished runs skipped)",
     )
-    ap.add_argument(
-        "--image-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W")
-    )
-    ap.add_argument(
-        "--run", action="append", required=True, help="NAME:key=value,... (repeatable)"
-    )
+    ap.add_argument("--image-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    ap.add_argument("--run", action="append", required=True, help="NAME:key=value,... (repeatable)")
     ap.add_argument(
         "--profile",
         action="append",
@@ -149,10 +143,7 @@ def main() -> None:
         for name, opts in runs:
             if (name, seed) in done:
                 continue
-            if (
-                args.deadline_min is not None
-                and time.monotonic() - t_start > args.deadline_min * 60
-            ):
+            if args.deadline_min is not None and time.monotonic() - t_start > args.deadline_min * 60:
                 print(f"deadline reached: {name} seed {seed} not started", flush=True)
                 continue
             thin = {k: opts[k] for k in THINNING if k in opts}
@@ -189,10 +180,7 @@ def main() -> None:
                 "seed": seed,
                 "options": opts,
                 "regime": tr.regime.value,
-                "settings": {
-                    k: getattr(tr.settings, k)
-                    for k in ("noise_sigma", "standardize", "image_score")
-                },
+                "settings": {k: getattr(tr.settings, k) for k in ("noise_sigma", "standardize", "image_score")},
                 "n_train": tr.n_train,
                 "profile": asdict(cfg.profile_spec()),
                 "epochs": len(tr.losses),

@@ -22,8 +22,12 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--test-stride", type=int, default=1)
     ap.add_argument("--image-size", type=int, nargs=2, default=(256, 256))
-    ap.add_argument("--standardize", choices=["off", "on", "both"], default="off",
-                    help="per-channel feature standardisation before the noise")
+    ap.add_argument(
+        "--standardize",
+        choices=["off", "on", "both"],
+        default="off",
+        help="per-channel feature standardisation before the noise",
+    )
     args = ap.parse_args()
 
     from sklearn.metrics import roc_auc_score
@@ -41,13 +45,23 @@ def main() -> None:
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.standardize]
     for std_on, sigma in [(m, s) for m in modes for s in args.sigmas]:
         t = time.time()
-        tm = fit(train, TrainConfig(regime="unsupervised", noise_sigma=sigma, image_size=tuple(args.image_size),
-                                    standardize_features=std_on))
+        tm = fit(
+            train,
+            TrainConfig(
+                regime="unsupervised", noise_sigma=sigma, image_size=tuple(args.image_size), standardize_features=std_on
+            ),
+        )
         out = run_samples(Predictor(tm.extractor, tm.model, tuple(args.image_size)), test)
         m = metrics_from_outputs(out, 0.5)
         map_max = out.maps.reshape(len(test), -1).max(1).astype(float)
         m["map_max_auroc"] = float(roc_auc_score(out.labels, map_max))
-        row = {"standardize": std_on, "sigma": sigma, "seconds": round(time.time() - t), "first_loss": tm.losses[0], "last_loss": tm.losses[-1]}
+        row = {
+            "standardize": std_on,
+            "sigma": sigma,
+            "seconds": round(time.time() - t),
+            "first_loss": tm.losses[0],
+            "last_loss": tm.losses[-1],
+        }
         row.update({k: round(v, 4) for k, v in m.items() if isinstance(v, float)})
         print(json.dumps(row), flush=True)
 

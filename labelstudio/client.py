@@ -45,8 +45,11 @@ def overlay_html(url: str | None) -> str:
     at ``url`` (a link: Label Studio's HTML sanitiser drops inline data URLs), or nothing."""
     if not url:
         return ""
-    return (f'<p style="margin:4px 0">The model\'s view (heatmap; white outline: where it sees a defect):</p>'
-            f'<img src="{html.escape(url, quote=True)}" alt="the model\'s anomaly map" style="max-width:100%;max-height:45vh"/>')
+    return (
+        '<p style="margin:4px 0">The model\'s view (heatmap; white outline: where it sees a defect):</p>'
+        f'<img src="{html.escape(url, quote=True)}" alt="the model\'s anomaly map" '
+        f'style="max-width:100%;max-height:45vh"/>'
+    )
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,13 @@ class Studio:
                 return ls_project_id
             except ApiError as e:
                 if e.status_code != 404:
-                    raise StudioError(f"Label Studio at {self.url}: reading project {ls_project_id} failed ({_explain(e)})") from None
+                    raise StudioError(
+                        f"Label Studio at {self.url}: reading project {ls_project_id} failed ({_explain(e)})"
+                    ) from None
             except Exception as e:  # noqa: BLE001
-                raise StudioError(f"Label Studio at {self.url}: reading project {ls_project_id} failed ({_explain(e)})") from None
+                raise StudioError(
+                    f"Label Studio at {self.url}: reading project {ls_project_id} failed ({_explain(e)})"
+                ) from None
         p = self._call("creating the project", self.sdk.projects.create, title=title, **fields)
         return int(p.id)
 
@@ -110,21 +117,34 @@ class Studio:
         if any(Path(s.path) == folder for s in existing):
             return
         self._call(
-            f"adding local-files storage {folder}", self.sdk.import_storage.local.create,
-            project=ls_project_id, path=str(folder), regex_filter="^$", use_blob_urls=True,
+            f"adding local-files storage {folder}",
+            self.sdk.import_storage.local.create,
+            project=ls_project_id,
+            path=str(folder),
+            regex_filter="^$",
+            use_blob_urls=True,
             title=f"defectloop images: {folder.name}",
         )
 
     def ensure_webhook(self, ls_project_id: int, url: str) -> None:
         """One webhook per project to ``url`` for every annotation event (extra copies removed)."""
-        hooks = [h for h in self._call("listing webhooks", self.sdk.webhooks.list, project=str(ls_project_id)) if h.url == url]
+        hooks = [
+            h
+            for h in self._call("listing webhooks", self.sdk.webhooks.list, project=str(ls_project_id))
+            if h.url == url
+        ]
         if hooks:
             for extra in hooks[1:]:
                 self._call("removing a duplicate webhook", self.sdk.webhooks.delete, id=extra.id)
             return
         self._call(
-            "creating the webhook", self.sdk.webhooks.create, url=url, project=ls_project_id, send_payload=True,
-            send_for_all_actions=False, actions=list(ANNOTATION_ACTIONS),
+            "creating the webhook",
+            self.sdk.webhooks.create,
+            url=url,
+            project=ls_project_id,
+            send_payload=True,
+            send_for_all_actions=False,
+            actions=list(ANNOTATION_ACTIONS),
         )
 
     # ---- tasks out -----------------------------------------------------------------------
@@ -136,15 +156,25 @@ class Studio:
         for t in tasks:
             item: dict[str, Any] = {
                 "data": {
-                    "image": t.image_url, "rank": t.rank, "ask": t.ask, "instruction": ASK_TEXT[t.ask],
+                    "image": t.image_url,
+                    "rank": t.rank,
+                    "ask": t.ask,
+                    "instruction": ASK_TEXT[t.ask],
                     "overlay": overlay_html(t.overlay_url),
-                    "defectloop_image_id": t.image_id, **({"score": round(t.score, 6)} if t.score is not None else {}),
+                    "defectloop_image_id": t.image_id,
+                    **({"score": round(t.score, 6)} if t.score is not None else {}),
                 }
             }
             if t.prediction is not None:
                 item["predictions"] = [{"result": t.prediction, "score": t.score, "model_version": t.model_version}]
             payload.append(item)
-        r = self._call(f"importing {len(tasks)} tasks", self.sdk.projects.import_tasks, id=ls_project_id, request=payload, return_task_ids=True)
+        r = self._call(
+            f"importing {len(tasks)} tasks",
+            self.sdk.projects.import_tasks,
+            id=ls_project_id,
+            request=payload,
+            return_task_ids=True,
+        )
         ids = [int(i) for i in (r.task_ids or [])]
         if len(ids) != len(tasks):
             raise StudioError(f"Label Studio at {self.url}: imported {len(tasks)} tasks but got {len(ids)} ids back")
@@ -178,14 +208,19 @@ class Studio:
         """Remove ``task_ids`` (with their predictions) from the project, in one request."""
         if task_ids:
             self._call(
-                f"deleting {len(task_ids)} tasks", self.sdk.actions.create, id="delete_tasks", project=ls_project_id,
+                f"deleting {len(task_ids)} tasks",
+                self.sdk.actions.create,
+                id="delete_tasks",
+                project=ls_project_id,
                 selected_items={"all": False, "included": task_ids},
             )
 
     def annotate(self, task_id: int, result: list[dict[str, Any]], lead_time: float | None = None) -> int:
         """Submit an annotation to a task as the API token's user would (Label Studio then
         sends its ANNOTATION_CREATED webhook); its id. ``result`` must be validated already."""
-        a = self._call(f"annotating task {task_id}", self.sdk.annotations.create, id=task_id, result=result, lead_time=lead_time)
+        a = self._call(
+            f"annotating task {task_id}", self.sdk.annotations.create, id=task_id, result=result, lead_time=lead_time
+        )
         return int(a.id)
 
     # ---- ML backend ----------------------------------------------------------------------
@@ -197,12 +232,22 @@ class Studio:
                 if not getattr(b, "is_interactive", False):
                     self._call("making the ML backend interactive", self.sdk.ml.update, id=b.id, is_interactive=True)
                 return int(b.id)
-        b = self._call("connecting the ML backend", self.sdk.ml.create, project=ls_project_id, url=url, title=title, is_interactive=True)
+        b = self._call(
+            "connecting the ML backend",
+            self.sdk.ml.create,
+            project=ls_project_id,
+            url=url,
+            title=title,
+            is_interactive=True,
+        )
         return int(b.id)
 
     def retrieve_predictions(self, ls_project_id: int, task_ids: list[int]) -> None:
         """Label Studio's own "Retrieve predictions" action on ``task_ids`` (it calls /predict)."""
         self._call(
-            "retrieving predictions", self.sdk.actions.create, id="retrieve_tasks_predictions", project=ls_project_id,
+            "retrieving predictions",
+            self.sdk.actions.create,
+            id="retrieve_tasks_predictions",
+            project=ls_project_id,
             selected_items={"all": False, "included": task_ids},
         )

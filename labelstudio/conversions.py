@@ -61,14 +61,23 @@ def rle_to_mask(rle: list[int], height: int, width: int) -> np.ndarray:
 def brush_result(mask: np.ndarray) -> dict[str, Any]:
     h, w = mask.shape
     return {
-        "from_name": BRUSH, "to_name": IMAGE, "type": "brushlabels",
-        "original_width": int(w), "original_height": int(h), "image_rotation": 0,
+        "from_name": BRUSH,
+        "to_name": IMAGE,
+        "type": "brushlabels",
+        "original_width": int(w),
+        "original_height": int(h),
+        "image_rotation": 0,
         "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [DEFECT]},
     }
 
 
 def choice_result(is_defective: bool) -> dict[str, Any]:
-    return {"from_name": CHOICES, "to_name": IMAGE, "type": "choices", "value": {"choices": [DEFECT if is_defective else OK]}}
+    return {
+        "from_name": CHOICES,
+        "to_name": IMAGE,
+        "type": "choices",
+        "value": {"choices": [DEFECT if is_defective else OK]},
+    }
 
 
 def prediction_result(is_defective: bool, mask: np.ndarray | None) -> list[dict[str, Any]]:
@@ -120,8 +129,11 @@ def parse_result(result: list[dict[str, Any]], height: int, width: int, *, with_
     has_brush = mask is not None and bool(mask.any())
     unknown = [c for c in choices if c not in (OK, DEFECT)]
     if unknown or len(set(choices)) > 1:
-        return Answer(None if not has_brush else True, mask if has_brush else None,
-                      f"unexpected choice(s) {choices}: please review")
+        return Answer(
+            None if not has_brush else True,
+            mask if has_brush else None,
+            f"unexpected choice(s) {choices}: please review",
+        )
     if choices == [OK]:
         if has_brush:
             return Answer(False, mask, "marked OK but a defect was brushed: please review")

@@ -119,12 +119,21 @@ def parse_event(body: Any) -> Event:
         items = body.get("annotation")
         items = items if isinstance(items, list) else [items]
         recs = tuple(annotation_record(a, ls_project_id=ls_project) for a in items)
-        return Event(action, ls_project if ls_project is not None else (recs[0].ls_project_id if recs else None), records=recs)
+        return Event(
+            action, ls_project if ls_project is not None else (recs[0].ls_project_id if recs else None), records=recs
+        )
     if action == "ANNOTATIONS_DELETED":
         items = body.get("annotations")
         if not isinstance(items, list):
             raise PayloadError("annotations: expected a list of {id}")
-        return Event(action, ls_project, deleted=tuple(_int(a, "id", "annotations[]") if isinstance(a, dict) else _int({"id": a}, "id", "annotations[]") for a in items))
+        return Event(
+            action,
+            ls_project,
+            deleted=tuple(
+                _int(a, "id", "annotations[]") if isinstance(a, dict) else _int({"id": a}, "id", "annotations[]")
+                for a in items
+            ),
+        )
     return Event(action, ls_project)
 
 

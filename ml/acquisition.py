@@ -260,7 +260,7 @@ def select(
     cheapest = costs.mask if ask == "mask" else costs.verdict
     order, prio = strat(c, int(budget // cheapest), rng)
     rank_of = {int(i): r for r, i in enumerate(order)}
-    prio_of = {int(i): float(p) for i, p in zip(order, prio)}
+    prio_of = {int(i): float(p) for i, p in zip(order, prio, strict=True)}
     chosen: dict[int, AskKind] = {}
     spent = 0.0
 
@@ -287,9 +287,7 @@ def select(
             take(int(i), AskKind.VERDICT, budget)
     # rank: upgrades first (their verdict is known, the mask is what is missing), then strategy order
     keyed = sorted(chosen, key=lambda i: (i in rank_of, rank_of.get(i, -c.map_entropy[i])))
-    return [
-        Ask(int(c.ids[i]), chosen[i], r, prio_of.get(i, float(c.map_entropy[i]))) for r, i in enumerate(keyed)
-    ]
+    return [Ask(int(c.ids[i]), chosen[i], r, prio_of.get(i, float(c.map_entropy[i]))) for r, i in enumerate(keyed)]
 
 
 def cost_of(asks: list[Ask], costs: Costs = Costs()) -> float:

@@ -92,8 +92,9 @@ def save_model(
         "regime_settings": trained.settings.__dict__,
         "thresholds": thresholds.to_json(),
         "mask_method": (mask_choice.method if mask_choice else DEFAULT_METHOD).value,
-        "mask_method_choice": None if mask_choice is None else {
-            "mean_iou": mask_choice.mean_iou, "n": mask_choice.n, "note": mask_choice.note},
+        "mask_method_choice": None
+        if mask_choice is None
+        else {"mean_iou": mask_choice.mean_iou, "n": mask_choice.n, "note": mask_choice.note},
         "validation_metrics": val_metrics,
         "training": {
             "losses": trained.losses,
@@ -184,9 +185,12 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
         raise ArtifactError(f"{model_dir / WEIGHTS}: weights do not fit the recorded heads ({str(e)[:300]})") from e
     dev = resolve_device(device)
     predictor = Predictor(
-        extractor, model.to(dev), tuple(config["image_size"]), Thresholds.from_json(config["thresholds"]), dev,
+        extractor,
+        model.to(dev),
+        tuple(config["image_size"]),
+        Thresholds.from_json(config["thresholds"]),
+        dev,
         image_score=config["regime_settings"].get("image_score", "head"),
         mask_method=config.get("mask_method", DEFAULT_METHOD),
     )
     return LoadedModel(predictor, config, model_dir)
-

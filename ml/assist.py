@@ -85,8 +85,15 @@ def box_mask(image: np.ndarray, box: Crop) -> np.ndarray:
     c = Crop(max(0, box.y0 - my), min(h, box.y1 + my), max(0, box.x0 - mx), min(w, box.x1 + mx))
     f = min(1.0, WORK_SIDE / max(c.shape))
     crop = np.ascontiguousarray(c.of(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)))
-    small = cv2.resize(crop, (max(2, round(c.shape[1] * f)), max(2, round(c.shape[0] * f))), interpolation=cv2.INTER_AREA)
-    rect = (int((box.x0 - c.x0) * f), int((box.y0 - c.y0) * f), max(1, int(box.shape[1] * f)), max(1, int(box.shape[0] * f)))
+    small = cv2.resize(
+        crop, (max(2, round(c.shape[1] * f)), max(2, round(c.shape[0] * f))), interpolation=cv2.INTER_AREA
+    )
+    rect = (
+        int((box.x0 - c.x0) * f),
+        int((box.y0 - c.y0) * f),
+        max(1, int(box.shape[1] * f)),
+        max(1, int(box.shape[0] * f)),
+    )
     gc = np.zeros(small.shape[:2], np.uint8)
     out = np.zeros((h, w), bool)
     if rect[2] < 2 or rect[3] < 2 or (rect[2] >= small.shape[1] and rect[3] >= small.shape[0]):

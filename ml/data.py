@@ -224,9 +224,7 @@ def _read_mvtec(root: Path) -> Dataset:
                     continue
                 mask = root / "ground_truth" / defect_type / f"{img.stem}_mask.png"
                 has = mask.is_file()
-                samples.append(
-                    Sample(img, 1, mask if has else None, has, split, row, (("defect_type", defect_type),))
-                )
+                samples.append(Sample(img, 1, mask if has else None, has, split, row, (("defect_type", defect_type),)))
     if not samples:
         raise DataError(f"{root}: MVTec layout detected but no images found")
     return Dataset(root=root, samples=tuple(samples), source="mvtec", extra_columns=("defect_type",))

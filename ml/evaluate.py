@@ -67,7 +67,10 @@ def run_samples(
     if not samples:
         return SampleOutputs(np.zeros(0), np.zeros((0, *size)), np.zeros((0, 0)), [], np.zeros(0))
     return SampleOutputs(
-        np.concatenate(scores), np.concatenate(maps), np.concatenate(embs), gts,
+        np.concatenate(scores),
+        np.concatenate(maps),
+        np.concatenate(embs),
+        gts,
         np.array([s.label for s in samples]),
     )
 

@@ -133,7 +133,7 @@ def build_cache(
             chunk = needed[start : start + batch_size]
             loaded = list(pool.map(lambda i: load_preprocessed(samples[i], image_size), chunk))
             imgs, masks, meta = [], [], []
-            for i, (img, mask) in zip(chunk, loaded):
+            for i, (img, mask) in zip(chunk, loaded, strict=True):
                 for v in variants_for(samples[i]):
                     imgs.append(apply_variant(img, v))
                     masks.append(None if mask is None else apply_variant(mask, v))
@@ -147,7 +147,7 @@ def build_cache(
                 feats[pos : pos + k] = f.half().numpy()
             else:
                 feats[pos : pos + k] = f.half()
-            for j, (i, m) in enumerate(zip(meta, masks)):
+            for j, (i, m) in enumerate(zip(meta, masks, strict=True)):
                 label[pos + j] = float(samples[i].label)
                 if m is not None:
                     gt[pos + j, 0] = torch.from_numpy(mask_to_feature_grid(m, (fh, fw)))

@@ -60,7 +60,7 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     """
     scores, pro_w, is_normal = [], [], []
     regions: list[tuple[int, np.ndarray]] = []
-    for m, g in zip(maps, masks):
+    for m, g in zip(maps, masks, strict=True):
         g = g.astype(bool)
         lab, n = connected_components(g, structure=np.ones((3, 3)))
         scores.append(m.ravel())
@@ -69,7 +69,7 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     n_regions = sum(n for n, _ in regions)
     if n_regions == 0:
         raise ValueError("aupro needs at least one defect region")
-    for (n, lab) in regions:
+    for n, lab in regions:
         w = np.zeros(lab.shape, dtype=np.float64)
         if n:
             sizes = np.bincount(lab, minlength=n + 1).astype(np.float64)

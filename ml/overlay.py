@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 
 
-def heatmap_overlay(image: np.ndarray, pred_map: np.ndarray, pred_mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+def heatmap_overlay(
+    image: np.ndarray, pred_map: np.ndarray, pred_mask: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
     """Blend a JET heatmap of ``pred_map`` (H, W) in [0, 1] over ``image`` uint8 (H, W, 3) RGB.
 
     The pseudo-mask outline, when given, is drawn in white. Returns uint8 RGB (H, W, 3).

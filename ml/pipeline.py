@@ -59,7 +59,9 @@ def refine_unsupervised(
         raise TrainingError(f"refinement keeps a fraction in (0, 1], got {keep}")
     cfg = trained.config
     pred = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
-    scores = run_samples(pred, samples, progress=(lambda d, t: progress(f"{REFINE}score", d, t, {})) if progress else None).scores
+    scores = run_samples(
+        pred, samples, progress=(lambda d, t: progress(f"{REFINE}score", d, t, {})) if progress else None
+    ).scores
     lowest = np.argsort(scores, kind="stable")[: max(1, round(keep * len(samples)))]
     kept = [samples[i] for i in sorted(lowest.tolist())]
     again = (lambda stage, d, t, info: progress(f"{REFINE}{stage}", d, t, info)) if progress else None
@@ -86,20 +88,23 @@ def train_and_save(
         raise TrainingError(f"{dataset.source}: no rows with split=train")
     source = "val"
     if not val:
-        train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != "unsupervised")
+        train, val = holdout_split(
+            train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != "unsupervised"
+        )
         source = "holdout"
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)
     if refine_keep is not None and trained.regime is Regime.UNSUPERVISED:
         trained, train = refine_unsupervised(trained, train, refine_keep, progress, should_stop)
     predictor = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
     cal = val
-    outputs = run_samples(
-        predictor, cal, progress=(lambda d, t: progress("calibrate", d, t, {})) if progress else None
-    )
+    outputs = run_samples(predictor, cal, progress=(lambda d, t: progress("calibrate", d, t, {})) if progress else None)
     thresholds = calibrate_outputs(outputs, mode=threshold_mode, seed=cfg.seed)
     if source == "holdout":
         thresholds = Thresholds(
-            thresholds.image, thresholds.pixel, thresholds.image_method, thresholds.pixel_method,
+            thresholds.image,
+            thresholds.pixel,
+            thresholds.image_method,
+            thresholds.pixel_method,
             (*thresholds.notes, f"no val split: calibrated on a {cfg.holdout_fraction:.0%} holdout of train"),
         )
     val_metrics = metrics_from_outputs(outputs, thresholds.image) if len(cal) else None
@@ -111,7 +116,9 @@ def train_and_save(
 
 
 def choose_mask_method(
-    predictor: Predictor, samples: list[Sample], pixel_threshold: float,
+    predictor: Predictor,
+    samples: list[Sample],
+    pixel_threshold: float,
     progress: Callable[[int, int], None] | None = None,
 ) -> MethodChoice:
     """Choose how this model's proposals are made (``ml.refine.choose_method``) on the

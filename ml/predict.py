@@ -148,7 +148,7 @@ class Predictor:
         scores, maps, emb = self.raw(images)
         th = self.thresholds
         out = []
-        for im, s, m, e in zip(images, scores, maps, emb):
+        for im, s, m, e in zip(images, scores, maps, emb, strict=True):
             h, w = im.shape[:2]
             full = m if m.shape == (h, w) else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
             mmax = float(m.max())
@@ -194,15 +194,17 @@ def calibrate(
         notes.append("no validation images with known pixels: pixel threshold 0.5")
     else:
         px_t, px_m = _choose(
-            np.asarray(pixel_scores, np.float64), np.asarray(pixel_labels).astype(bool), mode,
-            FALLBACK_PIXEL_QUANTILE, "pixel", notes,
+            np.asarray(pixel_scores, np.float64),
+            np.asarray(pixel_labels).astype(bool),
+            mode,
+            FALLBACK_PIXEL_QUANTILE,
+            "pixel",
+            notes,
         )
     return Thresholds(img_t, px_t, img_m, px_m, tuple(notes))
 
 
-def _choose(
-    s: np.ndarray, y: np.ndarray, mode: str, q: float, what: str, notes: list[str]
-) -> tuple[float, str]:
+def _choose(s: np.ndarray, y: np.ndarray, mode: str, q: float, what: str, notes: list[str]) -> tuple[float, str]:
     if len(s) == 0:
         notes.append(f"no validation data: {what} threshold 0.5")
         return 0.5, "default 0.5 (no validation data)"

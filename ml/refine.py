@@ -145,7 +145,9 @@ def _contrast(g: np.ndarray, region: np.ndarray, core: np.ndarray, scale: int, a
     mask = keep_touching(mask, (ev >= SEED_SHARE * strong) & region)
     if auto:
         rest = region & ~mask
-        stands_out = mask.any() and float(ev[mask].mean()) >= STANDS_OUT * (float(ev[rest].mean()) + 1.0 if rest.any() else 1.0)
+        stands_out = mask.any() and float(ev[mask].mean()) >= STANDS_OUT * (
+            float(ev[rest].mean()) + 1.0 if rest.any() else 1.0
+        )
         return mask if stands_out else region
     return mask
 
@@ -166,7 +168,10 @@ def _grow(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _grabcut(img: np.ndarray, region: np.ndarray, core: np.ndarray) -> np.ndarray:
     f = min(1.0, WORK_SIDE / max(region.shape))
     im = _shrink(np.ascontiguousarray(img), f, cv2.INTER_AREA)
-    reg, cor = _shrink(region.astype(np.uint8), f, cv2.INTER_NEAREST) > 0, _shrink(core.astype(np.uint8), f, cv2.INTER_NEAREST) > 0
+    reg, cor = (
+        _shrink(region.astype(np.uint8), f, cv2.INTER_NEAREST) > 0,
+        _shrink(core.astype(np.uint8), f, cv2.INTER_NEAREST) > 0,
+    )
     ring = cv2.dilate(reg.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     gc = np.full(reg.shape, cv2.GC_BGD, np.uint8)
     gc[ring] = cv2.GC_PR_BGD
@@ -185,7 +190,10 @@ def _random_walker(g: np.ndarray, region: np.ndarray, core: np.ndarray) -> np.nd
 
     f = min(1.0, WORK_SIDE / max(region.shape))
     gs = _shrink(g, f, cv2.INTER_AREA).astype(np.float32) / 255.0
-    reg, cor = _shrink(region.astype(np.uint8), f, cv2.INTER_NEAREST) > 0, _shrink(core.astype(np.uint8), f, cv2.INTER_NEAREST) > 0
+    reg, cor = (
+        _shrink(region.astype(np.uint8), f, cv2.INTER_NEAREST) > 0,
+        _shrink(core.astype(np.uint8), f, cv2.INTER_NEAREST) > 0,
+    )
     labels = np.zeros(gs.shape, np.int32)
     labels[~reg] = 1
     labels[cor] = 2
@@ -203,7 +211,9 @@ def _slic(img: np.ndarray, pm: np.ndarray, threshold: float) -> np.ndarray:
     f = min(1.0, WORK_SIDE / max(pm.shape))
     im = _shrink(np.ascontiguousarray(img), f, cv2.INTER_AREA)
     pms = _shrink(pm.astype(np.float32), f, cv2.INTER_AREA)
-    segs = slic(im, n_segments=max(16, pms.size // 64), compactness=10, start_label=0, channel_axis=-1 if im.ndim == 3 else None)
+    segs = slic(
+        im, n_segments=max(16, pms.size // 64), compactness=10, start_label=0, channel_axis=-1 if im.ndim == 3 else None
+    )
     sums = np.bincount(segs.ravel(), weights=pms.ravel())
     counts = np.bincount(segs.ravel())
     keep = sums / np.maximum(counts, 1) >= threshold
@@ -263,15 +273,20 @@ class MethodChoice:
 
 
 def choose_method(
-    cases: list[tuple[np.ndarray, np.ndarray, np.ndarray]], threshold: float,
+    cases: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    threshold: float,
     candidates: tuple[RefineMethod, ...] = tuple(RefineMethod),
 ) -> MethodChoice:
     """The candidate with the highest mean IoU over ``cases`` (image uint8 ``(H, W, 3)``, anomaly
     map float ``(H, W)``, true mask bool ``(H, W)``, each at the image's resolution); the default
     method when there are fewer than :data:`MIN_CHOICE_SAMPLES` cases or it ties with the best."""
     if len(cases) < MIN_CHOICE_SAMPLES:
-        return MethodChoice(DEFAULT_METHOD, {}, len(cases),
-                            f"{len(cases)} validation defects with masks (< {MIN_CHOICE_SAMPLES}): the default")
+        return MethodChoice(
+            DEFAULT_METHOD,
+            {},
+            len(cases),
+            f"{len(cases)} validation defects with masks (< {MIN_CHOICE_SAMPLES}): the default",
+        )
     scores: dict[str, float] = {}
     for m in candidates:
         ious = []

@@ -104,7 +104,9 @@ def apply_regime(samples: list[Sample], regime: Regime) -> list[Sample]:
     if not any(s.label == 0 for s in out):
         raise TrainingError("the training split holds no normal (label 0) image; every regime needs some")
     if regime is not Regime.UNSUPERVISED and not any(s.label == 1 for s in out):
-        raise TrainingError(f"regime {regime.value} needs defective training images; the training split has none usable")
+        raise TrainingError(
+            f"regime {regime.value} needs defective training images; the training split has none usable"
+        )
     if regime is Regime.MIXED and not any(s.label == 1 and s.pixels_known for s in out):
         raise TrainingError("regime mixed needs at least one defective training image with a mask")
     return out

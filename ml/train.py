@@ -58,8 +58,15 @@ PROFILES: dict[str, Profile] = {
     # epochs is informational for fast: its 320-step budget decides (about 40 epochs of 250 images);
     # 10x the paper's learning rates get the heads to convergence within that budget (docs/RESULTS.md)
     "fast": Profile(
-        epochs=40, batch_size=32, upscale=1, seg_hidden=256, cls_hidden=32, cls_kernel=3, max_steps=320,
-        adaptor_lr=1e-3, head_lr=2e-3,
+        epochs=40,
+        batch_size=32,
+        upscale=1,
+        seg_hidden=256,
+        cls_hidden=32,
+        cls_kernel=3,
+        max_steps=320,
+        adaptor_lr=1e-3,
+        head_lr=2e-3,
     ),
 }
 
@@ -272,10 +279,19 @@ def train_heads(
                 continue  # a 1-sample batch breaks BatchNorm statistics
             idx_d = idx.to(device)
             feats = feats_all[idx_d].float() if feats_all is not None else cache.feature_batch(idx)
-            two = lambda t: torch.cat([t, t])  # the published batch duplication
+
+            def two(t: torch.Tensor) -> torch.Tensor:  # the published batch duplication
+                return torch.cat([t, t])
+
             noise, tmap, tlabel, pw = training_targets(
-                two(gt_all[idx_d]), two(known_all[idx_d]), two(label_all[idx_d]), two(dt_all[idx_d]),
-                channels, settings, settings.noise_sigma, gen,
+                two(gt_all[idx_d]),
+                two(known_all[idx_d]),
+                two(label_all[idx_d]),
+                two(dt_all[idx_d]),
+                channels,
+                settings,
+                settings.noise_sigma,
+                gen,
             )
             x = two(feats).to(device).contiguous(memory_format=torch.channels_last)
             noise = noise.to(device).contiguous(memory_format=torch.channels_last)
@@ -361,7 +377,11 @@ def fit(
     extractor = build_extractor(cfg, device)
     t0 = time.perf_counter()
     cache = build_cache(
-        samples, variants_rule(settings), extractor, cfg.image_size, device,
+        samples,
+        variants_rule(settings),
+        extractor,
+        cfg.image_size,
+        device,
         spill_dir=spill_dir,
         progress=(lambda d, t: progress("features", d, t, {})) if progress else None,
     )
@@ -377,8 +397,16 @@ def fit(
     for s in samples:
         counts[s.label_kind] += 1
     return TrainedModel(
-        model=model, extractor=extractor, config=cfg, regime=regime, settings=settings, head_config=head_cfg,
-        losses=losses, train_seconds=time.perf_counter() - t1, feature_seconds=t1 - t0, n_train=counts,
+        model=model,
+        extractor=extractor,
+        config=cfg,
+        regime=regime,
+        settings=settings,
+        head_config=head_cfg,
+        losses=losses,
+        train_seconds=time.perf_counter() - t1,
+        feature_seconds=t1 - t0,
+        n_train=counts,
     )
 
 

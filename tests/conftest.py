@@ -17,7 +17,16 @@ torch.set_num_threads(2)
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated dataset (64x64 images): 16/6 train, 6/4 val, 8/4 test."""
     root = tmp_path_factory.mktemp("tiny_demo")
-    spec = DemoSpec(train_normal=16, train_defective=6, val_normal=6, val_defective=4, test_normal=8, test_defective=4, size=64, seed=3)
+    spec = DemoSpec(
+        train_normal=16,
+        train_defective=6,
+        val_normal=6,
+        val_defective=4,
+        test_normal=8,
+        test_defective=4,
+        size=64,
+        seed=3,
+    )
     generate(root, spec)
     return root
 

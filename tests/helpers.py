@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED_DATASETS = Path(os.environ.get("DEFECTLOOP_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+SHARED_DATASETS = Path(
+    os.environ.get("DEFECTLOOP_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
+)
 
 
 def write_png(path: Path, arr: np.ndarray) -> Path:

@@ -31,8 +31,15 @@ def _pool(n: int = 60, seed: int = 1, labelled: int = 8, upgradable: int = 4) ->
     upg = np.zeros(n, bool)
     upg[labelled : labelled + upgradable] = True
     return Candidates(
-        ids=np.arange(100, 100 + n), scores=rng.random(n), map_max=rng.random(n), map_entropy=rng.random(n),
-        embeddings=emb.astype(np.float32), labelled=lab, upgradable=upg, image_threshold=0.5, pixel_threshold=0.6,
+        ids=np.arange(100, 100 + n),
+        scores=rng.random(n),
+        map_max=rng.random(n),
+        map_entropy=rng.random(n),
+        embeddings=emb.astype(np.float32),
+        labelled=lab,
+        upgradable=upg,
+        image_threshold=0.5,
+        pixel_threshold=0.6,
         labelled_embeddings=emb[:labelled].astype(np.float32),
     )
 
@@ -65,13 +72,23 @@ def test_strategy_contract(strategy: str, ask: str) -> None:
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_empty_tiny_and_fully_labelled_pools(strategy: str) -> None:
     empty = Candidates(
-        ids=np.zeros(0, int), scores=np.zeros(0), map_max=np.zeros(0), map_entropy=np.zeros(0),
-        embeddings=np.zeros((0, 4)), labelled=np.zeros(0, bool), upgradable=np.zeros(0, bool),
+        ids=np.zeros(0, int),
+        scores=np.zeros(0),
+        map_max=np.zeros(0),
+        map_entropy=np.zeros(0),
+        embeddings=np.zeros((0, 4)),
+        labelled=np.zeros(0, bool),
+        upgradable=np.zeros(0, bool),
     )
     assert select(empty, strategy=strategy, budget=10) == []
     one = Candidates(
-        ids=np.array([7]), scores=np.array([0.9]), map_max=np.array([0.9]), map_entropy=np.array([0.3]),
-        embeddings=np.ones((1, 4)), labelled=np.array([False]), upgradable=np.array([False]),
+        ids=np.array([7]),
+        scores=np.array([0.9]),
+        map_max=np.array([0.9]),
+        map_entropy=np.array([0.3]),
+        embeddings=np.ones((1, 4)),
+        labelled=np.array([False]),
+        upgradable=np.array([False]),
     )
     asks = select(one, strategy=strategy, budget=100)
     assert [(a.image_id, a.kind) for a in asks] == [(7, AskKind.MASK)]  # predicted defective: its mask
@@ -125,8 +142,13 @@ def test_bad_arguments_are_named() -> None:
         select(c, strategy="random", budget=5, ask="polygon")
     with pytest.raises(ValueError, match="Candidates.scores"):
         Candidates(
-            ids=np.arange(3), scores=np.zeros(2), map_max=np.zeros(3), map_entropy=np.zeros(3),
-            embeddings=np.zeros((3, 2)), labelled=np.zeros(3, bool), upgradable=np.zeros(3, bool),
+            ids=np.arange(3),
+            scores=np.zeros(2),
+            map_max=np.zeros(3),
+            map_entropy=np.zeros(3),
+            embeddings=np.zeros((3, 2)),
+            labelled=np.zeros(3, bool),
+            upgradable=np.zeros(3, bool),
         )
 
 

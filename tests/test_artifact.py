@@ -27,9 +27,13 @@ def test_round_trip_predicts_identically(trained, tmp_path: Path) -> None:
     assert cfg["training_set"]["n_images"] == len(samples)
     sched = cfg["schedule"]  # what the run actually used, overrides resolved
     assert sched["epochs"] == 1 and sched["max_steps"] is None and sched["head_lr"] == tm.config.profile_spec().head_lr
-    assert cfg["training_set"]["images"] == sorted(cfg["training_set"]["images"], key=lambda d: (d["sha256"], d["kind"]))
+    assert cfg["training_set"]["images"] == sorted(
+        cfg["training_set"]["images"], key=lambda d: (d["sha256"], d["kind"])
+    )
     assert {d["kind"] for d in cfg["training_set"]["images"]} == {"normal", "mask"}
-    assert not any("backbone" in k for k in __import__("safetensors.torch").torch.load_file(str(out / "model.safetensors")))
+    assert not any(
+        "backbone" in k for k in __import__("safetensors.torch").torch.load_file(str(out / "model.safetensors"))
+    )
     loaded = load_model(out, backbone_weights="random")
     assert loaded.predictor.thresholds == th
     img = np.random.default_rng(0).integers(0, 255, (70, 80, 3), dtype=np.uint8)

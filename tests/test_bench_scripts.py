@@ -17,7 +17,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
 def test_bench_script_help(script: str) -> None:
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout
 
@@ -79,7 +81,8 @@ def test_train_matrix_run_specs_are_typed_and_typos_stop(monkeypatch: pytest.Mon
     import train_matrix
 
     assert train_matrix.parse_run("a:standardize_features=off,epochs=3,noise_sigma=0.5,masks=2") == (
-        "a", {"standardize_features": False, "epochs": 3, "noise_sigma": 0.5, "masks": 2},
+        "a",
+        {"standardize_features": False, "epochs": 3, "noise_sigma": 0.5, "masks": 2},
     )
     with pytest.raises(SystemExit, match="expected a boolean"):
         train_matrix.parse_run("a:standardize_features=ture")

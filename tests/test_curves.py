@@ -21,8 +21,16 @@ REF = {"image_ap": 0.9}
 
 
 def _round(i: int, cost: float, ap: float) -> dict:
-    return {"round": i, "regime": "mixed", "strategy": "x", "labels": {"total": 10 * i, "normal": 6 * i, "image": 3 * i, "mask": i},
-            "cost": cost, "annotation_seconds": 4.0 * i, "metrics": {"image_ap": ap, "image_auroc": ap}, "audit": {}}
+    return {
+        "round": i,
+        "regime": "mixed",
+        "strategy": "x",
+        "labels": {"total": 10 * i, "normal": 6 * i, "image": 3 * i, "mask": i},
+        "cost": cost,
+        "annotation_seconds": 4.0 * i,
+        "metrics": {"image_ap": ap, "image_auroc": ap},
+        "audit": {},
+    }
 
 
 def _run(strategy: str, aps: list[float], seed: int = 0, step: float = 100.0) -> Run:
@@ -47,7 +55,10 @@ def test_a_target_is_held_from_the_round_after_the_last_dip() -> None:
 
 
 def test_ratios_to_the_baseline_and_bounds_where_it_never_arrived() -> None:
-    rows = {r["strategy"]: r for r in summary([_run("random", [0.5, 0.7, 0.8, 0.86]), _run("hybrid", [0.5, 0.86, 0.9, 0.9])])}
+    rows = {
+        r["strategy"]: r
+        for r in summary([_run("random", [0.5, 0.7, 0.8, 0.86]), _run("hybrid", [0.5, 0.86, 0.9, 0.9])])
+    }
     # 95% of 0.9 = 0.855: hybrid at 100, random at 300
     assert rows["hybrid"]["cost_0.95"] == 100.0 and rows["random"]["cost_0.95"] == 300.0
     assert rows["hybrid"]["ratio_0.95"] == pytest.approx(1 / 3) and not rows["hybrid"]["ratio_0.95_is_bound"]

@@ -56,7 +56,9 @@ def test_wide_resnet_without_hub_says_how_to_provide_weights() -> None:
         "build_classifier_model(get_backbone_spec('wide_resnet50_2'), 'pretrained')\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # read by huggingface_hub at import
-    res = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode != 0
     assert "BackboneWeightsError" in res.stderr and "--backbone-weights" in res.stderr
 
@@ -72,4 +74,6 @@ def test_wide_resnet_from_a_local_file(tmp_path) -> None:
 
 
 def test_registry_is_complete() -> None:
-    assert {"tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "wide_resnet50_2"} <= set(BACKBONES)
+    assert {"tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "wide_resnet50_2"} <= set(
+        BACKBONES
+    )

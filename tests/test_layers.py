@@ -12,7 +12,9 @@ def test_ml_imports_nothing_from_outer_layers() -> None:
 
     root = Path(__file__).resolve().parents[1]
     modules = sorted(
-        ".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "ml").rglob("*.py") if p.name != "__init__.py"
+        ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in (root / "ml").rglob("*.py")
+        if p.name != "__init__.py"
     )
     code = f"import json, sys; [__import__(m) for m in {modules!r}]; print(json.dumps(sorted(sys.modules)))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -33,7 +35,10 @@ def test_routes_never_touch_ml_and_labelstudio_never_imports_ml() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for folder, banned in ((root / "backend" / "api" / "routes", ("from ml", "import ml")), (root / "labelstudio", ("from ml", "import ml"))):
+    for folder, banned in (
+        (root / "backend" / "api" / "routes", ("from ml", "import ml")),
+        (root / "labelstudio", ("from ml", "import ml")),
+    ):
         for p in folder.rglob("*.py"):
             lines = [ln.strip() for ln in p.read_text().splitlines()]
             assert not [ln for ln in lines if ln.startswith(banned)], p
@@ -120,8 +125,10 @@ def test_import_contracts() -> None:
     broken = [
         f"{mod} imports {dep}: {why}"
         for importer, banned, why in CONTRACTS
-        for mod, deps in graph.items() if _under(mod, importer)
-        for dep in deps if any(_under(dep, b) for b in banned)
+        for mod, deps in graph.items()
+        if _under(mod, importer)
+        for dep in deps
+        if any(_under(dep, b) for b in banned)
     ]
     assert not broken, "\n".join(broken)
 

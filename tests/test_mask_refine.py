@@ -110,7 +110,9 @@ def test_a_box_masks_the_defect_inside_it() -> None:
     assert iou(out, truth) >= 0.6 and not out[:, :175].any()
 
 
-@pytest.mark.parametrize("click", [Click(-1, 10), Click(320, 10), Click(10, 240), Click(float("nan"), 3), Click(5, 5, 999, 5)])
+@pytest.mark.parametrize(
+    "click", [Click(-1, 10), Click(320, 10), Click(10, 240), Click(float("nan"), 3), Click(5, 5, 999, 5)]
+)
 def test_a_point_outside_the_image_is_refused(click: Click) -> None:
     with pytest.raises(AssistError, match="outside the 320x240 image"):
         assist_mask(surface(), click)
@@ -153,8 +155,9 @@ def test_a_trained_model_records_the_chosen_mask_method(tiny_demo, tmp_path) -> 
     from ml.pipeline import train_and_save
     from ml.train import TrainConfig
 
-    summary = train_and_save(load_dataset(tiny_demo), tmp_path / "m",
-                             TrainConfig(backbone_weights="random", image_size=(64, 64), epochs=1))
+    summary = train_and_save(
+        load_dataset(tiny_demo), tmp_path / "m", TrainConfig(backbone_weights="random", image_size=(64, 64), epochs=1)
+    )
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["mask_method"] == summary.mask_choice.method.value
     assert config["mask_method_choice"]["n"] == summary.mask_choice.n

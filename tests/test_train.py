@@ -56,7 +56,9 @@ def test_noise_scale_and_score_follow_backbone_and_regime() -> None:
         assert s.perlin_threshold == REGIME_DEFAULTS[regime].perlin_threshold
     for regime in Regime:  # the paper's backbone keeps the published settings
         assert TrainConfig(backbone="wide_resnet50_2").regime_settings(regime) == REGIME_DEFAULTS[regime]
-    forced = TrainConfig(noise_sigma=0.1, standardize_features=False, image_score="head").regime_settings(Regime.UNSUPERVISED)
+    forced = TrainConfig(noise_sigma=0.1, standardize_features=False, image_score="head").regime_settings(
+        Regime.UNSUPERVISED
+    )
     assert (forced.noise_sigma, forced.standardize, forced.image_score) == (0.1, False, "head")
     with pytest.raises(TrainingError, match="image_score"):
         TrainConfig(image_score="mean").regime_settings(Regime.FULL)
@@ -67,7 +69,7 @@ def test_training_is_reproducible(tiny_demo: Path) -> None:
     a = fit(samples, TrainConfig(**TINY, epochs=2))
     b = fit(samples, TrainConfig(**TINY, epochs=2))
     assert a.losses == b.losses
-    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
 
@@ -87,8 +89,12 @@ def test_forced_regimes_and_their_errors(tiny_demo: Path) -> None:
 def _cache(labels: list[int]) -> CachedSet:
     n = len(labels)
     return CachedSet(
-        torch.zeros(n, 1, 2, 2, dtype=torch.float16), torch.zeros(n, 1, 2, 2), torch.ones(n, dtype=torch.bool),
-        torch.tensor(labels, dtype=torch.float32), torch.arange(n), torch.zeros(n, dtype=torch.int64),
+        torch.zeros(n, 1, 2, 2, dtype=torch.float16),
+        torch.zeros(n, 1, 2, 2),
+        torch.ones(n, dtype=torch.bool),
+        torch.tensor(labels, dtype=torch.float32),
+        torch.arange(n),
+        torch.zeros(n, dtype=torch.int64),
     )
 
 
@@ -188,7 +194,10 @@ def test_feature_cache_streams_from_disk_when_memory_is_short(tiny_demo: Path, t
 
     samples = list(load_dataset(tiny_demo).select("train").samples)[:6]
     ext = FeatureExtractor(get_backbone_spec("tf_efficientnet_lite0"), "random", upscale=1)
-    rule = lambda s: ("id", "hflip")
+
+    def rule(_sample):
+        return ("id", "hflip")
+
     ram = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"))
     disk = build_cache(samples, rule, ext, (64, 64), torch.device("cpu"), memory_limit_bytes=0, spill_dir=tmp_path)
     assert isinstance(disk.features, np.ndarray) and isinstance(ram.features, torch.Tensor)

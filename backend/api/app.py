@@ -80,7 +80,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=exc.status_code, content=content)
 
     @app.exception_handler(StudioError)
-    async def studio_error(_: Request, exc: StudioError) -> JSONResponse:  # Label Studio down or refusing: not our fault
+    async def studio_error(
+        _: Request, exc: StudioError
+    ) -> JSONResponse:  # Label Studio down or refusing: not our fault
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.exception_handler(LabelError)

@@ -50,14 +50,14 @@ def get_read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def require_token(
-    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
+def require_token(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     expected: str | None = request.app.state.settings.api_token
     if expected is None:  # local development mode (bound to 127.0.0.1 only)
         return
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected.encode()):
-        raise HTTPException(status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 # scope="function": commit when the route returns, before the response is sent, so a client

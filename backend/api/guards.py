@@ -46,8 +46,10 @@ class LoopbackOnly:
         host = headers.get("host", "")
         why = None
         if host_name(host) not in LOOPBACK_HOSTS:
-            why = (f"this server runs without an API token and answers only to a loopback host "
-                   f"(127.0.0.1, localhost, [::1]); the request named {host!r}")
+            why = (
+                f"this server runs without an API token and answers only to a loopback host "
+                f"(127.0.0.1, localhost, [::1]); the request named {host!r}"
+            )
         elif scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS:
             site, origin = headers.get("sec-fetch-site"), headers.get("origin")
             scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"

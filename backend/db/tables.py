@@ -41,11 +41,22 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16, values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
 
 
 class Split(enum.StrEnum):
@@ -158,7 +169,9 @@ class Label(Base):
 
     __tablename__ = "label"
     __table_args__ = (
-        CheckConstraint("retracted OR is_defective IS NOT NULL OR review_reason IS NOT NULL", name="verdict_or_retraction"),
+        CheckConstraint(
+            "retracted OR is_defective IS NOT NULL OR review_reason IS NOT NULL", name="verdict_or_retraction"
+        ),
         Index("ix_label_image_id_id", "image_id", "id"),
     )
 
@@ -304,7 +317,10 @@ class LsTask(Base):
     what an answer's mask is compared with."""
 
     __tablename__ = "ls_task"
-    __table_args__ = (UniqueConstraint("ls_project_id", "ls_task_id"), UniqueConstraint("ls_project_id", "image_id", "ask"))
+    __table_args__ = (
+        UniqueConstraint("ls_project_id", "ls_task_id"),
+        UniqueConstraint("ls_project_id", "image_id", "ask"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
@@ -313,7 +329,9 @@ class LsTask(Base):
     ls_task_id: Mapped[int] = mapped_column(Integer)
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ask: Mapped[str] = mapped_column(String(16), default="verdict")
-    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"), nullable=True)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL"), nullable=True
+    )
     proposal_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -1,7 +1,8 @@
 """The embedded executor: one worker process polling the database for queued jobs.
 
 ``defectloop serve`` starts it as a child process (``python -m backend.handlers``);
-``defectloop worker`` runs it directly (or an RQ worker when DEFECTLOOP_REDIS_URL is set). It also reaps jobs whose heartbeat
+``defectloop worker`` runs it directly (or an RQ worker when DEFECTLOOP_REDIS_URL is set). It also reaps jobs whose
+heartbeat
 lapsed, so a killed worker's job ends up failed.
 """
 

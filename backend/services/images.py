@@ -75,7 +75,12 @@ Prepared = Candidate | ImportResult  # an ImportResult here is a file already re
 
 
 def import_path(
-    session: Session, *, project: Project, path: Path, roots: Sequence[Path], labels: str = "all",
+    session: Session,
+    *,
+    project: Project,
+    path: Path,
+    roots: Sequence[Path],
+    labels: str = "all",
 ) -> list[ImportResult]:
     """Import a folder of images, a labels.csv folder or an MVTec-layout folder from the server
     (see :func:`prepare_path`); all-or-nothing: an error stores nothing."""
@@ -119,7 +124,12 @@ def prepare_path(path: Path, roots: Sequence[Path], labels: str = "all") -> list
 
 
 def import_samples(
-    session: Session, *, project: Project, samples: Sequence[Sample], roots: Sequence[Path], with_labels: bool = True,
+    session: Session,
+    *,
+    project: Project,
+    samples: Sequence[Sample],
+    roots: Sequence[Path],
+    with_labels: bool = True,
 ) -> list[ImportResult]:
     """Import dataset samples; ``with_labels=False`` imports them into the pool unlabelled
     (what a new line's images are), whatever their split and label say."""
@@ -189,7 +199,9 @@ def _store(session: Session, project: Project, c: Candidate) -> ImportResult:
         label = LabelIn(is_defective=c.is_defective, mask=mask, source=LabelSource.IMPORT)
     try:
         with session.begin_nested():
-            img = Image(project_id=project.id, uri=c.uri, sha256=c.sha256, width=c.width, height=c.height, split=c.split)
+            img = Image(
+                project_id=project.id, uri=c.uri, sha256=c.sha256, width=c.width, height=c.height, split=c.split
+            )
             session.add(img)
             session.flush()
             if label is not None:
@@ -202,9 +214,7 @@ def _store(session: Session, project: Project, c: Candidate) -> ImportResult:
     return ImportResult(c.name, "imported", None, img.id)
 
 
-def store_upload(
-    session: Session, *, project: Project, data: bytes, filename: str, data_dir: Path
-) -> ImportResult:
+def store_upload(session: Session, *, project: Project, data: bytes, filename: str, data_dir: Path) -> ImportResult:
     """Store uploaded bytes under ``data_dir/images`` (atomically) and register the image."""
     return store_prepared(session, project=project, items=[prepare_upload(data, filename, data_dir)])[0]
 

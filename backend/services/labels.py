@@ -54,7 +54,9 @@ def check_api_label(is_defective: bool, mask: np.ndarray | None) -> None:
     if not is_defective:
         raise LabelError("mask: a normal label (is_defective=false) carries no mask")
     if not mask.any():
-        raise LabelError("mask: all zero; a defective label's mask must mark the defect (omit it for an image-level label)")
+        raise LabelError(
+            "mask: all zero; a defective label's mask must mark the defect (omit it for an image-level label)"
+        )
 
 
 def decode_mask(png: bytes) -> np.ndarray:

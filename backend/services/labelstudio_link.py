@@ -93,7 +93,11 @@ def home(settings: Settings) -> Path:
 
 
 def start_local(
-    settings: Settings, server_home: Path, *, document_root: Path, port: int | None = None,
+    settings: Settings,
+    server_home: Path,
+    *,
+    document_root: Path,
+    port: int | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> ServerInfo:
     """Start (or find running) a local Label Studio for ``server_home``, copying the migrated
@@ -153,8 +157,13 @@ def overlay_link(settings: Settings, image: Image) -> str:
 def overlay_jpeg(session: Session, image: Image) -> bytes | None:
     """The model's-view picture of ``image`` from the active model version (None: no map)."""
     mv = active_model_version(session, image.project_id)
-    pred = None if mv is None else session.scalars(select(Prediction).where(
-        Prediction.model_version_id == mv.id, Prediction.image_id == image.id)).first()
+    pred = (
+        None
+        if mv is None
+        else session.scalars(
+            select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id == image.id)
+        ).first()
+    )
     return None if pred is None else verdict_overlay(pred, mv, image)
 
 
@@ -170,7 +179,12 @@ def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str
 
 
 def refresh_links(
-    session: Session, settings: Settings, project: Project, *, image_ids: set[int] | None = None, st: Studio | None = None,
+    session: Session,
+    settings: Settings,
+    project: Project,
+    *,
+    image_ids: set[int] | None = None,
+    st: Studio | None = None,
 ) -> int:
     """Re-sign the signed links in the project's Label Studio tasks (every task, or those of
     ``image_ids``) with a new expiry and the project's current key; the number of tasks updated."""
@@ -186,8 +200,12 @@ def refresh_links(
     for task_id, data in tasks.items():
         if data.get("defectloop_image_id") not in mine:
             continue
-        new = {k: resign(v, settings, project.id, mine.__contains__) if k in ("image", "overlay") and isinstance(v, str)
-               else v for k, v in data.items()}
+        new = {
+            k: resign(v, settings, project.id, mine.__contains__)
+            if k in ("image", "overlay") and isinstance(v, str)
+            else v
+            for k, v in data.items()
+        }
         if new != data:
             st.update_task_data(task_id, new)
             updated += 1
@@ -279,7 +297,9 @@ def verdict_overlay(prediction: Prediction, mv: ModelVersion, image: Image) -> b
 
 
 def active_model_version(session: Session, project_id: int) -> ModelVersion | None:
-    return session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.is_active)).first()
+    return session.scalars(
+        select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.is_active)
+    ).first()
 
 
 def human_labelled(session: Session, project_id: int) -> set[int]:
@@ -299,16 +319,25 @@ class PushReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "pushed": len(self.pushed), "task_ids": self.task_ids, "image_ids": self.pushed,
+            "pushed": len(self.pushed),
+            "task_ids": self.task_ids,
+            "image_ids": self.pushed,
             "mask_upgrades": self.mask_upgrades,
-            "already_in_labelstudio": self.already_in_labelstudio, "already_labelled": self.already_labelled,
-            "with_prediction": self.with_prediction, "model_version": self.model_version,
+            "already_in_labelstudio": self.already_in_labelstudio,
+            "already_labelled": self.already_labelled,
+            "with_prediction": self.with_prediction,
+            "model_version": self.model_version,
         }
 
 
 def push_batch(
-    session: Session, settings: Settings, project: Project, image_ids: list[int], *,
-    asks: dict[int, str] | None = None, include_labelled: bool = False,
+    session: Session,
+    settings: Settings,
+    project: Project,
+    image_ids: list[int],
+    *,
+    asks: dict[int, str] | None = None,
+    include_labelled: bool = False,
 ) -> PushReport:
     """Create tasks for ``image_ids`` in this (rank) order, each pre-annotated with the
     active model version's proposal. Images already in Label Studio are not pushed again,
@@ -317,7 +346,10 @@ def push_batch(
     ``include_labelled``."""
     if len(set(image_ids)) != len(image_ids):
         raise ServiceError("image_ids: the ranking lists an image twice")
-    images = {im.id: im for im in session.scalars(select(Image).where(Image.id.in_(image_ids), Image.project_id == project.id))}
+    images = {
+        im.id: im
+        for im in session.scalars(select(Image).where(Image.id.in_(image_ids), Image.project_id == project.id))
+    }
     missing = [i for i in image_ids if i not in images]
     if missing:
         raise NotFoundError(f"image_ids: not images of project {project.id}: {missing[:20]}")
@@ -334,8 +366,12 @@ def push_batch(
     preds: dict[int, Prediction] = {}
     if mv is not None:
         report.model_version = mv.name
-        preds = {p.image_id: p for p in session.scalars(
-            select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(image_ids)))}
+        preds = {
+            p.image_id: p
+            for p in session.scalars(
+                select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(image_ids))
+            )
+        }
     root = document_root(settings)
     tasks: list[TaskOut] = []
     proposals: dict[int, np.ndarray | None] = {}  # the mask each task shows (mask asks only)
@@ -360,22 +396,43 @@ def push_batch(
         result = score = shown = overlay = None
         if mv is not None and image_id in preds:
             prop = stored_proposal(preds[image_id], mv, image, refined=ask == "mask")
-            shown = prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
+            shown = (
+                prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
+            )
             result, score = prediction_result(prop.is_defective, shown), prop.score
             if ask == "verdict" and prop.is_defective and preds[image_id].anomaly_map_path:
                 overlay = overlay_link(settings, image)
             report.with_prediction += 1
         proposals[image_id] = shown
-        tasks.append(TaskOut(image_id=image_id, image_url=url, rank=rank, ask=ask, score=score, prediction=result,
-                             model_version=mv.name if mv is not None else None, overlay_url=overlay))
+        tasks.append(
+            TaskOut(
+                image_id=image_id,
+                image_url=url,
+                rank=rank,
+                ask=ask,
+                score=score,
+                prediction=result,
+                model_version=mv.name if mv is not None else None,
+                overlay_url=overlay,
+            )
+        )
     for folder in sorted(folders):
         st.ensure_local_storage(ls_id, folder)
     ids = st.import_tasks(ls_id, tasks)
-    for t, tid in zip(tasks, ids):
+    for t, tid in zip(tasks, ids, strict=True):
         shown = proposals.get(t.image_id)
-        session.add(LsTask(project_id=project.id, image_id=t.image_id, ls_project_id=ls_id, ls_task_id=tid, rank=t.rank,
-                           ask=t.ask, model_version_id=mv.id if (mv is not None and t.prediction is not None) else None,
-                           proposal_png=encode_mask(shown) if shown is not None else None))
+        session.add(
+            LsTask(
+                project_id=project.id,
+                image_id=t.image_id,
+                ls_project_id=ls_id,
+                ls_task_id=tid,
+                rank=t.rank,
+                ask=t.ask,
+                model_version_id=mv.id if (mv is not None and t.prediction is not None) else None,
+                proposal_png=encode_mask(shown) if shown is not None else None,
+            )
+        )
         report.pushed.append(t.image_id)
         report.task_ids.append(tid)
     session.flush()
@@ -431,9 +488,13 @@ class Outcome:
     label_id: int | None = None
 
 
-def _annotation_row(session: Session, project: Project, ls_project_id: int, annotation_id: int) -> tuple[LsAnnotation, bool]:
+def _annotation_row(
+    session: Session, project: Project, ls_project_id: int, annotation_id: int
+) -> tuple[LsAnnotation, bool]:
     """The row of an annotation, created when new (safe against a concurrent creator)."""
-    q = select(LsAnnotation).where(LsAnnotation.ls_project_id == ls_project_id, LsAnnotation.ls_annotation_id == annotation_id)
+    q = select(LsAnnotation).where(
+        LsAnnotation.ls_project_id == ls_project_id, LsAnnotation.ls_annotation_id == annotation_id
+    )
     row = session.scalars(q.with_for_update()).first()
     if row is not None:
         return row, False
@@ -448,7 +509,9 @@ def _annotation_row(session: Session, project: Project, ls_project_id: int, anno
 
 
 def _task(session: Session, ls_project_id: int, task_id: int) -> LsTask | None:
-    return session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_project_id, LsTask.ls_task_id == task_id)).first()
+    return session.scalars(
+        select(LsTask).where(LsTask.ls_project_id == ls_project_id, LsTask.ls_task_id == task_id)
+    ).first()
 
 
 def task_proposal(session: Session, task: LsTask, image: Image) -> np.ndarray | None:
@@ -459,8 +522,9 @@ def task_proposal(session: Session, task: LsTask, image: Image) -> np.ndarray | 
     if task.model_version_id is None:
         return None
     mv = session.get(ModelVersion, task.model_version_id)
-    pred = session.scalars(select(Prediction).where(
-        Prediction.model_version_id == task.model_version_id, Prediction.image_id == image.id)).first()
+    pred = session.scalars(
+        select(Prediction).where(Prediction.model_version_id == task.model_version_id, Prediction.image_id == image.id)
+    ).first()
     if mv is None or pred is None:
         return None
     return stored_proposal(pred, mv, image, refined=False).mask
@@ -475,10 +539,16 @@ def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> 
         return Outcome(rec.annotation_id, "rejected", f"task {rec.task_id} is not a task defectloop created")
     image = session.get(Image, task.image_id)
     try:  # read before touching the database, so a bad answer stores nothing
-        answer = None if rec.was_cancelled else parse_result(
-            rec.result, image.height, image.width, with_mask=task.ask == "mask")
-        provenance = None if answer is None or answer.mask is None else mask_provenance(
-            answer.mask, task_proposal(session, task, image))
+        answer = (
+            None
+            if rec.was_cancelled
+            else parse_result(rec.result, image.height, image.width, with_mask=task.ask == "mask")
+        )
+        provenance = (
+            None
+            if answer is None or answer.mask is None
+            else mask_provenance(answer.mask, task_proposal(session, task, image))
+        )
     except PayloadError as e:
         return Outcome(rec.annotation_id, "rejected", f"annotation {rec.annotation_id} on task {rec.task_id}: {e}")
     row, _ = _annotation_row(session, project, rec.ls_project_id, rec.annotation_id)
@@ -492,11 +562,21 @@ def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> 
     if answer is None:  # the annotator skipped the task: no verdict to store
         session.flush()
         return Outcome(rec.annotation_id, "ignored", "skipped by the annotator")
-    label = add_label(session, image=image, label=LabelIn(
-        is_defective=answer.is_defective, mask=answer.mask, source=LabelSource.HUMAN, annotator=rec.annotator,
-        ls_annotation_id=rec.annotation_id, ls_updated_at=updated, lead_time=rec.lead_time,
-        review_reason=answer.review_reason, provenance=provenance,
-    ))
+    label = add_label(
+        session,
+        image=image,
+        label=LabelIn(
+            is_defective=answer.is_defective,
+            mask=answer.mask,
+            source=LabelSource.HUMAN,
+            annotator=rec.annotator,
+            ls_annotation_id=rec.annotation_id,
+            ls_updated_at=updated,
+            lead_time=rec.lead_time,
+            review_reason=answer.review_reason,
+            provenance=provenance,
+        ),
+    )
     row.label_id = label.id
     session.flush()
     current = settle_current(session, image)
@@ -537,13 +617,20 @@ def settle_current(session: Session, image: Image) -> Label | None:
     appended (labels stay append-only; "newest row is current" stays true); when no candidate
     remains, a retraction is. Returns the current label (None: unlabelled)."""
     cands: list[tuple[datetime, int, Label]] = []
-    for ls_row in session.scalars(select(LsAnnotation).where(
-            LsAnnotation.image_id == image.id, LsAnnotation.deleted.is_(False), LsAnnotation.label_id.is_not(None))):
+    for ls_row in session.scalars(
+        select(LsAnnotation).where(
+            LsAnnotation.image_id == image.id, LsAnnotation.deleted.is_(False), LsAnnotation.label_id.is_not(None)
+        )
+    ):
         label = session.get(Label, ls_row.label_id)
         if label is not None and not label.retracted:
             cands.append((_answer_time(label, ls_row), label.id, label))
-    other = session.scalars(select(Label).where(Label.image_id == image.id, Label.ls_annotation_id.is_(None))
-                            .order_by(Label.id.desc()).limit(1)).first()
+    other = session.scalars(
+        select(Label)
+        .where(Label.image_id == image.id, Label.ls_annotation_id.is_(None))
+        .order_by(Label.id.desc())
+        .limit(1)
+    ).first()
     if other is not None and not other.retracted:
         cands.append((_answer_time(other, None), other.id, other))
     cur = current_label(session, image_id=image.id)
@@ -563,8 +650,22 @@ def settle_current(session: Session, image: Image) -> Label | None:
 
 
 #: What a settled copy keeps of the answer it repeats (``created_at`` too: its answer time).
-_LABEL_COPY = ("image_id", "is_defective", "mask_png", "retracted", "source", "annotator", "ls_annotation_id",
-               "ls_updated_at", "lead_time", "review_reason", "mask_origin", "proposal_iou", "mask_edit", "created_at")
+_LABEL_COPY = (
+    "image_id",
+    "is_defective",
+    "mask_png",
+    "retracted",
+    "source",
+    "annotator",
+    "ls_annotation_id",
+    "ls_updated_at",
+    "lead_time",
+    "review_reason",
+    "mask_origin",
+    "proposal_iou",
+    "mask_edit",
+    "created_at",
+)
 
 
 def project_for_ls(session: Session, ls_project_id: int | None) -> Project:
@@ -610,8 +711,9 @@ def apply_export(session: Session, project: Project, export: Export) -> dict[str
             continue
         image = session.get(Image, image_id)
         ask = export.asks.get(tid, "verdict")
-        taken = session.scalars(select(LsTask).where(
-            LsTask.ls_project_id == ls_id, LsTask.image_id == image_id, LsTask.ask == ask)).first()
+        taken = session.scalars(
+            select(LsTask).where(LsTask.ls_project_id == ls_id, LsTask.image_id == image_id, LsTask.ask == ask)
+        ).first()
         if image is not None and image.project_id == project.id and taken is None:
             known[tid] = LsTask(project_id=project.id, image_id=image_id, ls_project_id=ls_id, ls_task_id=tid, ask=ask)
             session.add(known[tid])
@@ -622,8 +724,11 @@ def apply_export(session: Session, project: Project, export: Export) -> dict[str
     records = sorted(export.records, key=lambda r: (_utc(r.updated_at), r.annotation_id))
     outcomes = [ingest_record(session, project, r) for r in records]
     live = {r.annotation_id for r in export.records}
-    stale = session.scalars(select(LsAnnotation.ls_annotation_id).where(
-        LsAnnotation.ls_project_id == ls_id, LsAnnotation.deleted.is_(False))).all()
+    stale = session.scalars(
+        select(LsAnnotation.ls_annotation_id).where(
+            LsAnnotation.ls_project_id == ls_id, LsAnnotation.deleted.is_(False)
+        )
+    ).all()
     outcomes += [ingest_deletion(session, project, ls_id, a) for a in stale if a not in live]
     for t in gone:
         session.delete(t)
@@ -632,8 +737,11 @@ def apply_export(session: Session, project: Project, export: Export) -> dict[str
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     return {
-        "annotations": len(export.records), "tasks": len(export.tasks), "tasks_adopted": adopted,
-        "tasks_gone": len(gone), "counts": counts,
+        "annotations": len(export.records),
+        "tasks": len(export.tasks),
+        "tasks_adopted": adopted,
+        "tasks_gone": len(gone),
+        "counts": counts,
         "rejected": [o.__dict__ for o in outcomes if o.status == "rejected"],
     }
 
@@ -659,14 +767,20 @@ class TaskRef:
     ask: str
 
 
-def task_refs(session: Session, project: Project, ls_project_id: int | None, tasks: list[dict[str, Any]]) -> list[TaskRef]:
+def task_refs(
+    session: Session, project: Project, ls_project_id: int | None, tasks: list[dict[str, Any]]
+) -> list[TaskRef]:
     """The image and ask of each task (by defectloop's task record, else the id in the task
     data); an image of another project is never returned."""
     out: list[TaskRef] = []
     for t in tasks:
         image, data = None, (t.get("data") if isinstance(t, dict) else None) or {}
         tid = t.get("id") if isinstance(t, dict) else None
-        rec = _task(session, ls_project_id, tid) if ls_project_id is not None and isinstance(tid, int) and 0 < tid < 2**31 else None
+        rec = (
+            _task(session, ls_project_id, tid)
+            if ls_project_id is not None and isinstance(tid, int) and 0 < tid < 2**31
+            else None
+        )
         if rec is not None:
             image, ask = session.get(Image, rec.image_id), rec.ask
         else:
@@ -713,14 +827,21 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
     if context:
         return {"results": [assist_result(mv, r, context) for r in refs]}
     images = [r.image for r in refs if r.image is not None]
-    stored = {p.image_id: p for p in session.scalars(select(Prediction).where(
-        Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images])))}
+    stored = {
+        p.image_id: p
+        for p in session.scalars(
+            select(Prediction).where(
+                Prediction.model_version_id == mv.id, Prediction.image_id.in_([im.id for im in images])
+            )
+        )
+    }
     wants_mask = {r.image.id for r in refs if r.image is not None and r.ask == "mask"}
-    proposals: dict[int, Proposal] = {im.id: stored_proposal(stored[im.id], mv, im, refined=im.id in wants_mask)
-                                      for im in images if im.id in stored}
+    proposals: dict[int, Proposal] = {
+        im.id: stored_proposal(stored[im.id], mv, im, refined=im.id in wants_mask) for im in images if im.id in stored
+    }
     todo = [im for im in images if im.id not in proposals]
     if todo:
-        proposals.update({im.id: p for im, p in zip(todo, live_proposals(mv, todo, settings.device))})
+        proposals.update({im.id: p for im, p in zip(todo, live_proposals(mv, todo, settings.device), strict=True)})
     results = []
     for r in refs:
         if r.image is None:

@@ -81,8 +81,9 @@ def signed_link(settings: Settings, project_id: int, kind: str, image_id: int, *
     return f"{settings.public_url.rstrip('/')}/labelstudio/{kind}/{image_id}?exp={expires}&sig={sig}"
 
 
-def refusal(settings: Settings, project_id: int, kind: str, image_id: int, expires: int, sig: str,
-            *, now: float | None = None) -> str | None:
+def refusal(
+    settings: Settings, project_id: int, kind: str, image_id: int, expires: int, sig: str, *, now: float | None = None
+) -> str | None:
     """Why a link does not open (None: it does): expired, or a signature that is wrong or was revoked."""
     if expires < (time.time() if now is None else now):
         return "this link has expired: push the image again or refresh the project's links"
@@ -91,7 +92,9 @@ def refusal(settings: Settings, project_id: int, kind: str, image_id: int, expir
     return None
 
 
-def resign(text: str, settings: Settings, project_id: int, owns: Callable[[int], bool], *, now: float | None = None) -> str:
+def resign(
+    text: str, settings: Settings, project_id: int, owns: Callable[[int], bool], *, now: float | None = None
+) -> str:
     """``text`` with every signed link to an image ``owns`` accepts replaced by a fresh one
     (this service's current public URL, a new expiry, the project's current key)."""
 

@@ -29,6 +29,7 @@ class ProjectSettings:
     mask_cost_model: MaskCostModel | None = None
     auto_round_labels: int | None = None
 
+
 TRAIN_DEFAULT_KEYS = {
     "epochs": int,
     "perlin_threshold": float,

@@ -27,11 +27,20 @@ from ml.data import Dataset, file_sha256
 from ml.errors import TrainingError
 from ml.images import read_image
 
-STAGES = {"features": (0.0, 0.25), "train": (0.25, 0.9), "calibrate": (0.9, 0.93), "masks": (0.93, 0.95), "evaluate": (0.95, 1.0)}
+STAGES = {
+    "features": (0.0, 0.25),
+    "train": (0.25, 0.9),
+    "calibrate": (0.9, 0.93),
+    "masks": (0.93, 0.95),
+    "evaluate": (0.95, 1.0),
+}
 # a refined bootstrap trains twice: the first pass, scoring the pool, then the second pass
 REFINED_STAGES = {
-    "features": (0.0, 0.12), "train": (0.12, 0.42), "refine_score": (0.42, 0.47),
-    "refine_features": (0.47, 0.57), "refine_train": (0.57, 0.9),
+    "features": (0.0, 0.12),
+    "train": (0.12, 0.42),
+    "refine_score": (0.42, 0.47),
+    "refine_features": (0.47, 0.57),
+    "refine_train": (0.57, 0.9),
     **{k: v for k, v in STAGES.items() if k in ("calibrate", "masks", "evaluate")},
 }
 
@@ -55,8 +64,11 @@ def run_train_job(ctx: JobContext) -> dict:
     except BaseException as e:
         if round_id is not None:
             with ctx.sessions.begin() as s:
-                fail_round(s, round_id=int(round_id),
-                           message="cancelled" if isinstance(e, JobCancelled) else f"failed: {type(e).__name__}: {e}")
+                fail_round(
+                    s,
+                    round_id=int(round_id),
+                    message="cancelled" if isinstance(e, JobCancelled) else f"failed: {type(e).__name__}: {e}",
+                )
         raise
 
 
@@ -72,7 +84,10 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     with ctx.read_sessions() as s:
         project = s.get(Project, ctx.project_id)
         snapshot = take_snapshot(
-            s, project_id=ctx.project_id, folder=work / "masks", label_ids=ctx.payload.get("label_ids"),
+            s,
+            project_id=ctx.project_id,
+            folder=work / "masks",
+            label_ids=ctx.payload.get("label_ids"),
             pseudo_normal_ids=ctx.payload.get("pseudo_normal_ids"),
         )
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
@@ -112,7 +127,11 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")
     try:
         summary = train_and_save(
-            ds, work / "model", cfg, progress=progress, should_stop=ctx.should_stop,
+            ds,
+            work / "model",
+            cfg,
+            progress=progress,
+            should_stop=ctx.should_stop,
             refine_keep=float(refine) if refine else None,
         )
     except TrainingError:
@@ -130,8 +149,15 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
         ctx.check_cancel()
         with ctx.sessions.begin() as s:
             mv = register_model_version(
-                s, project_id=ctx.project_id, name=name, model_dir=final_dir, regime=summary.trained.regime.value,
-                profile=cfg.profile, thresholds=summary.thresholds.to_json(), metrics=metrics, label_ids=snapshot.label_ids,
+                s,
+                project_id=ctx.project_id,
+                name=name,
+                model_dir=final_dir,
+                regime=summary.trained.regime.value,
+                profile=cfg.profile,
+                thresholds=summary.thresholds.to_json(),
+                metrics=metrics,
+                label_ids=snapshot.label_ids,
             )
             if round_id is not None:
                 kept = summary.trained.n_train.get("normal") if refine else None  # the pool share refinement kept
@@ -143,8 +169,11 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
         raise
     ctx.progress(1.0, "registered", force=True)
     return {
-        "model_version_id": mv_id, "regime": summary.trained.regime.value, "metrics": metrics,
-        "n_labels": len(snapshot.label_ids), "round_id": round_id,
+        "model_version_id": mv_id,
+        "regime": summary.trained.regime.value,
+        "metrics": metrics,
+        "n_labels": len(snapshot.label_ids),
+        "round_id": round_id,
     }
 
 
@@ -160,8 +189,12 @@ def enqueue_pool_scoring(session: Session, *, project_id: int, model_version_id:
     )
     chunks = [pool[i : i + POOL_CHUNK] for i in range(0, len(pool), POOL_CHUNK)] or [[]]
     jobs = [
-        enqueue(session, kind=JobKind.PREDICT, project_id=project_id,
-                payload={"model_version_id": model_version_id, "image_ids": chunk})
+        enqueue(
+            session,
+            kind=JobKind.PREDICT,
+            project_id=project_id,
+            payload={"model_version_id": model_version_id, "image_ids": chunk},
+        )
         for chunk in chunks
     ]
     session.flush()
@@ -169,8 +202,16 @@ def enqueue_pool_scoring(session: Session, *, project_id: int, model_version_id:
 
 
 def register_model_version(
-    session: Session, *, project_id: int, name: str, model_dir: Path, regime: str, profile: str,
-    thresholds: dict, metrics: dict, label_ids: list[int],
+    session: Session,
+    *,
+    project_id: int,
+    name: str,
+    model_dir: Path,
+    regime: str,
+    profile: str,
+    thresholds: dict,
+    metrics: dict,
+    label_ids: list[int],
 ) -> ModelVersion:
     """Insert the immutable ModelVersion and make it the project's only active one."""
     import json
@@ -179,9 +220,17 @@ def register_model_version(
     config.pop("training_set", None)  # the label snapshot is kept as label_ids; image list stays in the artifact
     session.execute(update(ModelVersion).where(ModelVersion.project_id == project_id).values(is_active=False))
     mv = ModelVersion(
-        project_id=project_id, name=name, regime=regime, profile=profile, config=config,
-        artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir), thresholds=thresholds,
-        metrics=metrics, label_ids=label_ids, is_active=True,
+        project_id=project_id,
+        name=name,
+        regime=regime,
+        profile=profile,
+        config=config,
+        artifact_path=str(model_dir),
+        artifact_sha256=artifact_sha256(model_dir),
+        thresholds=thresholds,
+        metrics=metrics,
+        label_ids=label_ids,
+        is_active=True,
     )
     session.add(mv)
     session.flush()
@@ -194,15 +243,21 @@ def run_predict_job(ctx: JobContext) -> dict:
 
     with ctx.read_sessions() as s:
         mv_id = ctx.payload.get("model_version_id")
-        mv = s.get(ModelVersion, mv_id) if mv_id else s.scalars(
-            select(ModelVersion).where(ModelVersion.project_id == ctx.project_id, ModelVersion.is_active)
-        ).first()
+        mv = (
+            s.get(ModelVersion, mv_id)
+            if mv_id
+            else s.scalars(
+                select(ModelVersion).where(ModelVersion.project_id == ctx.project_id, ModelVersion.is_active)
+            ).first()
+        )
         if mv is None:
             raise TrainingError("no model version to predict with: retrain first")
         if "image_ids" in ctx.payload:
             pool = [int(i) for i in ctx.payload["image_ids"]]
         else:
-            pool = list(s.scalars(select(Image.id).where(Image.project_id == ctx.project_id, Image.split == Split.POOL)))
+            pool = list(
+                s.scalars(select(Image.id).where(Image.project_id == ctx.project_id, Image.split == Split.POOL))
+            )
         uris = dict(s.execute(select(Image.id, Image.uri).where(Image.id.in_(pool))).all())
         mv_id, artifact = mv.id, Path(mv.artifact_path)
     if artifact_sha256(artifact) != mv.artifact_sha256:
@@ -223,7 +278,7 @@ def run_predict_job(ctx: JobContext) -> dict:
                 failed += 1
         preds = predictor.predict(images, refine=False) if images else []
         rows = []
-        for i, p in zip(ok_ids, preds):
+        for i, p in zip(ok_ids, preds, strict=True):
             png = cv2.imencode(".png", (np.clip(p.pred_map, 0, 1) * 255).astype(np.uint8))[1].tobytes()
             path = maps_dir / f"{i}.png"
             tmp = path.with_suffix(".tmp")
@@ -231,9 +286,13 @@ def run_predict_job(ctx: JobContext) -> dict:
             tmp.replace(path)
             rows.append(
                 Prediction(
-                    model_version_id=mv_id, image_id=i, score=p.score, decision=p.decision,
+                    model_version_id=mv_id,
+                    image_id=i,
+                    score=p.score,
+                    decision=p.decision,
                     uncertainty={**p.uncertainty, "embedding": [round(float(x), 5) for x in p.embedding]},
-                    anomaly_map_path=str(path), anomaly_map_sha256=hashlib.sha256(png).hexdigest(),
+                    anomaly_map_path=str(path),
+                    anomaly_map_sha256=hashlib.sha256(png).hexdigest(),
                 )
             )
         with ctx.sessions.begin() as s:

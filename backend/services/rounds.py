@@ -57,7 +57,9 @@ def _reconcile(session: Session, rnd: Round) -> Round:
         job = session.get(Job, int(job_id))
         if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             rnd.status = RoundStatus.FAILED
-            rnd.message = f"retrain job {job_id} {job.status.value if job else 'vanished'}: {job.message if job else ''}"[:500]
+            rnd.message = (
+                f"retrain job {job_id} {job.status.value if job else 'vanished'}: {job.message if job else ''}"[:500]
+            )
     return rnd
 
 
@@ -80,7 +82,9 @@ def _next_index(session: Session, project_id: int) -> int:
 
 def _unlabelled_pool(session: Session, project_id: int) -> list[int]:
     labelled = {lb.image_id for lb in current_labels(session, project_id=project_id)}
-    pool = session.scalars(select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id))
+    pool = session.scalars(
+        select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
+    )
     return [i for i in pool if i not in labelled]
 
 
@@ -111,9 +115,17 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
     session.add(rnd)
     session.flush()
     job = request_retrain(
-        session, settings, project_id=project.id, skip_sync=True,
-        extra={"round_id": rnd.id, "pseudo_normal_ids": pool, "regime": "unsupervised", "seed": seed,
-               "refine_keep": keep or None},
+        session,
+        settings,
+        project_id=project.id,
+        skip_sync=True,
+        extra={
+            "round_id": rnd.id,
+            "pseudo_normal_ids": pool,
+            "regime": "unsupervised",
+            "seed": seed,
+            "refine_keep": keep or None,
+        },
     )
     rnd.params = {**rnd.params, "job_id": job.id}
     return rnd, job
@@ -133,13 +145,19 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
 
     Raises RoundError while pool images still lack a prediction of ``mv`` (scoring running).
     """
-    pool = list(session.scalars(select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)))
+    pool = list(
+        session.scalars(
+            select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
+        )
+    )
     preds = {p.image_id: p for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))}
     missing = [i for i in pool if i not in preds]
     if missing:
         raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
     current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
-    mask_asked = set(session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == "mask")))
+    mask_asked = set(
+        session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == "mask"))
+    )
     ids = np.array(pool, np.int64)
     u = [preds[i].uncertainty for i in pool]
     upgradable = np.array([i in current and _upgradable(current[i], i in mask_asked) for i in pool], bool)
@@ -149,11 +167,15 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
         emb = np.zeros((len(pool), 1), np.float32)
     lab_emb = emb[labelled | upgradable] if len(pool) else np.zeros((0, emb.shape[1]), np.float32)
     return Candidates(
-        ids=ids, scores=np.array([preds[i].score for i in pool], float),
+        ids=ids,
+        scores=np.array([preds[i].score for i in pool], float),
         map_max=np.array([x.get("map_max", 0.0) for x in u], float),
         map_entropy=np.array([x.get("map_region_entropy", 0.0) for x in u], float),
-        embeddings=emb, labelled=labelled, upgradable=upgradable,
-        image_threshold=float(mv.thresholds.get("image", 0.5)), pixel_threshold=float(mv.thresholds.get("pixel", 0.5)),
+        embeddings=emb,
+        labelled=labelled,
+        upgradable=upgradable,
+        image_threshold=float(mv.thresholds.get("image", 0.5)),
+        pixel_threshold=float(mv.thresholds.get("pixel", 0.5)),
         labelled_embeddings=lab_emb,
     )
 
@@ -180,14 +202,23 @@ def resolve_ask(session: Session, *, project_id: int, ask: str) -> str:
 
 
 def start_round(
-    session: Session, settings: Settings, *, project: Project, budget: float | None = None, strategy: str | None = None,
-    ask: str = "auto", seed: int | None = None, push: bool = True,
+    session: Session,
+    settings: Settings,
+    *,
+    project: Project,
+    budget: float | None = None,
+    strategy: str | None = None,
+    ask: str = "auto",
+    seed: int | None = None,
+    push: bool = True,
 ) -> Round:
     """Round k: select a batch from the active ModelVersion's pool scores and push it pre-annotated."""
     if (r := open_round(session, project_id=project.id)) is not None:
         if r.status is RoundStatus.TRAINING:
             raise busy(r, project)
-        raise ConflictError(f"round {r.index} is still {r.status.value}: close it first (defectloop round {project.name} --close)")
+        raise ConflictError(
+            f"round {r.index} is still {r.status.value}: close it first (defectloop round {project.name} --close)"
+        )
     mv = _active(session, project.id)
     index = _next_index(session, project.id)
     strategy = strategy or project.strategy
@@ -196,8 +227,12 @@ def start_round(
     ask_used = resolve_ask(session, project_id=project.id, ask=ask)
     try:
         asks = acquire(
-            candidates(session, project_id=project.id, mv=mv), strategy=strategy, budget=budget,
-            costs=Costs(project.cost_image_label, project.cost_mask_label), mask_share=project.mask_share, ask=ask_used,
+            candidates(session, project_id=project.id, mv=mv),
+            strategy=strategy,
+            budget=budget,
+            costs=Costs(project.cost_image_label, project.cost_mask_label),
+            mask_share=project.mask_share,
+            ask=ask_used,
             seed=seed,
         )
     except ValueError as e:
@@ -205,9 +240,19 @@ def start_round(
     if not asks:
         raise RoundError("nothing to ask: every pool image is labelled (or the budget buys no label)")
     rnd = Round(
-        project_id=project.id, index=index, strategy=strategy, budget=round(budget), status=RoundStatus.ANNOTATING,
-        params={"seed": seed, "ask": ask, "ask_used": ask_used, "mask_share": project.mask_share, "model_version_id": mv.id,
-                "asks": [[a.image_id, a.kind.value] for a in asks]},
+        project_id=project.id,
+        index=index,
+        strategy=strategy,
+        budget=round(budget),
+        status=RoundStatus.ANNOTATING,
+        params={
+            "seed": seed,
+            "ask": ask,
+            "ask_used": ask_used,
+            "mask_share": project.mask_share,
+            "model_version_id": mv.id,
+            "asks": [[a.image_id, a.kind.value] for a in asks],
+        },
         started_at=utcnow(),
     )
     session.add(rnd)
@@ -217,13 +262,21 @@ def start_round(
 
         # the earlier batches' unanswered tasks go: Label Studio serves this batch alone, in rank order
         retired = retire_open_tasks(session, settings, project)
-        report = push_batch(session, settings, project, [a.image_id for a in asks],
-                            asks={a.image_id: a.kind.value for a in asks}, include_labelled=True)
+        report = push_batch(
+            session,
+            settings,
+            project,
+            [a.image_id for a in asks],
+            asks={a.image_id: a.kind.value for a in asks},
+            include_labelled=True,
+        )
         rnd.params = {**rnd.params, "pushed": len(report.pushed), "retired_tasks": len(retired)}
         policy = f"; staged: {ask_used}" if ask == STAGED else ""
         gone = f"; {len(retired)} unanswered tasks of earlier rounds removed" if retired else ""
-        rnd.message = (f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a "
-                       f"mask{policy}{gone})")
+        rnd.message = (
+            f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a "
+            f"mask{policy}{gone})"
+        )
     return rnd
 
 
@@ -247,11 +300,20 @@ def new_answers(session: Session, *, round_: Round) -> int:
     label is newer than the round; an image asked again for its mask counts once answered again)."""
     asked = {int(i) for i, _ in round_.params.get("asks", [])}
     since = _utc(round_.started_at or round_.created_at)
-    return sum(1 for lb in current_labels(session, project_id=round_.project_id, image_ids=asked) if _utc(lb.created_at) >= since)
+    return sum(
+        1
+        for lb in current_labels(session, project_id=round_.project_id, image_ids=asked)
+        if _utc(lb.created_at) >= since
+    )
 
 
 def close_round(
-    session: Session, settings: Settings, *, project: Project, skip_sync: bool = False, force: bool = False,
+    session: Session,
+    settings: Settings,
+    *,
+    project: Project,
+    skip_sync: bool = False,
+    force: bool = False,
 ) -> tuple[Round, Job]:
     """Sync the answers, then retrain on them; the round is recorded when the model is registered.
 
@@ -266,7 +328,9 @@ def close_round(
         raise busy(rnd, project)
     if rnd is None or rnd.status is not RoundStatus.ANNOTATING:
         failed = session.scalars(
-            select(Round).where(Round.project_id == project.id, Round.status == RoundStatus.FAILED).order_by(Round.index.desc())
+            select(Round)
+            .where(Round.project_id == project.id, Round.status == RoundStatus.FAILED)
+            .order_by(Round.index.desc())
         ).first()
         if failed is not None and failed.index == 0 and rnd is None:
             raise RoundError(f"the bootstrap (round 0) failed: run it again with defectloop round {project.name}")
@@ -283,10 +347,19 @@ def close_round(
         )
     pseudo = pseudo_normals(session, project=project)
     min_defects = int((project.train_defaults or {}).get("min_defects_supervised", DEFAULT_MIN_DEFECTS_SUPERVISED))
-    job = request_retrain(session, settings, project_id=project.id, skip_sync=True,
-                          extra={"round_id": rnd.id, "seed": int(rnd.params.get("seed", rnd.index)), "pseudo_normal_ids": pseudo,
-                                 "min_defects_supervised": min_defects,
-                                 **({"sync": {k: sync[k] for k in ("annotations", "counts")}} if sync else {})})
+    job = request_retrain(
+        session,
+        settings,
+        project_id=project.id,
+        skip_sync=True,
+        extra={
+            "round_id": rnd.id,
+            "seed": int(rnd.params.get("seed", rnd.index)),
+            "pseudo_normal_ids": pseudo,
+            "min_defects_supervised": min_defects,
+            **({"sync": {k: sync[k] for k in ("annotations", "counts")}} if sync else {}),
+        },
+    )
     rnd.params = {**rnd.params, "pseudo_normal": len(pseudo), "min_defects_supervised": min_defects}
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
     rnd.params = {**rnd.params, "job_id": job.id}
@@ -316,8 +389,11 @@ def pseudo_normals(session: Session, *, project: Project) -> list[int]:
     if mv is None:
         return []
     pool = set(_unlabelled_pool(session, project.id))
-    scored = sorted((p.score, p.image_id) for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
-                    if p.image_id in pool)
+    scored = sorted(
+        (p.score, p.image_id)
+        for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
+        if p.image_id in pool
+    )
     return sorted(i for _, i in scored[: int(fraction * len(pool))])
 
 
@@ -371,10 +447,14 @@ def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_:
     image_level = sum(1 for lb in labels if lb.is_defective and lb.mask_png is None)
     cost = float(sum(label_cost(lb, project) for lb in labels))
     return {
-        "round": round_.index, "strategy": round_.strategy, "model_version": mv.name, "regime": mv.regime,
+        "round": round_.index,
+        "strategy": round_.strategy,
+        "model_version": mv.name,
+        "regime": mv.regime,
         "ask": round_.params.get("ask_used", round_.params.get("ask")),  # what this round asked for (None: round 0)
         "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
-        "cost": cost, "cost_model": MaskCostModel(project.mask_cost_model).value,
+        "cost": cost,
+        "cost_model": MaskCostModel(project.mask_cost_model).value,
         "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
         "pseudo_normal": int(round_.params.get("pseudo_normal", 0)),
         "metrics": {k: v for k, v in (mv.metrics or {}).items() if isinstance(v, int | float | str)},
@@ -392,18 +472,28 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     if not asks or mv is None:
         return {"answered": 0}
     current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id, image_ids=asks)}
-    preds = {p.image_id: p for p in session.scalars(
-        select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current))))}
+    preds = {
+        p.image_id: p
+        for p in session.scalars(
+            select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current)))
+        )
+    }
     flips = sum(int(bool(lb.is_defective) != bool(preds[i].decision)) for i, lb in current.items() if i in preds)
     n = sum(1 for i in current if i in preds)
     mask_answers = [lb for lb in current.values() if lb.mask_origin is not None]
     origins = {o.value: sum(1 for lb in mask_answers if lb.mask_origin is o) for o in MaskOrigin}
     ious = [lb.proposal_iou for lb in mask_answers if lb.proposal_iou is not None]
     m = len(mask_answers)
-    return {"asked": len(asks), "answered": n, "verdict_flips": flips,
-            "flip_rate": flips / n if n else None, "mask_answers": m,
-            "mask_iou_mean": float(np.mean(ious)) if ious else None, "masks_compared": len(ious),
-            **{f"masks_{o}": (k / m if m else None) for o, k in origins.items()}}
+    return {
+        "asked": len(asks),
+        "answered": n,
+        "verdict_flips": flips,
+        "flip_rate": flips / n if n else None,
+        "mask_answers": m,
+        "mask_iou_mean": float(np.mean(ious)) if ious else None,
+        "masks_compared": len(ious),
+        **{f"masks_{o}": (k / m if m else None) for o, k in origins.items()},
+    }
 
 
 def finish_round(
@@ -445,8 +535,15 @@ def round_json(rnd: Round) -> dict[str, Any]:
         return d.isoformat() if d else None
 
     return {
-        "id": rnd.id, "index": rnd.index, "strategy": rnd.strategy, "budget": rnd.budget, "status": rnd.status.value,
-        "message": rnd.message, "asks": rnd.params.get("asks", []), "metrics": rnd.metrics,
-        "created_at": ts(rnd.created_at), "started_at": ts(rnd.started_at), "finished_at": ts(rnd.finished_at),
+        "id": rnd.id,
+        "index": rnd.index,
+        "strategy": rnd.strategy,
+        "budget": rnd.budget,
+        "status": rnd.status.value,
+        "message": rnd.message,
+        "asks": rnd.params.get("asks", []),
+        "metrics": rnd.metrics,
+        "created_at": ts(rnd.created_at),
+        "started_at": ts(rnd.started_at),
+        "finished_at": ts(rnd.finished_at),
     }
-

@@ -35,7 +35,11 @@ def freeze_label_ids(session: Session, *, project_id: int) -> list[int]:
 
 
 def take_snapshot(
-    session: Session, *, project_id: int, folder: Path, label_ids: list[int] | None = None,
+    session: Session,
+    *,
+    project_id: int,
+    folder: Path,
+    label_ids: list[int] | None = None,
     pseudo_normal_ids: list[int] | None = None,
 ) -> Snapshot:
     """The training set from the frozen ``label_ids`` (default: the current labels), masks
@@ -49,10 +53,7 @@ def take_snapshot(
     if label_ids is None:
         label_ids = freeze_label_ids(session, project_id=project_id)
     labels = list(session.scalars(select(Label).where(Label.id.in_(label_ids)).order_by(Label.image_id)))
-    images = {
-        img.id: img
-        for img in session.scalars(select(Image).where(Image.id.in_([lb.image_id for lb in labels])))
-    }
+    images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_([lb.image_id for lb in labels])))}
     by_split: dict[Split, list[Sample]] = {Split.TRAIN: [], Split.VAL: [], Split.TEST: []}
     used: list[int] = []
     for lb in labels:
@@ -66,14 +67,24 @@ def take_snapshot(
     if pseudo_normal_ids:
         labelled = {lb.image_id for lb in labels}
         pool = session.scalars(
-            select(Image).where(
+            select(Image)
+            .where(
                 Image.id.in_([i for i in pseudo_normal_ids if i not in labelled]),
-                Image.project_id == project_id, Image.split == Split.POOL,
-            ).order_by(Image.id)
+                Image.project_id == project_id,
+                Image.split == Split.POOL,
+            )
+            .order_by(Image.id)
         )
         by_split[Split.TRAIN] += [
-            Sample(image=Path(img.uri), label=0, mask=None, has_mask=True, split="train", row=img.id,
-                   extra=(("image_id", str(img.id)), (PSEUDO_COLUMN, "normal")))
+            Sample(
+                image=Path(img.uri),
+                label=0,
+                mask=None,
+                has_mask=True,
+                split="train",
+                row=img.id,
+                extra=(("image_id", str(img.id)), (PSEUDO_COLUMN, "normal")),
+            )
             for img in pool
         ]
     return Snapshot(by_split[Split.TRAIN], by_split[Split.VAL], by_split[Split.TEST], sorted(used))

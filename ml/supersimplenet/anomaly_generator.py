@@ -83,9 +83,7 @@ def synthetic_masks(
     return masks
 
 
-def feature_noise(
-    masks: torch.Tensor, channels: int, sigma: float, generator: torch.Generator
-) -> torch.Tensor:
+def feature_noise(masks: torch.Tensor, channels: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """Gaussian noise ``(B, C, h, w)`` with std ``sigma`` where ``masks`` ``(B, 1, h, w)`` is 1.
 
     Drawn on the generator's device (``masks`` is moved there).

@@ -11,7 +11,9 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, gamma: float = 4.0) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, gamma: float = 4.0
+) -> torch.Tensor:
     """Binary focal loss (no alpha) averaged over elements with nonzero ``weight``."""
     p = torch.sigmoid(logits)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")

@@ -108,9 +108,7 @@ class SuperSimpleNet(nn.Module):
         self.feature_mean.copy_(mean.to(self.feature_mean))
         self.feature_std.copy_(std.clamp_min(1e-6).to(self.feature_std))
 
-    def forward(
-        self, features: torch.Tensor, noise: torch.Tensor | None = None, stop_grad: bool = False
-    ) -> HeadOutput:
+    def forward(self, features: torch.Tensor, noise: torch.Tensor | None = None, stop_grad: bool = False) -> HeadOutput:
         features = (features - self.feature_mean.view(1, -1, 1, 1)) / self.feature_std.view(1, -1, 1, 1)
         adapted = self.adaptor(features)
         if noise is not None:

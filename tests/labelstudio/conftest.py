@@ -78,9 +78,15 @@ def service(ls_server: LabelStudioServer, tmp_path: Path) -> Iterator[Service]:
 
     url, schema = _database_url(tmp_path)
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=url, api_token=TOKEN, import_roots=[ls_server.root],
-        labelstudio_url=ls_server.info.url, labelstudio_token=ls_server.creds.token,
-        labelstudio_document_root=ls_server.root, public_url=f"http://127.0.0.1:{free_port()}", webhook_secret=SECRET,
+        data_dir=tmp_path / "data",
+        database_url=url,
+        api_token=TOKEN,
+        import_roots=[ls_server.root],
+        labelstudio_url=ls_server.info.url,
+        labelstudio_token=ls_server.creds.token,
+        labelstudio_document_root=ls_server.root,
+        public_url=f"http://127.0.0.1:{free_port()}",
+        webhook_secret=SECRET,
     )
     engine = make_engine(url)
     upgrade(engine)

@@ -62,5 +62,3 @@ class Service:
         from backend.db.engine import session_factory
 
         return session_factory(self.engine)
-
-

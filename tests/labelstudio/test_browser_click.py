@@ -74,11 +74,26 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
     service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
     (image_id,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
     with service.sessions().begin() as s:
-        s.add(ModelVersion(project_id=pid, name="v-browser", regime=summary.trained.regime.value, profile="fast",
-                           config={}, artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir),
-                           thresholds=summary.thresholds.to_json(), is_active=True))
-    push = service.http.post(f"/projects/{pid}/labelstudio/push",
-                             json={"image_ids": [image_id], "asks": {str(image_id): "mask"}}).raise_for_status().json()
+        s.add(
+            ModelVersion(
+                project_id=pid,
+                name="v-browser",
+                regime=summary.trained.regime.value,
+                profile="fast",
+                config={},
+                artifact_path=str(model_dir),
+                artifact_sha256=artifact_sha256(model_dir),
+                thresholds=summary.thresholds.to_json(),
+                is_active=True,
+            )
+        )
+    push = (
+        service.http.post(
+            f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id], "asks": {str(image_id): "mask"}}
+        )
+        .raise_for_status()
+        .json()
+    )
     service.http.post(f"/projects/{pid}/labelstudio/connect").raise_for_status()
     ls_pid = service.http.get(f"/projects/{pid}").raise_for_status().json()["ls_project_id"]
     task_id = push["task_ids"][0]
@@ -101,7 +116,8 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
         page.get_by_text("Verdict and mask").click()  # focus away from the switches, so hotkeys reach the editor
         page.keyboard.press("4")  # the point tool's label (hotkeys: 3 brush, 4 point, 5 box)
         shown = page.evaluate("""() => {  // the labeling image: the largest one on the page
-            const r = Array.from(document.images).map(i => i.getBoundingClientRect()).sort((a, b) => b.width - a.width)[0];
+            const r = Array.from(document.images).map(i => i.getBoundingClientRect())
+                .sort((a, b) => b.width - a.width)[0];
             return {x: r.x, y: r.y, width: r.width, height: r.height};
         }""")
         sx, sy = shown["width"] / w, shown["height"] / h
@@ -117,8 +133,13 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
         yy, xx = np.mgrid[0 : png.shape[0], 0 : png.shape[1]]
         cx, cy = shown["x"] + 200 * sx, shown["y"] + 100 * sy
         inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= (14 * sx) ** 2
-        far = ((xx - cx) ** 2 + (yy - cy) ** 2 >= (24 * sx) ** 2) & (xx >= shown["x"]) & (xx < shown["x"] + shown["width"]) \
-            & (yy >= shown["y"]) & (yy < shown["y"] + shown["height"])
+        far = (
+            ((xx - cx) ** 2 + (yy - cy) ** 2 >= (24 * sx) ** 2)
+            & (xx >= shown["x"])
+            & (xx < shown["x"] + shown["width"])
+            & (yy >= shown["y"])
+            & (yy < shown["y"] + shown["height"])
+        )
         assert red[inside].mean() > 0.9 and red[far].mean() < 0.01
         page.get_by_text("Verdict and mask").click()
         page.keyboard.press("2")  # the verdict Defect (the model had said OK)
@@ -161,12 +182,27 @@ def test_a_verdict_task_shows_the_model_view_and_stores_no_mask(ls_server: Label
     map_path = folder.parent / f"{folder.name}-map.png"
     cv2.imwrite(str(map_path), (amap * 255).astype(np.uint8))
     with service.sessions().begin() as s:
-        mv = ModelVersion(project_id=pid, name="v-view", regime="weak", profile="fast", config={}, artifact_path="-",
-                          artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5}, is_active=True)
+        mv = ModelVersion(
+            project_id=pid,
+            name="v-view",
+            regime="weak",
+            profile="fast",
+            config={},
+            artifact_path="-",
+            artifact_sha256="0" * 64,
+            thresholds={"image": 0.5, "pixel": 0.5},
+            is_active=True,
+        )
         s.add(mv)
         s.flush()
-        s.add(Prediction(model_version_id=mv.id, image_id=image_id, score=0.93, decision=True, anomaly_map_path=str(map_path)))
-    push = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id]}).raise_for_status().json()
+        s.add(
+            Prediction(
+                model_version_id=mv.id, image_id=image_id, score=0.93, decision=True, anomaly_map_path=str(map_path)
+            )
+        )
+    push = (
+        service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id]}).raise_for_status().json()
+    )
     ls_pid = service.http.get(f"/projects/{pid}").raise_for_status().json()["ls_project_id"]
 
     with sync_playwright() as p:

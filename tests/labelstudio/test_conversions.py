@@ -89,7 +89,9 @@ def test_bad_payloads_are_rejected_with_a_reason() -> None:
     with pytest.raises(PayloadError, match="must be a list"):
         parse_result({"type": "choices"}, 12, 16)  # type: ignore[arg-type]
     with pytest.raises(PayloadError, match="labeling config"):
-        validate_result([{"from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["Maybe"]}}])
+        validate_result(
+            [{"from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["Maybe"]}}]
+        )
 
 
 def test_predictions_are_valid_and_carry_the_mask_only_for_defects() -> None:

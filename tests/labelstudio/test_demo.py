@@ -17,14 +17,31 @@ from ml.demo_data import DemoSpec, generate
 
 def _demo(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFECTLOOP_")}
-    return subprocess.run([str(Path(sys.executable).parent / "defectloop"), "demo", *args],
-                          capture_output=True, text=True, timeout=900, env=env, check=False)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "defectloop"), "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        check=False,
+    )
 
 
 def test_demo_starts_everything_and_pushes_the_first_batch(tmp_path: Path, ls_server) -> None:
     data = tmp_path / "data"
-    generate(data, DemoSpec(train_normal=16, train_defective=6, val_normal=6, val_defective=4,
-                            test_normal=8, test_defective=4, size=64, seed=3))
+    generate(
+        data,
+        DemoSpec(
+            train_normal=16,
+            train_defective=6,
+            val_normal=6,
+            val_defective=4,
+            test_normal=8,
+            test_defective=4,
+            size=64,
+            seed=3,
+        ),
+    )
     work, port = tmp_path / "demo", server.free_port()
     res = _demo("--data", str(data), "--dir", str(work), "--port", str(port), "--image-size", "64")
     try:

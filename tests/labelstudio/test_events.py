@@ -48,30 +48,73 @@ def test_recorded_export_lists_every_annotation_and_task() -> None:
 def test_deletion_and_bulk_creation_events() -> None:
     ev = parse_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 4}, {"id": 9}], "project": {"id": 3}})
     assert ev.deleted == (4, 9) and ev.ls_project_id == 3
-    bulk = parse_event({"action": "ANNOTATIONS_CREATED", "project": {"id": 3}, "annotation": [
-        {"id": 1, "task": 5, "result": [], "updated_at": "2026-11-22T10:00:00Z"},
-        {"id": 2, "task": 6, "result": [], "updated_at": "2026-11-22T10:00:01+00:00"}]})
+    bulk = parse_event(
+        {
+            "action": "ANNOTATIONS_CREATED",
+            "project": {"id": 3},
+            "annotation": [
+                {"id": 1, "task": 5, "result": [], "updated_at": "2026-11-22T10:00:00Z"},
+                {"id": 2, "task": 6, "result": [], "updated_at": "2026-11-22T10:00:01+00:00"},
+            ],
+        }
+    )
     assert [r.annotation_id for r in bulk.records] == [1, 2]
     assert parse_event({"action": "START_TRAINING", "project": "7.1795354220"}).ls_project_id == 7
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (None, "webhook body"),
-    ({"action": "ANNOTATION_CREATED"}, "annotation"),
-    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2, "project": 1, "result": "x", "updated_at": "2026-01-01T00:00:00Z"}}, "result"),
-    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": "two", "project": 1, "result": [], "updated_at": "2026-01-01T00:00:00Z"}}, "task"),
-    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2, "project": 1, "result": [], "updated_at": "yesterday"}}, "updated_at"),
-    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2, "project": 1, "result": [], "updated_at": "2026-01-01T00:00:00"}}, "time zone"),
-    ({"action": "ANNOTATIONS_DELETED", "annotations": "all"}, "annotations"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (None, "webhook body"),
+        ({"action": "ANNOTATION_CREATED"}, "annotation"),
+        (
+            {
+                "action": "ANNOTATION_CREATED",
+                "annotation": {"id": 1, "task": 2, "project": 1, "result": "x", "updated_at": "2026-01-01T00:00:00Z"},
+            },
+            "result",
+        ),
+        (
+            {
+                "action": "ANNOTATION_CREATED",
+                "annotation": {
+                    "id": 1,
+                    "task": "two",
+                    "project": 1,
+                    "result": [],
+                    "updated_at": "2026-01-01T00:00:00Z",
+                },
+            },
+            "task",
+        ),
+        (
+            {
+                "action": "ANNOTATION_CREATED",
+                "annotation": {"id": 1, "task": 2, "project": 1, "result": [], "updated_at": "yesterday"},
+            },
+            "updated_at",
+        ),
+        (
+            {
+                "action": "ANNOTATION_CREATED",
+                "annotation": {"id": 1, "task": 2, "project": 1, "result": [], "updated_at": "2026-01-01T00:00:00"},
+            },
+            "time zone",
+        ),
+        ({"action": "ANNOTATIONS_DELETED", "annotations": "all"}, "annotations"),
+    ],
+)
 def test_malformed_events_name_the_field(body: object, field: str) -> None:
     with pytest.raises(PayloadError, match=field):
         parse_event(body)
 
 
 def test_an_id_beyond_label_studio_s_range_is_a_payload_error() -> None:
-    body = {"action": "ANNOTATION_CREATED", "project": {"id": 3},
-            "annotation": {"id": 2**31, "task": 5, "project": 3, "result": [], "updated_at": "2026-12-01T10:00:00Z"}}
+    body = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 3},
+        "annotation": {"id": 2**31, "task": 5, "project": 3, "result": [], "updated_at": "2026-12-01T10:00:00Z"},
+    }
     with pytest.raises(PayloadError, match=r"annotation\.id: 2147483648 is not a Label Studio id"):
         parse_event(body)
     with pytest.raises(PayloadError, match=r"annotation\.id: 0 is not"):

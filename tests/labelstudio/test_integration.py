@@ -26,7 +26,9 @@ def make_project(svc: Service, ls: LabelStudioServer) -> tuple[int, dict[str, in
     """A project with the server's images imported; returns its id and {file name: image id}."""
     name = f"line-{uuid.uuid4().hex[:8]}"
     pid = svc.http.post("/projects", json={"name": name}).raise_for_status().json()["id"]
-    res = svc.http.post(f"/projects/{pid}/images/import", json={"path": str(ls.root / "line1")}).raise_for_status().json()
+    res = (
+        svc.http.post(f"/projects/{pid}/images/import", json={"path": str(ls.root / "line1")}).raise_for_status().json()
+    )
     assert res["imported"] == 6
     images = svc.http.get(f"/projects/{pid}/images").raise_for_status().json()
     return pid, {Path(im["uri"]).name: im["id"] for im in images}
@@ -51,9 +53,17 @@ def register_model(svc: Service, pid: int, defective: set[int]) -> dict[int, np.
     maps = svc.settings.data_dir / "maps-test"
     maps.mkdir(parents=True, exist_ok=True)
     with svc.sessions().begin() as s:
-        mv = ModelVersion(project_id=pid, name="v1-test", regime="unsupervised", profile="fast", config={},
-                          artifact_path="/nonexistent", artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5},
-                          is_active=True)
+        mv = ModelVersion(
+            project_id=pid,
+            name="v1-test",
+            regime="unsupervised",
+            profile="fast",
+            config={},
+            artifact_path="/nonexistent",
+            artifact_sha256="0" * 64,
+            thresholds={"image": 0.5, "pixel": 0.5},
+            is_active=True,
+        )
         s.add(mv)
         s.flush()
         for im in s.scalars(select(Image).where(Image.project_id == pid)):
@@ -62,8 +72,15 @@ def register_model(svc: Service, pid: int, defective: set[int]) -> dict[int, np.
             path = maps / f"{im.id}.png"
             cv2.imwrite(str(path), png)
             is_def = im.id in defective
-            s.add(Prediction(model_version_id=mv.id, image_id=im.id, score=0.9 if is_def else 0.1, decision=is_def,
-                             anomaly_map_path=str(path)))
+            s.add(
+                Prediction(
+                    model_version_id=mv.id,
+                    image_id=im.id,
+                    score=0.9 if is_def else 0.1,
+                    decision=is_def,
+                    anomaly_map_path=str(path),
+                )
+            )
             expected[im.id] = (png.astype(np.float32) / 255.0 >= 0.5) if is_def else None
     return expected
 
@@ -117,23 +134,32 @@ def test_start_is_idempotent_and_refuses_a_taken_port(ls_server: LabelStudioServ
 
 
 # ---- out ------------------------------------------------------------------------------------
-def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(ls_server: LabelStudioServer, service: Service) -> None:
+def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(
+    ls_server: LabelStudioServer, service: Service
+) -> None:
     pid, ids = make_project(service, ls_server)
     order = [ids["part_3.png"], ids["part_0.png"], ids["part_5.png"], ids["part_1.png"]]
     expected = register_model(service, pid, defective={ids["part_3.png"], ids["part_5.png"]})
-    res = service.http.post(f"/projects/{pid}/labelstudio/push",
-                            json={"image_ids": order, "asks": {str(ids["part_5.png"]): "mask"}}).raise_for_status().json()
+    res = (
+        service.http.post(
+            f"/projects/{pid}/labelstudio/push", json={"image_ids": order, "asks": {str(ids["part_5.png"]): "mask"}}
+        )
+        .raise_for_status()
+        .json()
+    )
     assert res["pushed"] == 4 and res["with_prediction"] == 4 and res["model_version"] == "v1-test"
     task_ids = res["task_ids"]
     assert task_ids == sorted(task_ids)  # Community Edition serves tasks by id: id order is rank order
 
     sdk = ls_server.sdk()
-    for rank, (image_id, tid) in enumerate(zip(order, task_ids), start=1):
+    for rank, (image_id, tid) in enumerate(zip(order, task_ids, strict=True), start=1):
         task = sdk.tasks.get(id=tid)
         assert task.data["rank"] == rank and task.data["defectloop_image_id"] == image_id
         assert task.data["ask"] == ("mask" if image_id == ids["part_5.png"] else "verdict")
         # the image is served by Label Studio itself, with auth
-        img = httpx.get(ls_server.info.url + task.data["image"], headers={"Authorization": f"Token {ls_server.creds.token}"})
+        img = httpx.get(
+            ls_server.info.url + task.data["image"], headers={"Authorization": f"Token {ls_server.creds.token}"}
+        )
         assert img.status_code == 200 and img.content[:4] == b"\x89PNG"
         (pred,) = sdk.predictions.list(task=tid)
         assert pred.model_version == "v1-test"
@@ -146,7 +172,11 @@ def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(ls_serv
             # ... and the model's view as a picture behind a link signed for it alone
             url = task.data["overlay"].split('src="')[1].split('"')[0].replace("&amp;", "&")
             pic = httpx.get(url)
-            assert pic.status_code == 200 and pic.headers["content-type"] == "image/jpeg" and pic.content[:2] == b"\xff\xd8"
+            assert (
+                pic.status_code == 200
+                and pic.headers["content-type"] == "image/jpeg"
+                and pic.content[:2] == b"\xff\xd8"
+            )
             assert httpx.get(url[:-4] + "0000").status_code == 403
             assert httpx.get(url.replace("/overlays/", "/images/")).status_code == 403  # not an image link
         else:  # the mask task: the proposal refined at full resolution, inside the map's region, kept
@@ -158,9 +188,14 @@ def test_push_creates_tasks_in_rank_order_with_full_resolution_proposals(ls_serv
             np.testing.assert_array_equal(shown, task_proposal(service, tid))
 
     # pushing again duplicates nothing; a labelled image is not sent unless asked
-    service.http.put(f"/projects/{pid}/images/{ids['part_2.png']}/label", data={"is_defective": "false"}).raise_for_status()
-    again = service.http.post(f"/projects/{pid}/labelstudio/push",
-                              json={"image_ids": order + [ids["part_2.png"]]}).raise_for_status().json()
+    service.http.put(
+        f"/projects/{pid}/images/{ids['part_2.png']}/label", data={"is_defective": "false"}
+    ).raise_for_status()
+    again = (
+        service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": order + [ids["part_2.png"]]})
+        .raise_for_status()
+        .json()
+    )
     assert again["pushed"] == 0 and sorted(again["already_in_labelstudio"]) == sorted(order)
     assert again["already_labelled"] == [ids["part_2.png"]]
     assert len(sdk.tasks.list(project=res_project(service, pid), fields="task_only").items) == 4
@@ -180,12 +215,20 @@ def res_project(svc: Service, pid: int) -> int:
     return svc.http.get(f"/projects/{pid}").raise_for_status().json()["ls_project_id"]
 
 
-def test_images_outside_a_document_root_subfolder_get_signed_links(ls_server: LabelStudioServer, service: Service) -> None:
+def test_images_outside_a_document_root_subfolder_get_signed_links(
+    ls_server: LabelStudioServer, service: Service
+) -> None:
     name = f"loose-{uuid.uuid4().hex[:6]}"
     pid = service.http.post("/projects", json={"name": name}).raise_for_status().json()["id"]
     service.http.post(f"/projects/{pid}/images/import", json={"path": str(ls_server.root)}).raise_for_status()
-    loose = next(im for im in service.http.get(f"/projects/{pid}/images").json() if Path(im["uri"]).parent == ls_server.root)
-    res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [loose["id"]]}).raise_for_status().json()
+    loose = next(
+        im for im in service.http.get(f"/projects/{pid}/images").json() if Path(im["uri"]).parent == ls_server.root
+    )
+    res = (
+        service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [loose["id"]]})
+        .raise_for_status()
+        .json()
+    )
     task = ls_server.sdk().tasks.get(id=res["task_ids"][0])
     url = task.data["image"]
     assert url.startswith(service.url + "/labelstudio/images/")
@@ -195,7 +238,11 @@ def test_images_outside_a_document_root_subfolder_get_signed_links(ls_server: La
     assert httpx.get(other).status_code == 403  # a signature opens one image only
     # pushed again: the task keeps its place and gets a link with a new lifetime
     time.sleep(1.1)
-    again = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [loose["id"]]}).raise_for_status().json()
+    again = (
+        service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [loose["id"]]})
+        .raise_for_status()
+        .json()
+    )
     assert again["already_in_labelstudio"] == [loose["id"]]
     renewed = ls_server.sdk().tasks.get(id=res["task_ids"][0]).data["image"]
     assert renewed != url and httpx.get(renewed).status_code == 200
@@ -242,7 +289,9 @@ def test_round_trip_through_webhooks_is_pixel_exact(ls_server: LabelStudioServer
     assert [h["retracted"] for h in history(service, pid, order[0])] == [False, False, True]
 
 
-def test_a_verdict_answered_in_labelstudio_is_upgraded_to_a_mask(ls_server: LabelStudioServer, service: Service) -> None:
+def test_a_verdict_answered_in_labelstudio_is_upgraded_to_a_mask(
+    ls_server: LabelStudioServer, service: Service
+) -> None:
     pid, ids = make_project(service, ls_server)
     a, b = ids["part_0.png"], ids["part_1.png"]
     first = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [a, b]}).raise_for_status().json()
@@ -278,14 +327,22 @@ def test_a_verdict_answered_in_labelstudio_is_upgraded_to_a_mask(ls_server: Labe
     assert [x["kind"] for x in history(service, pid, a)] == ["image", "mask"]
 
 
-def test_two_answers_of_one_image_keep_the_newer_whatever_the_order(ls_server: LabelStudioServer, service: Service) -> None:
+def test_two_answers_of_one_image_keep_the_newer_whatever_the_order(
+    ls_server: LabelStudioServer, service: Service
+) -> None:
     """A verdict, then the mask asked for later: their webhooks delivered in reverse order, a
     sync, and a deletion of the mask in Label Studio each leave the right answer current."""
     pid, ids = make_project(service, ls_server)
     a = ids["part_0.png"]
     first = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [a]}).raise_for_status().json()
-    up = service.http.post(f"/projects/{pid}/labelstudio/push", json={
-        "image_ids": [a], "asks": {str(a): "mask"}, "include_labelled": True}).raise_for_status().json()
+    up = (
+        service.http.post(
+            f"/projects/{pid}/labelstudio/push",
+            json={"image_ids": [a], "asks": {str(a): "mask"}, "include_labelled": True},
+        )
+        .raise_for_status()
+        .json()
+    )
     ls_pid, sdk = res_project(service, pid), ls_server.sdk()
     s1, _ = strokes(96, 128)
     service.stop()  # both answers given while the service is away: their webhooks are lost
@@ -296,9 +353,18 @@ def test_two_answers_of_one_image_keep_the_newer_whatever_the_order(ls_server: L
 
     def delivered(ann) -> dict:
         ann = sdk.annotations.get(id=ann.id)
-        return {"action": "ANNOTATION_CREATED", "project": {"id": ls_pid},
-                "annotation": {"id": ann.id, "task": ann.task, "project": ls_pid, "result": ann.result,
-                               "updated_at": str(ann.updated_at), "lead_time": ann.lead_time}}
+        return {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": ls_pid},
+            "annotation": {
+                "id": ann.id,
+                "task": ann.task,
+                "project": ls_pid,
+                "result": ann.result,
+                "updated_at": str(ann.updated_at),
+                "lead_time": ann.lead_time,
+            },
+        }
 
     hook = f"{service.url}/labelstudio/{SECRET}/webhook"
     for body in (delivered(mask), delivered(verdict)):  # the newer answer's webhook first
@@ -329,7 +395,9 @@ def test_a_verdict_task_never_yields_a_mask(ls_server: LabelStudioServer, servic
     assert [r["type"] for r in pred.result] == ["choices"]
     h, w = 100, 90
     s1, _ = strokes(h, w)
-    ls_server.sdk().annotations.create(id=res["task_ids"][0], result=[choice_result(True), brush_result(s1)], lead_time=2.0)
+    ls_server.sdk().annotations.create(
+        id=res["task_ids"][0], result=[choice_result(True), brush_result(s1)], lead_time=2.0
+    )
     lab = wait_for(lambda: current(service, pid, a))
     assert lab["is_defective"] is True and lab["kind"] == "image" and lab["mask_origin"] is None
     assert label_mask(service, pid, a) is None
@@ -340,7 +408,9 @@ def test_mask_answers_record_how_they_came_to_be(ls_server: LabelStudioServer, s
     acc, edit, drawn = ids["part_3.png"], ids["part_5.png"], ids["part_0.png"]
     register_model(service, pid, defective={acc, edit})
     body = {"image_ids": [acc, edit, drawn], "asks": {str(i): "mask" for i in (acc, edit, drawn)}}
-    t_acc, t_edit, t_drawn = service.http.post(f"/projects/{pid}/labelstudio/push", json=body).raise_for_status().json()["task_ids"]
+    t_acc, t_edit, t_drawn = (
+        service.http.post(f"/projects/{pid}/labelstudio/push", json=body).raise_for_status().json()["task_ids"]
+    )
     sdk = ls_server.sdk()
     (pred,) = sdk.predictions.list(task=t_acc)
     sdk.annotations.create(id=t_acc, result=pred.result, lead_time=4.0)  # submitted as proposed
@@ -408,17 +478,32 @@ def test_lost_webhooks_are_repaired_by_sync_and_before_retrain(ls_server: LabelS
     assert len(history(service, pid, order[0])) == 1
 
 
-def test_duplicate_and_reordered_deliveries_leave_the_right_state(ls_server: LabelStudioServer, service: Service) -> None:
+def test_duplicate_and_reordered_deliveries_leave_the_right_state(
+    ls_server: LabelStudioServer, service: Service
+) -> None:
     pid, ids = make_project(service, ls_server)
     image_id = ids["part_2.png"]
-    res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id]}).raise_for_status().json()
+    res = (
+        service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id]}).raise_for_status().json()
+    )
     ls_pid, tid = res_project(service, pid), res["task_ids"][0]
     hook = f"{service.url}/labelstudio/{SECRET}/webhook"
 
     def event(action: str, updated: str, defect: bool) -> dict:
-        return {"action": action, "project": {"id": ls_pid},
-                "annotation": {"id": 990001, "task": tid, "project": ls_pid, "result": [choice_result(defect)],
-                               "updated_at": updated, "created_at": "2026-11-22T10:00:00Z", "completed_by": 7, "lead_time": 4}}
+        return {
+            "action": action,
+            "project": {"id": ls_pid},
+            "annotation": {
+                "id": 990001,
+                "task": tid,
+                "project": ls_pid,
+                "result": [choice_result(defect)],
+                "updated_at": updated,
+                "created_at": "2026-11-22T10:00:00Z",
+                "completed_by": 7,
+                "lead_time": 4,
+            },
+        }
 
     first = event("ANNOTATION_CREATED", "2026-11-22T10:00:00Z", False)
     newer = event("ANNOTATION_UPDATED", "2026-11-22T10:05:00Z", True)
@@ -427,13 +512,20 @@ def test_duplicate_and_reordered_deliveries_leave_the_right_state(ls_server: Lab
     assert current(service, pid, image_id)["is_defective"] is True
     assert len(history(service, pid, image_id)) == 2  # created once, updated once
     # a deletion, then a late update of the deleted annotation: stays deleted
-    assert httpx.post(hook, json={"action": "ANNOTATIONS_DELETED", "project": {"id": ls_pid}, "annotations": [{"id": 990001}]}).status_code == 200
+    assert (
+        httpx.post(
+            hook, json={"action": "ANNOTATIONS_DELETED", "project": {"id": ls_pid}, "annotations": [{"id": 990001}]}
+        ).status_code
+        == 200
+    )
     late = event("ANNOTATION_UPDATED", "2026-11-22T10:09:00Z", False)
     out = httpx.post(hook, json=late).json()
     assert out["outcomes"][0]["status"] == "ignored" and current(service, pid, image_id) is None
 
 
-def test_bad_input_is_rejected_with_a_reason_and_nothing_half_stored(ls_server: LabelStudioServer, service: Service) -> None:
+def test_bad_input_is_rejected_with_a_reason_and_nothing_half_stored(
+    ls_server: LabelStudioServer, service: Service
+) -> None:
     pid, ids = make_project(service, ls_server)
     image_id = ids["part_0.png"]  # 96 x 128, asked for its mask: brushes are read
     body = {"image_ids": [image_id], "asks": {str(image_id): "mask"}}
@@ -442,16 +534,31 @@ def test_bad_input_is_rejected_with_a_reason_and_nothing_half_stored(ls_server: 
     hook = f"{service.url}/labelstudio/{SECRET}/webhook"
 
     def ann(result: list, task: int = tid, aid: int = 880001) -> dict:
-        return {"action": "ANNOTATION_CREATED", "project": {"id": ls_pid},
-                "annotation": {"id": aid, "task": task, "project": ls_pid, "result": result, "updated_at": "2026-11-22T10:00:00Z"}}
+        return {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": ls_pid},
+            "annotation": {
+                "id": aid,
+                "task": task,
+                "project": ls_pid,
+                "result": result,
+                "updated_at": "2026-11-22T10:00:00Z",
+            },
+        }
 
-    assert httpx.post(f"{service.url}/labelstudio/wrong-secret/webhook", json=ann([choice_result(True)])).status_code == 403
+    assert (
+        httpx.post(f"{service.url}/labelstudio/wrong-secret/webhook", json=ann([choice_result(True)])).status_code
+        == 403
+    )
     bad = httpx.post(hook, content=b"{not json", headers={"Content-Type": "application/json"})
     assert bad.status_code == 422
     r = httpx.post(hook, json={"action": "ANNOTATION_CREATED", "annotation": {"id": "x"}})
     assert r.status_code == 422 and "annotation" in r.json()["detail"]
     unknown = httpx.post(hook, json=ann([choice_result(True)], task=tid + 10_000)).json()
-    assert unknown["outcomes"][0]["status"] == "rejected" and "not a task defectloop created" in unknown["outcomes"][0]["reason"]
+    assert (
+        unknown["outcomes"][0]["status"] == "rejected"
+        and "not a task defectloop created" in unknown["outcomes"][0]["reason"]
+    )
     corrupt = brush_result(np.ones((96, 128), bool))
     corrupt["value"]["rle"] = [1, 2, 3]
     out = httpx.post(hook, json=ann([choice_result(True), corrupt])).json()
@@ -487,7 +594,9 @@ def test_ml_backend_is_driven_by_the_real_server(ls_server: LabelStudioServer, s
     from labelstudio.client import Studio
 
     Studio(ls_server.info.url, ls_server.creds.token).retrieve_predictions(ls_pid, res["task_ids"])
-    preds = {tid: [p for p in sdk.predictions.list(task=tid) if p.model_version == "v1-test"] for tid in res["task_ids"]}
+    preds = {
+        tid: [p for p in sdk.predictions.list(task=tid) if p.model_version == "v1-test"] for tid in res["task_ids"]
+    }
     assert all(len(v) == 1 for v in preds.values())
     brush = next(r for r in preds[res["task_ids"][0]][0].result if r["type"] == "brushlabels")
     h, w = expected[ids["part_3.png"]].shape
@@ -524,9 +633,19 @@ def test_ml_backend_runs_the_model_for_images_without_stored_scores(
     summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
     pid, ids = make_project(service, ls_server)
     with service.sessions().begin() as s:
-        s.add(ModelVersion(project_id=pid, name="v-live", regime=summary.trained.regime.value, profile="fast", config={},
-                           artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir),
-                           thresholds=summary.thresholds.to_json(), is_active=True))
+        s.add(
+            ModelVersion(
+                project_id=pid,
+                name="v-live",
+                regime=summary.trained.regime.value,
+                profile="fast",
+                config={},
+                artifact_path=str(model_dir),
+                artifact_sha256=artifact_sha256(model_dir),
+                thresholds=summary.thresholds.to_json(),
+                is_active=True,
+            )
+        )
     order = [ids["part_0.png"], ids["part_3.png"]]
     res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": order}).raise_for_status().json()
     assert res["with_prediction"] == 0  # nothing stored to pre-annotate with
@@ -569,22 +688,50 @@ def test_ml_backend_answers_a_click_with_the_defect_mask(
     service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
     (part,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
     with service.sessions().begin() as s:
-        s.add(ModelVersion(project_id=pid, name="v-click", regime=summary.trained.regime.value, profile="fast", config={},
-                           artifact_path=str(model_dir), artifact_sha256=artifact_sha256(model_dir),
-                           thresholds=summary.thresholds.to_json(), is_active=True))
-    res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": [part], "asks": {str(part): "mask"}})
+        s.add(
+            ModelVersion(
+                project_id=pid,
+                name="v-click",
+                regime=summary.trained.regime.value,
+                profile="fast",
+                config={},
+                artifact_path=str(model_dir),
+                artifact_sha256=artifact_sha256(model_dir),
+                thresholds=summary.thresholds.to_json(),
+                is_active=True,
+            )
+        )
+    res = service.http.post(
+        f"/projects/{pid}/labelstudio/push", json={"image_ids": [part], "asks": {str(part): "mask"}}
+    )
     task = ls_server.sdk().tasks.get(id=res.raise_for_status().json()["task_ids"][0])
 
     def ask(context: dict) -> httpx.Response:
-        body = {"tasks": [{"id": task.id, "data": task.data}], "project": f"{res_project(service, pid)}.1795354220",
-                "params": {"context": context}}
+        body = {
+            "tasks": [{"id": task.id, "data": task.data}],
+            "project": f"{res_project(service, pid)}.1795354220",
+            "params": {"context": context},
+        }
         return httpx.post(f"{service.url}/labelstudio/{SECRET}/predict", json=body, timeout=120)
 
-    point = {"type": "keypointlabels", "original_width": w, "original_height": h,
-             "value": {"x": 80 / w * 100, "y": 40 / h * 100, "width": 0.5, "keypointlabels": ["Click a defect"]}}
-    box = {"type": "rectanglelabels", "original_width": w, "original_height": h,
-           "value": {"x": 64 / w * 100, "y": 24 / h * 100, "width": 32 / w * 100, "height": 32 / h * 100,
-                     "rectanglelabels": ["Box a defect"]}}
+    point = {
+        "type": "keypointlabels",
+        "original_width": w,
+        "original_height": h,
+        "value": {"x": 80 / w * 100, "y": 40 / h * 100, "width": 0.5, "keypointlabels": ["Click a defect"]},
+    }
+    box = {
+        "type": "rectanglelabels",
+        "original_width": w,
+        "original_height": h,
+        "value": {
+            "x": 64 / w * 100,
+            "y": 24 / h * 100,
+            "width": 32 / w * 100,
+            "height": 32 / h * 100,
+            "rectanglelabels": ["Box a defect"],
+        },
+    }
     for ctx in (point, box):
         (one,) = ask({"result": [ctx]}).raise_for_status().json()["results"]
         validate_result(one["result"])

@@ -13,8 +13,14 @@ from ls_support import LabelStudioServer
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.cli", "labelstudio", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", "labelstudio", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_start_status_stop(ls_server: LabelStudioServer, tmp_path: Path) -> None:

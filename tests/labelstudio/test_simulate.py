@@ -17,8 +17,26 @@ import pytest
 from backend.curves import METRICS
 from ml.demo_data import DemoSpec, generate
 
-ARGS = ["--strategies", "random,top_score", "--rounds", "2", "--budget", "24", "--seeds", "1", "--image-size", "64x96",
-        "--epochs", "3", "--device", "cpu", "--error-rate", "0.1", "--min-defects", "1"]
+ARGS = [
+    "--strategies",
+    "random,top_score",
+    "--rounds",
+    "2",
+    "--budget",
+    "24",
+    "--seeds",
+    "1",
+    "--image-size",
+    "64x96",
+    "--epochs",
+    "3",
+    "--device",
+    "cpu",
+    "--error-rate",
+    "0.1",
+    "--min-defects",
+    "1",
+]
 
 
 def _simulate(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -31,8 +49,19 @@ def _simulate(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
 def study(tmp_path_factory: pytest.TempPathFactory, ls_server) -> tuple[Path, Path, subprocess.CompletedProcess, float]:
     """One simulated study (``ls_server`` guarantees the Label Studio environment and template)."""
     root = tmp_path_factory.mktemp("simulate")
-    generate(root / "data", DemoSpec(train_normal=16, train_defective=6, val_normal=6, val_defective=4,
-                                     test_normal=8, test_defective=4, size=64, seed=3))
+    generate(
+        root / "data",
+        DemoSpec(
+            train_normal=16,
+            train_defective=6,
+            val_normal=6,
+            val_defective=4,
+            test_normal=8,
+            test_defective=4,
+            size=64,
+            seed=3,
+        ),
+    )
     t0 = time.monotonic()
     res = _simulate(root / "data", root / "out")
     return root / "data", root / "out", res, time.monotonic() - t0
@@ -112,8 +141,10 @@ def test_the_served_root_holds_files_outside_the_csv_folder(tmp_path: Path) -> N
     from ml.data import Dataset, Sample
 
     data = tmp_path / "shared" / "line"
-    samples = (Sample(image=data / "images" / "a.png", label=0),
-               Sample(image=data / "images" / "b.png", label=1, mask=data / "masks" / "b.png", has_mask=True))
+    samples = (
+        Sample(image=data / "images" / "a.png", label=0),
+        Sample(image=data / "images" / "b.png", label=1, mask=data / "masks" / "b.png", has_mask=True),
+    )
     split_csv_folder = tmp_path / "runs" / "split"
     assert files_root(Dataset(root=split_csv_folder, samples=samples)) == data.resolve()
     assert files_root(Dataset(root=split_csv_folder, samples=samples[:1])) == (data / "images").resolve()
@@ -123,13 +154,26 @@ def test_the_reference_depends_on_data_and_training_not_on_the_loop(tmp_path: Pa
     from backend.simulate import SimConfig
 
     base = SimConfig(data=tmp_path, out=tmp_path / "a", image_size=(128, 128))
-    loop_only = replace(base, out=tmp_path / "b", strategies=("hybrid",), rounds=12, budget=100.0, ask="verdict",
-                        mask_share=0.2, seeds=(0, 1), pseudo_normal_fraction=0.0)
+    loop_only = replace(
+        base,
+        out=tmp_path / "b",
+        strategies=("hybrid",),
+        rounds=12,
+        budget=100.0,
+        ask="verdict",
+        mask_share=0.2,
+        seeds=(0, 1),
+        pseudo_normal_fraction=0.0,
+    )
     assert loop_only.reference_key() == base.reference_key()
     assert loop_only.run_key() != base.run_key()
     assert replace(base, rounds=12).run_key() == base.run_key()  # more rounds extend a run
-    for changed in (replace(base, image_size=(128, 320)), replace(base, epochs=5), replace(base, test_fraction=0.2),
-                    replace(base, backbone="tf_efficientnet_lite2")):
+    for changed in (
+        replace(base, image_size=(128, 320)),
+        replace(base, epochs=5),
+        replace(base, test_fraction=0.2),
+        replace(base, backbone="tf_efficientnet_lite2"),
+    ):
         assert changed.reference_key() != base.reference_key()
 
 
@@ -143,6 +187,7 @@ def test_the_data_path_keys_a_study_however_it_is_named(tmp_path: Path, monkeypa
     assert relative.run_key() == absolute.run_key()
     assert relative.reference_key() == absolute.reference_key()
     assert replace(relative, data=Path("other")).reference_key() != relative.reference_key()
+
 
 # Runs last in this module: it adds a round to the study the tests above read.
 def test_more_rounds_go_on_from_an_interrupted_round(study, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,14 +32,21 @@ def image(migrated: Engine) -> tuple[int, int, int]:
         img = Image(project_id=project.id, uri="/nowhere.png", sha256="a" * 64, width=W, height=H, split=Split.POOL)
         s.add(img)
         s.flush()
-        s.add_all([LsTask(project_id=project.id, image_id=img.id, ls_project_id=LS, ls_task_id=900, ask="verdict"),
-                   LsTask(project_id=project.id, image_id=img.id, ls_project_id=LS, ls_task_id=901, ask="mask")])
+        s.add_all(
+            [
+                LsTask(project_id=project.id, image_id=img.id, ls_project_id=LS, ls_task_id=900, ask="verdict"),
+                LsTask(project_id=project.id, image_id=img.id, ls_project_id=LS, ls_task_id=901, ask="mask"),
+            ]
+        )
         return img.id, 900, 901
 
 
 def _created(annotation: int, task: int, updated: str, result: list) -> dict:
-    return {"action": "ANNOTATION_CREATED", "project": {"id": LS},
-            "annotation": {"id": annotation, "task": task, "project": LS, "result": result, "updated_at": updated}}
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": LS},
+        "annotation": {"id": annotation, "task": task, "project": LS, "result": result, "updated_at": updated},
+    }
 
 
 def _deleted(annotation: int) -> dict:

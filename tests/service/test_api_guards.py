@@ -40,8 +40,11 @@ def test_out_of_range_ids_are_client_errors_on_every_route(client: TestClient, b
             if name in ("secret",):
                 continue
             # each id out of range in turn, the others pointing at a real project
-            url = re.sub(r"\{(\w+)\}", lambda m, n=name: str(bad) if m.group(1) == n else
-                         (str(pid) if m.group(1) == "project_id" else "1"), path)
+            url = re.sub(
+                r"\{(\w+)\}",
+                lambda m, n=name: str(bad) if m.group(1) == n else (str(pid) if m.group(1) == "project_id" else "1"),
+                path,
+            )
             r = client.request(method, url, params={"sig": "0", "exp": "0"}, json={"image_ids": [1]})
             assert r.status_code in (403, 404, 422), (method, url, r.status_code, r.text[:200])
 
@@ -61,8 +64,12 @@ def test_out_of_range_ids_in_bodies_and_queries_are_422(client: TestClient) -> N
 def test_labelstudio_down_is_503_naming_it(migrated: Engine, tmp_path: Path) -> None:
     from labelstudio.server import free_port
 
-    settings = Settings(data_dir=tmp_path / "data", api_token=TOKEN, labelstudio_url=f"http://127.0.0.1:{free_port()}",
-                        labelstudio_token="t")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        api_token=TOKEN,
+        labelstudio_url=f"http://127.0.0.1:{free_port()}",
+        labelstudio_token="t",
+    )
     c = TestClient(create_app(settings, engine=migrated), raise_server_exceptions=False)
     c.headers["Authorization"] = f"Bearer {TOKEN}"
     pid = c.post("/projects", json={"name": "line-1"}).json()["id"]
@@ -119,8 +126,13 @@ def test_an_oversized_body_is_refused_before_it_is_sent(migrated: Engine, tmp_pa
         for path in (f"/labelstudio/{webhook_secret(settings)}/webhook", "/projects/1/images/upload"):
             t0 = time.monotonic()
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-                sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
-                              f"Content-Type: application/json\r\nContent-Length: {1 << 30}\r\n\r\n").encode() + b"{")
+                sock.sendall(
+                    (
+                        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {1 << 30}\r\n\r\n"
+                    ).encode()
+                    + b"{"
+                )
                 answer = sock.recv(4096).decode(errors="replace")
             assert answer.startswith("HTTP/1.1 413"), answer[:200]
             assert time.monotonic() - t0 < 5
@@ -150,21 +162,35 @@ def test_dev_server_refuses_cross_site_writes(dev: TestClient) -> None:
     assert dev.post("/projects", json={"name": "cli"}).status_code == 201  # no Origin: the CLI, httpx
     same = {"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}
     assert dev.post("/projects", json={"name": "page"}, headers=same).status_code == 201  # the service's own pages
-    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Origin": "http://localhost:3000"},
-                    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
-                    {"Origin": "http://127.0.0.1:9000", "Sec-Fetch-Site": "same-site"}):
-        for method, url in (("POST", "/projects"), ("PATCH", "/projects/1"), ("PUT", "/projects/1/images/1/label"),
-                            ("DELETE", "/projects/1")):
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost:3000"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://127.0.0.1:9000", "Sec-Fetch-Site": "same-site"},
+    ):
+        for method, url in (
+            ("POST", "/projects"),
+            ("PATCH", "/projects/1"),
+            ("PUT", "/projects/1/images/1/label"),
+            ("DELETE", "/projects/1"),
+        ):
             r = dev.request(method, url, json={"name": "evil"}, headers=headers)
             assert r.status_code == 403 and "refused" in r.json()["detail"], (method, headers)
-    assert [p["name"] for p in dev.get("/projects", headers={"Origin": "http://evil.example"}).json()] == ["cli", "page"]
+    assert [p["name"] for p in dev.get("/projects", headers={"Origin": "http://evil.example"}).json()] == [
+        "cli",
+        "page",
+    ]
     # Label Studio's server calls back without browser headers and still gets through
     hook = f"/labelstudio/{webhook_secret(dev.app.state.settings)}/webhook"
     assert dev.post(hook, json={"action": "PROJECT_UPDATED"}).status_code == 200
 
 
 def test_a_server_with_a_token_keeps_any_host(client: TestClient) -> None:
-    r = client.post("/projects", json={"name": "line-1"}, headers={"Host": "workbench.factory.lan", "Origin": "http://x"})
+    r = client.post(
+        "/projects", json={"name": "line-1"}, headers={"Host": "workbench.factory.lan", "Origin": "http://x"}
+    )
     assert r.status_code == 201  # the bearer token is the protection; browsers never send it by themselves
 
 
@@ -222,19 +248,30 @@ def test_predict_callback_scores_only_its_own_projects_images(client: TestClient
     with client.app.state.sessions.begin() as s:
         s.get(Project, ids["mine"][0]).ls_project_id = 7
         s.get(Project, ids["theirs"][0]).ls_project_id = 8
-        mv = ModelVersion(project_id=ids["mine"][0], name="v-mine", regime="weak", profile="fast", config={},
-                          artifact_path="/nonexistent", artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5},
-                          is_active=True)
+        mv = ModelVersion(
+            project_id=ids["mine"][0],
+            name="v-mine",
+            regime="weak",
+            profile="fast",
+            config={},
+            artifact_path="/nonexistent",
+            artifact_sha256="0" * 64,
+            thresholds={"image": 0.5, "pixel": 0.5},
+            is_active=True,
+        )
         s.add(mv)
         s.flush()
         # a score for every image under this version, the other project's too: only the project decides
         for _, image_id in ids.values():
             s.add(Prediction(model_version_id=mv.id, image_id=image_id, score=0.9, decision=True))
         assert s.get(Image, ids["theirs"][1]).project_id != ids["mine"][0]
-    body = {"project": "7.1700000000", "tasks": [
-        {"id": 501, "data": {"defectloop_image_id": ids["theirs"][1], "ask": "verdict"}},
-        {"id": 502, "data": {"defectloop_image_id": ids["mine"][1], "ask": "verdict"}},
-    ]}
+    body = {
+        "project": "7.1700000000",
+        "tasks": [
+            {"id": 501, "data": {"defectloop_image_id": ids["theirs"][1], "ask": "verdict"}},
+            {"id": 502, "data": {"defectloop_image_id": ids["mine"][1], "ask": "verdict"}},
+        ],
+    }
     secret = webhook_secret(client.app.state.settings)
     r = client.post(f"/labelstudio/{secret}/predict", json=body)
     assert r.status_code == 200, r.text

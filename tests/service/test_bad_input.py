@@ -26,6 +26,7 @@ TOKEN = "t0ken"
 
 def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
     """A PNG of a few dozen bytes whose header claims ``width`` x ``height`` pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -60,8 +61,10 @@ def _count(engine: Engine, table) -> int:
 def test_a_decompression_bomb_is_refused_from_its_header_naming_the_file(client: TestClient, migrated: Engine) -> None:
     pid = _project(client)
     good = png(np.full((20, 30, 3), 90, np.uint8))
-    r = client.post(f"/projects/{pid}/images/upload",
-                    files=[("files", ("bomb.png", bomb_png(), "image/png")), ("files", ("ok.png", good, "image/png"))])
+    r = client.post(
+        f"/projects/{pid}/images/upload",
+        files=[("files", ("bomb.png", bomb_png(), "image/png")), ("files", ("ok.png", good, "image/png"))],
+    )
     assert r.status_code == 200, r.text
     by_file = {x["file"]: x for x in r.json()["results"]}
     assert by_file["bomb.png"]["status"] == "rejected"
@@ -79,12 +82,18 @@ def test_the_pixel_limit_is_a_setting_and_applies_to_imports_and_masks(migrated:
         folder.mkdir()
         cv2.imwrite(str(folder / "small.png"), np.full((30, 40, 3), 50, np.uint8))
         cv2.imwrite(str(folder / "big.png"), np.full((41, 40, 3), 50, np.uint8))
-        res = {Path(x["file"]).name: x for x in c.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).json()["results"]}
+        res = {
+            Path(x["file"]).name: x
+            for x in c.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).json()["results"]
+        }
         assert res["small.png"]["status"] == "imported"
         assert res["big.png"]["status"] == "rejected" and "40x41" in res["big.png"]["reason"]
         image_id = res["small.png"]["image_id"]
-        r = c.put(f"/projects/{pid}/images/{image_id}/label", data={"is_defective": "true"},
-                  files={"mask": ("m.png", bomb_png(4000, 4000), "image/png")})
+        r = c.put(
+            f"/projects/{pid}/images/{image_id}/label",
+            data={"is_defective": "true"},
+            files={"mask": ("m.png", bomb_png(4000, 4000), "image/png")},
+        )
         assert r.status_code == 422 and "mask" in r.json()["detail"] and "4000x4000" in r.json()["detail"]
         with pytest.raises(DataError, match=r"big\.png: 40x41 pixels"):  # what train and predict read through
             read_image(folder / "big.png")
@@ -92,8 +101,9 @@ def test_the_pixel_limit_is_a_setting_and_applies_to_imports_and_masks(migrated:
         set_max_pixels(DEFAULT_MAX_PIXELS)
 
 
-def test_an_import_that_fails_stores_nothing(client: TestClient, migrated: Engine, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_import_that_fails_stores_nothing(
+    client: TestClient, migrated: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from backend.services import images
 
     pid = _project(client)
@@ -130,17 +140,30 @@ def test_a_conflicting_duplicate_row_is_reported_as_train_reports_it(client: Tes
     assert res["results"][1]["reason"] == "row 3: duplicate of row 2"
 
 
-@pytest.mark.parametrize(("form", "mask", "field", "words"), [
-    ({"is_defective": "true"}, np.zeros((16, 16), np.uint8), "mask", "all zero"),
-    ({"is_defective": "false"}, np.full((16, 16), 255, np.uint8), "mask", "normal label"),
-    ({"is_defective": "true"}, np.array([[0, 128, 255, 255]] * 4 + [[0] * 4] * 12, np.uint8).repeat(4, 1)[:, :16],
-     "mask", "0 and 255"),
-    ({"is_defective": "true", "lead_time": "inf"}, None, "lead_time", ""),
-    ({"is_defective": "true", "lead_time": "nan"}, None, "lead_time", ""),
-], ids=["defective-empty-mask", "normal-with-mask", "grey-mask", "infinite-lead-time", "nan-lead-time"])
-def test_the_label_api_validates_as_the_dataset_loader(client: TestClient, migrated: Engine, form, mask, field, words) -> None:
+@pytest.mark.parametrize(
+    ("form", "mask", "field", "words"),
+    [
+        ({"is_defective": "true"}, np.zeros((16, 16), np.uint8), "mask", "all zero"),
+        ({"is_defective": "false"}, np.full((16, 16), 255, np.uint8), "mask", "normal label"),
+        (
+            {"is_defective": "true"},
+            np.array([[0, 128, 255, 255]] * 4 + [[0] * 4] * 12, np.uint8).repeat(4, 1)[:, :16],
+            "mask",
+            "0 and 255",
+        ),
+        ({"is_defective": "true", "lead_time": "inf"}, None, "lead_time", ""),
+        ({"is_defective": "true", "lead_time": "nan"}, None, "lead_time", ""),
+    ],
+    ids=["defective-empty-mask", "normal-with-mask", "grey-mask", "infinite-lead-time", "nan-lead-time"],
+)
+def test_the_label_api_validates_as_the_dataset_loader(
+    client: TestClient, migrated: Engine, form, mask, field, words
+) -> None:
     pid = _project(client)
-    up = client.post(f"/projects/{pid}/images/upload", files={"files": ("a.png", png(np.full((16, 16, 3), 7, np.uint8)), "image/png")})
+    up = client.post(
+        f"/projects/{pid}/images/upload",
+        files={"files": ("a.png", png(np.full((16, 16, 3), 7, np.uint8)), "image/png")},
+    )
     image_id = up.json()["results"][0]["image_id"]
     files = {"mask": ("m.png", png(mask), "image/png")} if mask is not None else None
     r = client.put(f"/projects/{pid}/images/{image_id}/label", data=form, files=files)

@@ -14,8 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
-    "POSTGRES_PASSWORD": "pg-secret-1", "DEFECTLOOP_API_TOKEN": "api-secret-2", "DEFECTLOOP_WEBHOOK_SECRET": "hook-secret-3",
-    "LABEL_STUDIO_PASSWORD": "ls-secret-4", "LABEL_STUDIO_TOKEN": "ls-token-5",
+    "POSTGRES_PASSWORD": "pg-secret-1",
+    "DEFECTLOOP_API_TOKEN": "api-secret-2",
+    "DEFECTLOOP_WEBHOOK_SECRET": "hook-secret-3",
+    "LABEL_STUDIO_PASSWORD": "ls-secret-4",
+    "LABEL_STUDIO_TOKEN": "ls-token-5",
 }
 
 
@@ -24,8 +27,15 @@ def _config(env: dict[str, str], missing_service) -> subprocess.CompletedProcess
     if exe is None:
         missing_service("Debian's docker-compose is not installed (apt-get install docker-compose)")
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS and k != "IMAGES_DIR"}
-    return subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
-                          capture_output=True, text=True, env={**clean, **env}, cwd=ROOT, timeout=60, check=False)
+    return subprocess.run(
+        [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_file_is_valid_and_complete(tmp_path: Path, missing_service) -> None:

@@ -54,8 +54,13 @@ class Stack:
         if redis_url:
             self.env["DEFECTLOOP_REDIS_URL"] = redis_url
         settings = Settings(
-            database_url=db_url, data_dir=data_dir, api_token=TOKEN, import_roots=roots, heartbeat_timeout_s=4,
-            redis_url=redis_url, device="cpu",
+            database_url=db_url,
+            data_dir=data_dir,
+            api_token=TOKEN,
+            import_roots=roots,
+            heartbeat_timeout_s=4,
+            redis_url=redis_url,
+            device="cpu",
         )
         self.client = TestClient(create_app(settings, engine=engine))
         self.client.headers["Authorization"] = f"Bearer {TOKEN}"
@@ -165,7 +170,9 @@ def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: 
     assert second.status_code == 409 and second.json()["job_id"] == job_id
     st.start_worker()
     seen_progress = set()
-    job = st.wait_job(job_id, lambda j: seen_progress.add(round(j["progress"], 2)) or j["status"] in ("succeeded", "failed"))
+    job = st.wait_job(
+        job_id, lambda j: seen_progress.add(round(j["progress"], 2)) or j["status"] in ("succeeded", "failed")
+    )
     assert job["status"] == "succeeded", job
     assert len(seen_progress) >= 2  # progress moved while the job ran
     assert job["result"]["regime"] == "full" and job["result"]["metrics"]["n_defective"] == 4
@@ -218,7 +225,10 @@ def test_killed_worker_fails_the_job_and_keeps_the_active_version(
     job_id = st.client.post(f"/projects/{pid}/retrain").json()["id"]
     st.wait_job(job_id, lambda j: j["status"] == "running" and "train" in j["message"])
     images = st.client.get(f"/projects/{pid}/images", params={"split": "train"}).json()
-    assert st.client.put(f"/projects/{pid}/images/{images[0]['id']}/label", data={"is_defective": "true"}).status_code == 200
+    assert (
+        st.client.put(f"/projects/{pid}/images/{images[0]['id']}/label", data={"is_defective": "true"}).status_code
+        == 200
+    )
     st.kill_worker()
     job = st.wait_job(job_id, lambda j: j["status"] != "running", timeout=30)
     assert job["status"] == "failed" and "heartbeat" in job["error"]

@@ -129,9 +129,21 @@ def test_a_mask_costs_by_the_project_model() -> None:
     edited = Label(is_defective=True, mask_png=b"png", mask_edit=0.25)
     drawn = Label(is_defective=True, mask_png=b"png", mask_edit=1.0)
     imported = Label(is_defective=True, mask_png=b"png", mask_edit=None)
-    assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [1.0, 1.0, 3.25, 10.0, 10.0]
+    assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [
+        1.0,
+        1.0,
+        3.25,
+        10.0,
+        10.0,
+    ]
     project.mask_cost_model = MaskCostModel.FLAT
-    assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [1.0, 10.0, 10.0, 10.0, 10.0]
+    assert [label_cost(lb, project) for lb in (verdict, accepted, edited, drawn, imported)] == [
+        1.0,
+        10.0,
+        10.0,
+        10.0,
+        10.0,
+    ]
 
 
 def test_the_round_audit_counts_mask_answers_only(migrated: Engine) -> None:
@@ -144,22 +156,42 @@ def test_the_round_audit_counts_mask_answers_only(migrated: Engine) -> None:
     mask[1:3, 2:4] = True
     with Session.begin() as s:
         first = _image(s)
-        imgs = [first] + [Image(project_id=first.project_id, uri=f"{i}.png", sha256=f"{i}" * 64, width=5, height=4)
-                          for i in range(1, 5)]
+        imgs = [first] + [
+            Image(project_id=first.project_id, uri=f"{i}.png", sha256=f"{i}" * 64, width=5, height=4)
+            for i in range(1, 5)
+        ]
         s.add_all(imgs[1:])
         s.flush()
-        mv = ModelVersion(project_id=first.project_id, name="v1", regime="weak", profile="fast", config={},
-                          artifact_path="-", artifact_sha256="0" * 64, thresholds={"image": 0.5, "pixel": 0.5})
+        mv = ModelVersion(
+            project_id=first.project_id,
+            name="v1",
+            regime="weak",
+            profile="fast",
+            config={},
+            artifact_path="-",
+            artifact_sha256="0" * 64,
+            thresholds={"image": 0.5, "pixel": 0.5},
+        )
         s.add(mv)
         s.flush()
         for im, decision in zip(imgs, (True, True, True, False, True), strict=True):
             s.add(Prediction(model_version_id=mv.id, image_id=im.id, score=0.9 if decision else 0.1, decision=decision))
-        rnd = Round(project_id=first.project_id, index=1, strategy="hybrid", budget=30,
-                    params={"asks": [[im.id, "mask"] for im in imgs[:3]] + [[imgs[3].id, "verdict"], [imgs[4].id, "verdict"]],
-                            "model_version_id": mv.id})
+        rnd = Round(
+            project_id=first.project_id,
+            index=1,
+            strategy="hybrid",
+            budget=30,
+            params={
+                "asks": [[im.id, "mask"] for im in imgs[:3]] + [[imgs[3].id, "verdict"], [imgs[4].id, "verdict"]],
+                "model_version_id": mv.id,
+            },
+        )
         s.add(rnd)
-        answers = [MaskProvenance(MaskOrigin.ACCEPTED, 1.0, 0.0), MaskProvenance(MaskOrigin.EDITED, 0.5, 0.6),
-                   MaskProvenance(MaskOrigin.DRAWN, None, 1.0)]
+        answers = [
+            MaskProvenance(MaskOrigin.ACCEPTED, 1.0, 0.0),
+            MaskProvenance(MaskOrigin.EDITED, 0.5, 0.6),
+            MaskProvenance(MaskOrigin.DRAWN, None, 1.0),
+        ]
         for im, prov in zip(imgs[:3], answers, strict=True):
             add_label(s, image=im, label=LabelIn(is_defective=True, mask=mask, provenance=prov))
         add_label(s, image=imgs[3], label=LabelIn(is_defective=True))  # a verdict, flipping the proposal

@@ -28,11 +28,23 @@ BLUE_BGR = (180, 119, 31)  # matplotlib C0, the first curve
 
 
 def _point(index: int, ap: float, cost: float, regime: str) -> dict:
-    return {"round": index, "strategy": "hybrid", "regime": regime, "model_version": f"v{index + 1}",
-            "labels": {"normal": 10 * index, "image": 3 * index, "mask": index, "total": 14 * index},
-            "cost": cost, "annotation_seconds": 30.0 * index,
-            "metrics": {"image_ap": ap, "image_auroc": ap + 0.05, "image_f1": ap - 0.1, "pixel_aupro": 0.2 * index, "pixel_ap": 0.1},
-            "audit": {"answered": 14, "flip_rate": 0.25 if index else None, "mask_iou_mean": 0.5 if index else None}}
+    return {
+        "round": index,
+        "strategy": "hybrid",
+        "regime": regime,
+        "model_version": f"v{index + 1}",
+        "labels": {"normal": 10 * index, "image": 3 * index, "mask": index, "total": 14 * index},
+        "cost": cost,
+        "annotation_seconds": 30.0 * index,
+        "metrics": {
+            "image_ap": ap,
+            "image_auroc": ap + 0.05,
+            "image_f1": ap - 0.1,
+            "pixel_aupro": 0.2 * index,
+            "pixel_ap": 0.1,
+        },
+        "audit": {"answered": 14, "flip_rate": 0.25 if index else None, "mask_iou_mean": 0.5 if index else None},
+    }
 
 
 @pytest.fixture
@@ -45,8 +57,17 @@ def served(tmp_path: Path):
         s.add(p)
         s.flush()
         for i, (ap, cost, regime) in enumerate([(0.41, 0, "unsupervised"), (0.72, 30, "weak"), (0.86, 60, "mixed")]):
-            s.add(Round(project_id=p.id, index=i, strategy="bootstrap" if i == 0 else "hybrid", budget=30,
-                        status=RoundStatus.DONE, metrics=_point(i, ap, cost, regime), message=f"trained v{i + 1}"))
+            s.add(
+                Round(
+                    project_id=p.id,
+                    index=i,
+                    strategy="bootstrap" if i == 0 else "hybrid",
+                    budget=30,
+                    status=RoundStatus.DONE,
+                    metrics=_point(i, ap, cost, regime),
+                    message=f"trained v{i + 1}",
+                )
+            )
         s.add(Round(project_id=p.id, index=3, strategy="hybrid", budget=30, status=RoundStatus.ANNOTATING))
         pid = p.id
     settings = Settings(data_dir=tmp_path / "data", database_url=url, api_token=TOKEN)
@@ -65,8 +86,21 @@ def _chromium(missing_service) -> str:
 
 def _run(exe: str, url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1500",
-         "--virtual-time-budget=8000", *args, url], capture_output=True, text=True, timeout=120, check=False,
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1400,1500",
+            "--virtual-time-budget=8000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -44,8 +44,13 @@ def loop(tmp_path: Path, tiny_demo: Path, db_url: str):
     pool, evalset, truth = _split_demo(tiny_demo, tmp_path / "src")
     client = LocalClient(Settings(data_dir=tmp_path / "data", database_url=db_url, device="cpu"))
     pid = client.create_project(
-        {"name": "line", "image_height": 64, "image_width": 64, "mask_share": 0.5,
-         "train_defaults": {"epochs": 3, "bootstrap_refine_fraction": 0.5, "min_defects_supervised": 1}}
+        {
+            "name": "line",
+            "image_height": 64,
+            "image_width": 64,
+            "mask_share": 0.5,
+            "train_defaults": {"epochs": 3, "bootstrap_refine_fraction": 0.5, "min_defects_supervised": 1},
+        }
     )["id"]
     assert client.import_path(pid, pool)["imported"] == 32
     assert client.import_path(pid, evalset)["imported"] == 12
@@ -59,8 +64,11 @@ def _answer(client: LocalClient, pid: int, asks: list, truth: dict, root: Path) 
         files = {}
         if gt["label"] == "1" and kind == "mask":
             files["mask"] = ("m.png", (root / gt["mask"]).read_bytes(), "image/png")
-        r = client.http.put(f"/projects/{pid}/images/{image_id}/label",
-                            data={"is_defective": gt["label"] == "1", "lead_time": "4.0"}, files=files or None)
+        r = client.http.put(
+            f"/projects/{pid}/images/{image_id}/label",
+            data={"is_defective": gt["label"] == "1", "lead_time": "4.0"},
+            files=files or None,
+        )
         assert r.status_code == 200, r.text
 
 
@@ -171,9 +179,17 @@ def test_a_staged_run_switches_to_masks_once_image_ap_levels_off(loop) -> None:
 
     def finish(index: int, image_ap: float | None, ask_used: str, status: RoundStatus = RoundStatus.DONE) -> None:
         with factory.begin() as s:
-            s.add(Round(project_id=pid, index=index, strategy="hybrid", budget=100, status=status,
-                        params={"ask": "staged", "ask_used": ask_used},
-                        metrics={"metrics": {} if image_ap is None else {"image_ap": image_ap}}))
+            s.add(
+                Round(
+                    project_id=pid,
+                    index=index,
+                    strategy="hybrid",
+                    budget=100,
+                    status=status,
+                    params={"ask": "staged", "ask_used": ask_used},
+                    metrics={"metrics": {} if image_ap is None else {"image_ap": image_ap}},
+                )
+            )
 
     def next_ask() -> str:
         with factory() as s:
@@ -229,8 +245,12 @@ def test_an_unanswered_round_stays_open_and_a_retraining_round_says_what_to_wait
         client.retrain(pid)
     assert e.value.job_id == job_id and f"wait for job {job_id}" in str(e.value) and "defectloop status" in str(e.value)
     # and `round --wait` does wait: it follows the running retrain to its end
-    env = {"DEFECTLOOP_DATA_DIR": str(client.settings.data_dir), "DEFECTLOOP_DATABASE_URL": client.settings.database_url,
-           "DEFECTLOOP_DEVICE": "cpu", "DEFECTLOOP_SERVER_URL": None}
+    env = {
+        "DEFECTLOOP_DATA_DIR": str(client.settings.data_dir),
+        "DEFECTLOOP_DATABASE_URL": client.settings.database_url,
+        "DEFECTLOOP_DEVICE": "cpu",
+        "DEFECTLOOP_SERVER_URL": None,
+    }
     refused = CliRunner().invoke(app, ["retrain", "line"], env=env)
     assert refused.exit_code == 2 and f"wait for job {job_id}" in refused.output, refused.output
     res = CliRunner().invoke(app, ["round", "line", "--wait"], env=env)

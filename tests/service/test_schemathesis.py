@@ -16,9 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
+import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -41,8 +39,14 @@ def test_no_server_errors_on_generated_requests(tmp_path: Path, tiny_demo: Path)
     engine = make_engine(url)
     upgrade(engine)
     # Label Studio is configured but down: its routes must say so, not fail
-    st = Settings(data_dir=tmp_path / "data", database_url=url, api_token=TOKEN, import_roots=[tiny_demo.parent],
-                  labelstudio_url=f"http://127.0.0.1:{free_port()}", labelstudio_token="unused")
+    st = Settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        api_token=TOKEN,
+        import_roots=[tiny_demo.parent],
+        labelstudio_url=f"http://127.0.0.1:{free_port()}",
+        labelstudio_token="unused",
+    )
     server = ThreadedServer(create_app(st, engine=engine), free_port()).start()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
@@ -59,8 +63,14 @@ def test_no_server_errors_on_generated_requests(tmp_path: Path, tiny_demo: Path)
             for mode in GenerationMode:
 
                 @given(case=op.as_strategy(generation_mode=mode))
-                @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+                @settings(
+                    max_examples=EXAMPLES,
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
                 def call(case) -> None:
                     r = case.call(headers=auth, timeout=60)
                     calls[f"{r.status_code // 100}xx"] += 1

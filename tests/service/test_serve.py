@@ -19,12 +19,23 @@ def _free_port() -> int:
 def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
     env.pop("DEFECTLOOP_API_TOKEN", None)
-    res = subprocess.run([sys.executable, "-m", "backend.cli", "serve"], env=env, check=False, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "serve"],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "DEFECTLOOP_API_TOKEN" in res.stderr
 
 
 def _serve(
-    tmp_path: Path, token: str | None, *args: str, ready: str = "ok", env_extra: dict[str, str] | None = None,
+    tmp_path: Path,
+    token: str | None,
+    *args: str,
+    ready: str = "ok",
+    env_extra: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, int]:
     """Start `defectloop serve` on a free port and wait until /health answers with status ``ready``."""
     port = _free_port()
@@ -35,7 +46,10 @@ def _serve(
         env["DEFECTLOOP_API_TOKEN"] = token
     env.update(env_extra or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), *args], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 90
     while True:
@@ -132,8 +146,9 @@ def _job_status(port: int, job_id: int) -> str:
 def _queue_sync(port: int) -> int:
     """A job that any live worker finishes in a moment (it fails: the project has no Label Studio project)."""
     auth = {"Authorization": "Bearer tok"}
-    pid = httpx.post(f"http://127.0.0.1:{port}/projects", json={"name": f"p{time.monotonic_ns()}"}, headers=auth,
-                     timeout=60).json()["id"]  # the first write imports the services (seconds on a busy machine)
+    pid = httpx.post(
+        f"http://127.0.0.1:{port}/projects", json={"name": f"p{time.monotonic_ns()}"}, headers=auth, timeout=60
+    ).json()["id"]  # the first write imports the services (seconds on a busy machine)
     r = httpx.post(f"http://127.0.0.1:{port}/projects/{pid}/labelstudio/sync", headers=auth, timeout=60)
     assert r.status_code == 202, r.text
     return r.json()["id"]
@@ -168,8 +183,14 @@ def test_health_is_degraded_without_a_worker_until_one_starts(tmp_path: Path) ->
         time.sleep(2)
         assert _job_status(port, job) == "queued"
         cli_env = {**os.environ, "DEFECTLOOP_SERVER_URL": f"http://127.0.0.1:{port}", "DEFECTLOOP_API_TOKEN": "tok"}
-        out = subprocess.run([sys.executable, "-m", "backend.cli", "status", "1"], env=cli_env, capture_output=True,
-                             text=True, timeout=120, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "backend.cli", "status", "1"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         assert "note: no job worker has reported" in out and "1 queued job(s) wait" in out
         env = {**os.environ, "DEFECTLOOP_DATA_DIR": str(tmp_path)}
         for var in ("DEFECTLOOP_DATABASE_URL", "DEFECTLOOP_REDIS_URL"):

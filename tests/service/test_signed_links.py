@@ -33,8 +33,17 @@ def client(migrated: Engine, tmp_path: Path) -> TestClient:
 def _project_with_images(c: TestClient, name: str, n: int = 2) -> tuple[int, list[int]]:
     pid = c.post("/projects", json={"name": name}).json()["id"]
     rng = np.random.default_rng(len(name))
-    files = [("files", (f"{name}-{i}.png", cv2.imencode(".png", rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))[1].tobytes(),
-                        "image/png")) for i in range(n)]
+    files = [
+        (
+            "files",
+            (
+                f"{name}-{i}.png",
+                cv2.imencode(".png", rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))[1].tobytes(),
+                "image/png",
+            ),
+        )
+        for i in range(n)
+    ]
     r = c.post(f"/projects/{pid}/images/upload", files=files)
     assert r.json()["imported"] == n, r.text
     return pid, [im["id"] for im in c.get(f"/projects/{pid}/images").json()]
@@ -109,13 +118,19 @@ def test_refresh_gives_tasks_fresh_links_and_leaves_others_alone(client: TestCli
     stale = signed_link(settings, pid, "images", a, now=time.time() - 7200)
     legacy = f"{settings.public_url}/labelstudio/images/{b}?sig={'0' * 32}"  # signed before links expired
     foreign = signed_link(settings, pid, "images", other, now=time.time() - 7200)  # another project's image
-    studio = FakeStudio({
-        1: {"image": stale, "overlay": overlay_html(signed_link(settings, pid, "overlays", a, now=0)),
-            "defectloop_image_id": a, "rank": 1},
-        2: {"image": legacy, "overlay": "", "defectloop_image_id": b, "rank": 2},
-        3: {"image": "/data/local-files/?d=line1/x.png", "overlay": "", "defectloop_image_id": b, "rank": 3},
-        4: {"image": foreign, "overlay": "", "defectloop_image_id": other, "rank": 4},
-    })
+    studio = FakeStudio(
+        {
+            1: {
+                "image": stale,
+                "overlay": overlay_html(signed_link(settings, pid, "overlays", a, now=0)),
+                "defectloop_image_id": a,
+                "rank": 1,
+            },
+            2: {"image": legacy, "overlay": "", "defectloop_image_id": b, "rank": 2},
+            3: {"image": "/data/local-files/?d=line1/x.png", "overlay": "", "defectloop_image_id": b, "rank": 3},
+            4: {"image": foreign, "overlay": "", "defectloop_image_id": other, "rank": 4},
+        }
+    )
     with client.app.state.sessions.begin() as s:
         project = s.get(Project, pid)
         project.ls_project_id = 7

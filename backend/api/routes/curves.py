@@ -28,7 +28,11 @@ public = APIRouter(tags=["curves"])
 def project_run(session: Session, project_id: int) -> Run:
     """The project's finished rounds as one run on the curves."""
     project = get_project(session, project_id=project_id)
-    done = [r.metrics for r in rounds.rounds_of(session, project_id=project_id) if r.status is RoundStatus.DONE and r.metrics]
+    done = [
+        r.metrics
+        for r in rounds.rounds_of(session, project_id=project_id)
+        if r.status is RoundStatus.DONE and r.metrics
+    ]
     return Run(name=project.name, strategy=project.name, seed=None, points=done)
 
 
@@ -38,9 +42,12 @@ def curves_data(project_id: IdPath, session: SessionDep) -> dict[str, Any]:
     return curves_json([project_run(session, project_id)])
 
 
-@router.get("/projects/{project_id}/curves.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
-def curves_png(project_id: IdPath, session: SessionDep, x: Literal["labels", "cost", "annotation_seconds"] = "cost") -> Response:
+@router.get(
+    "/projects/{project_id}/curves.png", response_class=Response, responses={200: {"content": {"image/png": {}}}}
+)
+def curves_png(
+    project_id: IdPath, session: SessionDep, x: Literal["labels", "cost", "annotation_seconds"] = "cost"
+) -> Response:
     """The metrics and the proposal audit against labels, cost or annotation time."""
     run = project_run(session, project_id)
     buf = io.BytesIO()

@@ -40,7 +40,9 @@ def import_images(project_id: IdPath, body: ImportRequest, session: SessionDep, 
 
 @router.post("/upload")
 def upload_images(
-    project_id: IdPath, files: Annotated[list[UploadFile], File(description="Image files")], session: SessionDep,
+    project_id: IdPath,
+    files: Annotated[list[UploadFile], File(description="Image files")],
+    session: SessionDep,
     settings: SettingsDep,
 ) -> ImportSummary:
     """Upload image files; each is checked, deduplicated and stored under the data directory.
@@ -60,8 +62,11 @@ def upload_images(
 
 @router.get("")
 def list_images(
-    project_id: IdPath, session: SessionDep, split: Split | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    project_id: IdPath,
+    session: SessionDep,
+    split: Split | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ImageOut]:
     get_project(session, project_id=project_id)
     q = select(Image).where(Image.project_id == project_id)

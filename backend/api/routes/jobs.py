@@ -16,9 +16,19 @@ router = APIRouter(tags=["jobs"])
 
 def job_out(job: Job) -> JobOut:
     return JobOut(
-        id=job.id, kind=job.kind.value, project_id=job.project_id, status=job.status.value, progress=job.progress,
-        message=job.message, error=job.error, result=job.result or {}, cancel_requested=job.cancel_requested,
-        heartbeat_at=job.heartbeat_at, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        id=job.id,
+        kind=job.kind.value,
+        project_id=job.project_id,
+        status=job.status.value,
+        progress=job.progress,
+        message=job.message,
+        error=job.error,
+        result=job.result or {},
+        cancel_requested=job.cancel_requested,
+        heartbeat_at=job.heartbeat_at,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
     )
 
 
@@ -34,8 +44,12 @@ def retrain(project_id: IdPath, session: SessionDep, settings: SettingsDep, skip
 
 
 @router.get("/jobs")
-def list_jobs(session: WriteSessionDep, settings: SettingsDep, project_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[JobOut]:
+def list_jobs(
+    session: WriteSessionDep,
+    settings: SettingsDep,
+    project_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[JobOut]:
     queue.reap_stale(session, timeout_s=settings.heartbeat_timeout_s, data_dir=settings.data_dir)
     q = select(Job).order_by(Job.id.desc()).limit(min(max(limit, 1), 500))
     if project_id is not None:

@@ -38,7 +38,9 @@ def setup(project_id: IdPath, session: SessionDep, settings: SettingsDep) -> dic
 def push(project_id: IdPath, body: PushRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Send a ranked batch as pre-annotated tasks, in rank order (one bulk request)."""
     project = get_project(session, project_id=project_id)
-    report = link.push_batch(session, settings, project, body.image_ids, asks=body.asks, include_labelled=body.include_labelled)
+    report = link.push_batch(
+        session, settings, project, body.image_ids, asks=body.asks, include_labelled=body.include_labelled
+    )
     return report.to_json()
 
 
@@ -62,7 +64,9 @@ def _check(settings: Any, secret: str) -> None:
 
 
 @callbacks.post("/labelstudio/{secret}/webhook")
-def webhook(secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+def webhook(
+    secret: str, session: SessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None
+) -> dict[str, Any]:
     """Annotation events (created, updated, deleted) and "Start training"."""
     _check(settings, secret)
     report = link.handle_webhook(session, body)
@@ -72,8 +76,11 @@ def webhook(secret: str, session: SessionDep, settings: SettingsDep, body: Annot
     try:
         if report["action"] == "START_TRAINING":  # closes the open round, or a plain retrain
             has_round = rounds.open_round(session, project_id=project.id) is not None
-            job = (rounds.close_round(session, settings, project=project)[1] if has_round
-                   else request_retrain(session, settings, project_id=project.id))
+            job = (
+                rounds.close_round(session, settings, project=project)[1]
+                if has_round
+                else request_retrain(session, settings, project_id=project.id)
+            )
         else:
             job = rounds.auto_close(session, settings, project=project)
     except ConflictError as e:
@@ -91,7 +98,9 @@ def ml_health(secret: str, settings: SettingsDep) -> dict[str, str]:
 
 
 @callbacks.post("/labelstudio/{secret}/setup")
-def ml_setup(secret: str, session: ReadSessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, str]:
+def ml_setup(
+    secret: str, session: ReadSessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None
+) -> dict[str, str]:
     """Label Studio connecting: answer with the active model version's name."""
     _check(settings, secret)
     ls_id = ls_project_ref((body or {}).get("project")) if isinstance(body, dict) else None
@@ -102,7 +111,9 @@ def ml_setup(secret: str, session: ReadSessionDep, settings: SettingsDep, body: 
 
 
 @callbacks.post("/labelstudio/{secret}/predict")
-def ml_predict(secret: str, session: ReadSessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+def ml_predict(
+    secret: str, session: ReadSessionDep, settings: SettingsDep, body: Annotated[Any, Body()] = None
+) -> dict[str, Any]:
     """One proposal per task (choice, brush mask at full resolution, score)."""
     _check(settings, secret)
     if not isinstance(body, dict):
@@ -111,7 +122,9 @@ def ml_predict(secret: str, session: ReadSessionDep, settings: SettingsDep, body
 
 
 @router.post("/projects/{project_id}/labelstudio/links")
-def links(project_id: IdPath, session: SessionDep, settings: SettingsDep, body: LinksRequest | None = None) -> dict[str, Any]:
+def links(
+    project_id: IdPath, session: SessionDep, settings: SettingsDep, body: LinksRequest | None = None
+) -> dict[str, Any]:
     """Sign the links in the project's Label Studio tasks anew (a new lifetime); with ``rotate``,
     first revoke every link of the project by giving it a new key (also when Label Studio is down)."""
     project = get_project(session, project_id=project_id)
@@ -127,8 +140,11 @@ Expiry = Annotated[int, Query(ge=0, le=MAX_ID, description="Unix time the link e
 def _signed(session: Session, settings: Settings, kind: str, image_id: int, exp: int, sig: str) -> Image:
     """The image a signed link opens, or 403 saying why it does not (an unknown image alike)."""
     image = session.get(Image, image_id)
-    why = "wrong or revoked link signature" if image is None else link_signing.refusal(
-        settings, image.project_id, kind, image_id, exp, sig)
+    why = (
+        "wrong or revoked link signature"
+        if image is None
+        else link_signing.refusal(settings, image.project_id, kind, image_id, exp, sig)
+    )
     if why is not None:
         raise HTTPException(status_code=403, detail=why)
     return image
@@ -139,7 +155,9 @@ def signed_overlay(image_id: IdPath, exp: Expiry, sig: str, session: SessionDep,
     """The model's view of an image (heatmap and region, JPEG) for verdict tasks, authorised by its signature."""
     jpeg = link.overlay_jpeg(session, _signed(session, settings, "overlays", image_id, exp, sig))
     if jpeg is None:
-        raise HTTPException(status_code=404, detail=f"image {image_id} has no anomaly map from the active model version")
+        raise HTTPException(
+            status_code=404, detail=f"image {image_id} has no anomaly map from the active model version"
+        )
     return Response(jpeg, media_type="image/jpeg")
 
 

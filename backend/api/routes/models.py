@@ -14,9 +14,18 @@ router = APIRouter(tags=["model versions"])
 
 def mv_out(mv: ModelVersion, detail: bool = False) -> ModelVersionOut:
     base = {
-        "id": mv.id, "project_id": mv.project_id, "round_id": mv.round_id, "name": mv.name, "regime": mv.regime, "profile": mv.profile,
-        "artifact_sha256": mv.artifact_sha256, "thresholds": mv.thresholds, "metrics": mv.metrics, "is_active": mv.is_active,
-        "created_at": mv.created_at, "n_labels": len(mv.label_ids or []),
+        "id": mv.id,
+        "project_id": mv.project_id,
+        "round_id": mv.round_id,
+        "name": mv.name,
+        "regime": mv.regime,
+        "profile": mv.profile,
+        "artifact_sha256": mv.artifact_sha256,
+        "thresholds": mv.thresholds,
+        "metrics": mv.metrics,
+        "is_active": mv.is_active,
+        "created_at": mv.created_at,
+        "n_labels": len(mv.label_ids or []),
     }
     if detail:
         return ModelVersionDetail(**base, config=mv.config, label_ids=list(mv.label_ids or []))
@@ -64,11 +73,16 @@ def metrics_series(project_id: IdPath, session: SessionDep) -> list[SeriesPoint]
     """Per model version: label counts by kind, regime and metrics (label-efficiency curves)."""
     get_project(session, project_id=project_id)
     out = []
-    for mv in session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)):
+    for mv in session.scalars(
+        select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)
+    ):
         labels = session.scalars(select(Label).where(Label.id.in_(mv.label_ids or []))).all()
         out.append(
             SeriesPoint(
-                model_version_id=mv.id, name=mv.name, created_at=mv.created_at, regime=mv.regime,
+                model_version_id=mv.id,
+                name=mv.name,
+                created_at=mv.created_at,
+                regime=mv.regime,
                 labels_normal=sum(1 for lb in labels if lb.is_defective is False),
                 labels_image=sum(1 for lb in labels if lb.is_defective and lb.mask_png is None),
                 labels_mask=sum(1 for lb in labels if lb.is_defective and lb.mask_png is not None),

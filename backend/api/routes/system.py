@@ -31,8 +31,10 @@ def health(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
         "running_jobs": [w.job_id for w in workers if w.job_id is not None],
     }
     if not workers:
-        out["detail"] = (f"no job worker has reported in the last {settings.heartbeat_timeout_s:.0f} s: "
-                         f"{queued} queued job(s) wait until one runs (`defectloop worker`, or restart `serve`)")
+        out["detail"] = (
+            f"no job worker has reported in the last {settings.heartbeat_timeout_s:.0f} s: "
+            f"{queued} queued job(s) wait until one runs (`defectloop worker`, or restart `serve`)"
+        )
     return out
 
 
