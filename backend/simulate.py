@@ -372,7 +372,8 @@ def _recover(env: Environment, project_id: int) -> None:
 
     from backend.db.tables import Job, JobKind, JobStatus, Project
     from backend.jobs.queue import reap_stale
-    from backend.services.labelstudio_link import active_model_version, setup_project
+    from backend.services.labelstudio_link import setup_project
+    from backend.services.model_versions import active_model_version
     from backend.services.retrain import enqueue_pool_scoring
 
     with env.sessions.begin() as s:

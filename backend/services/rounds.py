@@ -132,7 +132,7 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
 
 
 def _active(session: Session, project_id: int) -> ModelVersion:
-    from backend.services.labelstudio_link import active_model_version
+    from backend.services.model_versions import active_model_version
 
     mv = active_model_version(session, project_id)
     if mv is None:

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from ls_support import LabelStudioServer, Service
 
+pytestmark = pytest.mark.slow  # trains a model and drives a browser
+
 SHOTS = Path(os.environ["DEFECTLOOP_TEST_SHOTS"]) if os.environ.get("DEFECTLOOP_TEST_SHOTS") else None
 
 

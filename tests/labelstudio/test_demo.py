@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from labelstudio import server
 from ml.demo_data import DemoSpec, generate
+
+pytestmark = pytest.mark.slow  # the demo's bootstrap training
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess:

@@ -17,6 +17,8 @@ import pytest
 from backend.curves import METRICS
 from ml.demo_data import DemoSpec, generate
 
+pytestmark = pytest.mark.slow  # whole simulated loops with training
+
 ARGS = [
     "--strategies",
     "random,top_score",

@@ -25,6 +25,8 @@ from backend.db.engine import session_factory
 from backend.db.tables import ModelVersion, Prediction
 from backend.settings import Settings
 
+pytestmark = pytest.mark.slow  # real retrains in worker processes
+
 TOKEN = "t"
 REDIS_URL = os.environ.get("DEFECTLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

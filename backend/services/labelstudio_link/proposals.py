@@ -1,0 +1,92 @@
+"""What the model proposes for a task: the verdict and a mask refined from the stored anomaly map,
+and the picture a verdict task shows of the model's view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from backend.db.tables import (
+    Image,
+    ModelVersion,
+    Prediction,
+)
+from ml.errors import DataError
+from ml.images import read_image
+from ml.overlay import heatmap_overlay
+from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
+
+
+# ---- out: a ranked, pre-annotated batch ---------------------------------------------------
+@dataclass(frozen=True)
+class Proposal:
+    """The model's proposal for one image: ``mask`` bool ``(H, W)`` at full resolution or None."""
+
+    score: float
+    is_defective: bool
+    mask: np.ndarray | None
+
+
+def stored_map(prediction: Prediction, image: Image) -> np.ndarray | None:
+    """The stored anomaly map float32 ``(H, W)`` in [0, 1] at the image's resolution (None: none on disk)."""
+    if not prediction.anomaly_map_path or not Path(prediction.anomaly_map_path).is_file():
+        return None
+    amap = cv2.imread(prediction.anomaly_map_path, cv2.IMREAD_GRAYSCALE)
+    if amap is None:
+        return None
+    if amap.shape != (image.height, image.width):
+        amap = cv2.resize(amap, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
+    return amap.astype(np.float32) / 255.0
+
+
+def mask_method(mv: ModelVersion) -> RefineMethod:
+    """How ``mv``'s proposals turn its anomaly maps into masks (recorded in its model directory)."""
+    return RefineMethod(mv.config.get("mask_method", DEFAULT_METHOD))
+
+
+def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
+    """A proposal from a pool-scoring Prediction: for a likely defect, the stored anomaly map's
+    region at the pixel threshold refined with the image (``refined=False``: the region as it is;
+    also when the image file cannot be read any more)."""
+    mask = None
+    amap = stored_map(prediction, image) if prediction.decision else None
+    if amap is not None:
+        threshold = float(mv.thresholds.get("pixel", 0.5))
+        mask = amap >= threshold
+        method = mask_method(mv) if refined else RefineMethod.COARSE
+        if method is not RefineMethod.COARSE:
+            try:
+                rgb = read_image(Path(image.uri))
+            except DataError:
+                rgb = None
+            if rgb is not None and rgb.shape[:2] == amap.shape:
+                mask = refine_mask(rgb, amap, threshold, method)
+    return Proposal(float(prediction.score), bool(prediction.decision), mask)
+
+
+#: the longer side of the model's-view picture on a verdict task
+OVERLAY_SIDE = 384
+
+
+def verdict_overlay(prediction: Prediction, mv: ModelVersion, image: Image) -> bytes | None:
+    """A small JPEG of the image with the stored anomaly map as a heatmap and the region at the
+    pixel threshold outlined: what a verdict task shows of the model's view (None: no map or
+    no readable image)."""
+    amap = stored_map(prediction, image)
+    if amap is None:
+        return None
+    try:
+        rgb = read_image(Path(image.uri))
+    except DataError:
+        return None
+    if rgb.shape[:2] != amap.shape:
+        return None
+    over = heatmap_overlay(rgb, amap, amap >= float(mv.thresholds.get("pixel", 0.5)))
+    f = min(1.0, OVERLAY_SIDE / max(over.shape[:2]))
+    if f < 1:
+        over = cv2.resize(over, (round(over.shape[1] * f), round(over.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", over[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return buf.tobytes() if ok else None
