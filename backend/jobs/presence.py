@@ -13,9 +13,9 @@ import socket
 import threading
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,7 +80,7 @@ class Presence:
                     res = s.execute(
                         update(Worker).where(Worker.name == self.name).values(beat_at=now, job_id=self.job_id)
                     )
-                    if res.rowcount == 0:  # the registration itself was not written
+                    if cast(CursorResult, res).rowcount == 0:  # the registration itself was not written
                         s.add(Worker(name=self.name, kind=self.kind, started_at=now, beat_at=now, job_id=self.job_id))
         except SQLAlchemyError as e:  # skipped: the next beat retries
             log.warning("worker %s: heartbeat not written: %s", self.name, str(e).splitlines()[0])

@@ -10,8 +10,9 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,7 +73,7 @@ def claim(session: Session, *, job_id: int) -> bool:
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, message="started")
     )
-    return res.rowcount == 1
+    return cast(CursorResult, res).rowcount == 1
 
 
 def next_queued(session: Session) -> int | None:

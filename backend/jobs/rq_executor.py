@@ -42,6 +42,8 @@ def work(settings: Settings, burst: bool = False) -> None:
     from backend.jobs.presence import Presence
     from backend.runtime import tune_process
 
+    if not settings.redis_url:
+        raise ValueError("an RQ worker needs DEFECTLOOP_REDIS_URL")
     tune_process()
     conn = Redis.from_url(settings.redis_url)
     engine = make_engine(settings.resolved_database_url())

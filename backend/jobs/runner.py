@@ -60,6 +60,11 @@ class JobContext:
         if self.read_sessions is None:
             self.read_sessions = read_session_factory(self.sessions.kw["bind"])
 
+    def _reads(self) -> sessionmaker[Session]:
+        if self.read_sessions is None:
+            self.read_sessions = read_session_factory(self.sessions.kw["bind"])
+        return self.read_sessions
+
     @property
     def workdir(self) -> Path:
         """This job's scratch folder (see :func:`job_workdir`; created on first use)."""
@@ -94,8 +99,9 @@ class JobContext:
         if not self._cancelled and now - self._last_check >= CHECK_S:
             self._last_check = now
             try:
-                with self.read_sessions() as s:
-                    self._cancelled = bool(s.get(Job, self.job_id).cancel_requested)
+                with self._reads()() as s:
+                    job = s.get(Job, self.job_id)
+                    self._cancelled = bool(job is not None and job.cancel_requested)
             except SQLAlchemyError as e:  # asked again at the next check
                 log.warning("job %s: cancellation not checked (%s)", self.job_id, str(e).splitlines()[0])
         return self._cancelled
@@ -142,6 +148,7 @@ def execute(
         if not claim(s, job_id=job_id):
             return None
         job = s.get(Job, job_id)
+        assert job is not None  # just claimed in this transaction
         kind, project_id, payload = job.kind, job.project_id, dict(job.payload)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(sessions, job_id, stop), daemon=True)
@@ -202,7 +209,10 @@ def run_here(job_id: int, sessions: sessionmaker[Session], settings: Settings, h
     pool scoring); the first job's final status."""
     status = execute(job_id, sessions, settings, handlers)
     with read_session_factory(sessions.kw["bind"])() as s:
-        project_id = s.get(Job, job_id).project_id
+        job = s.get(Job, job_id)
+        if job is None:
+            return status
+        project_id = job.project_id
         follow = list(
             s.scalars(
                 select(Job.id)

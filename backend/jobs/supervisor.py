@@ -44,15 +44,16 @@ class WorkerSupervisor:
         failures = 0
         started = time.monotonic()
         while not self._stop.wait(self.poll_s):
-            code = self.process.poll() if self.process is not None else None
-            if code is None:
+            dead = self.process
+            code = dead.poll() if dead is not None else None
+            if dead is None or code is None:
                 continue
             if time.monotonic() - started >= STABLE_AFTER_S:
                 failures = 0
             wait = self.backoff_s[min(failures, len(self.backoff_s) - 1)]
             log.error(
                 "the job worker (pid %s) exited with code %s; starting a new one in %.0f s",
-                self.process.pid,
+                dead.pid,
                 code,
                 wait,
             )
