@@ -167,6 +167,12 @@ def _mean(vals: Sequence[Any]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def chart_title(run: Run) -> str:
+    """The chart's title: the run's name and how many finished rounds it shows."""
+    n = len(run.points)
+    return f"{run.name}: {n} finished round{'' if n == 1 else 's'}"
+
+
 def curves_json(runs: Sequence[Run]) -> dict[str, Any]:
     """Everything the charts show, as numbers: every run's points, the per-strategy bands
     and the full-supervision reference."""

@@ -105,3 +105,11 @@ def test_charts_of_no_round_and_of_one_round_are_sound(x: str) -> None:
         for ax in fig.axes:
             lo, hi = ax.get_xlim()
             assert lo == 0 and hi > 0 and all(t >= 0 for t in ax.get_xticks() if lo <= t <= hi)
+
+
+def test_the_chart_title_counts_rounds_in_words_that_agree() -> None:
+    from backend.curves import Run, chart_title
+
+    assert chart_title(Run("demo", "hybrid", 0, [{}])) == "demo: 1 finished round"
+    assert chart_title(Run("demo", "hybrid", 0, [{}, {}])) == "demo: 2 finished rounds"
+    assert chart_title(Run("demo", "hybrid", 0, [])) == "demo: 0 finished rounds"

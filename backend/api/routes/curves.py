@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from backend.api.deps import IdPath, SessionDep
-from backend.curves import Run, curves_json, plot
+from backend.curves import Run, chart_title, curves_json, plot
 from backend.db.tables import RoundStatus
 from backend.services import rounds
 from backend.services.projects import get_project
@@ -51,7 +51,7 @@ def curves_png(
     """The metrics and the proposal audit against labels, cost or annotation time."""
     run = project_run(session, project_id)
     buf = io.BytesIO()
-    plot([run], x, buf, title=f"{run.name}: {len(run.points)} rounds")
+    plot([run], x, buf, title=chart_title(run))
     return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
