@@ -62,3 +62,21 @@ class Service:
         from backend.db.engine import session_factory
 
         return session_factory(self.engine)
+
+
+def activate_model(service: Service, project_id: int, name: str, model_dir: Path, summary) -> None:
+    """Register a model trained by ``ml.pipeline.train_and_save`` as the project's active version."""
+    from backend.services.retrain import register_model_version
+
+    with service.sessions().begin() as s:
+        register_model_version(
+            s,
+            project_id=project_id,
+            name=name,
+            model_dir=model_dir,
+            regime=summary.trained.regime.value,
+            profile="fast",
+            thresholds=summary.thresholds.to_json(),
+            metrics={},
+            label_ids=[],
+        )

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ls_support import LabelStudioServer, Service
+from ls_support import LabelStudioServer, Service, activate_model
 
 pytestmark = pytest.mark.slow  # trains a model and drives a browser
 
@@ -56,8 +56,6 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
     ls_server: LabelStudioServer, service: Service, tiny_demo: Path
 ) -> None:
     exe, sync_playwright = _browser()
-    from backend.db.tables import ModelVersion
-    from backend.services.retrain import artifact_sha256
     from ml.data import load_dataset
     from ml.pipeline import train_and_save
     from ml.train import TrainConfig
@@ -75,20 +73,7 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
     pid = service.http.post("/projects", json={"name": folder.name}).raise_for_status().json()["id"]
     service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
     (image_id,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
-    with service.sessions().begin() as s:
-        s.add(
-            ModelVersion(
-                project_id=pid,
-                name="v-browser",
-                regime=summary.trained.regime.value,
-                profile="fast",
-                config={},
-                artifact_path=str(model_dir),
-                artifact_sha256=artifact_sha256(model_dir),
-                thresholds=summary.thresholds.to_json(),
-                is_active=True,
-            )
-        )
+    activate_model(service, pid, "v-browser", model_dir, summary)
     push = (
         service.http.post(
             f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id], "asks": {str(image_id): "mask"}}

@@ -10,7 +10,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from ls_support import SECRET, LabelStudioServer, Service
+from ls_support import SECRET, LabelStudioServer, Service, activate_model
 from sqlalchemy import select
 
 from labelstudio.conversions import (
@@ -622,8 +622,6 @@ def test_ml_backend_runs_the_model_for_images_without_stored_scores(
     ls_server: LabelStudioServer, service: Service, tiny_demo: Path
 ) -> None:
     """/predict on a task whose image was never pool-scored: the model itself runs."""
-    from backend.db.tables import ModelVersion
-    from backend.services.retrain import artifact_sha256
     from labelstudio.conversions import validate_result
     from ml.data import load_dataset
     from ml.pipeline import train_and_save
@@ -632,20 +630,7 @@ def test_ml_backend_runs_the_model_for_images_without_stored_scores(
     model_dir = service.settings.data_dir / "models" / "live"
     summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
     pid, ids = make_project(service, ls_server)
-    with service.sessions().begin() as s:
-        s.add(
-            ModelVersion(
-                project_id=pid,
-                name="v-live",
-                regime=summary.trained.regime.value,
-                profile="fast",
-                config={},
-                artifact_path=str(model_dir),
-                artifact_sha256=artifact_sha256(model_dir),
-                thresholds=summary.thresholds.to_json(),
-                is_active=True,
-            )
-        )
+    activate_model(service, pid, "v-live", model_dir, summary)
     order = [ids["part_0.png"], ids["part_3.png"]]
     res = service.http.post(f"/projects/{pid}/labelstudio/push", json={"image_ids": order}).raise_for_status().json()
     assert res["with_prediction"] == 0  # nothing stored to pre-annotate with
@@ -665,8 +650,6 @@ def test_ml_backend_answers_a_click_with_the_defect_mask(
 ) -> None:
     """Label Studio's interactive pre-annotation: a smart keypoint (or box) in the /predict
     context comes back as a brush region over the defect at that point."""
-    from backend.db.tables import ModelVersion
-    from backend.services.retrain import artifact_sha256
     from labelstudio.conversions import validate_result
     from ml.data import load_dataset
     from ml.pipeline import train_and_save
@@ -687,20 +670,7 @@ def test_ml_backend_answers_a_click_with_the_defect_mask(
     pid = service.http.post("/projects", json={"name": folder.name}).raise_for_status().json()["id"]
     service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
     (part,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
-    with service.sessions().begin() as s:
-        s.add(
-            ModelVersion(
-                project_id=pid,
-                name="v-click",
-                regime=summary.trained.regime.value,
-                profile="fast",
-                config={},
-                artifact_path=str(model_dir),
-                artifact_sha256=artifact_sha256(model_dir),
-                thresholds=summary.thresholds.to_json(),
-                is_active=True,
-            )
-        )
+    activate_model(service, pid, "v-click", model_dir, summary)
     res = service.http.post(
         f"/projects/{pid}/labelstudio/push", json={"image_ids": [part], "asks": {str(part): "mask"}}
     )
