@@ -217,11 +217,12 @@ def staged_ask(image_ap: Sequence[float | None], *, masks_started: bool, min_gai
     measurements (no evaluation split) a plateau cannot be seen, so the answer is "auto",
     the product default.
     """
-    if masks_started or any(v is None for v in image_ap):
+    measured = [v for v in image_ap if v is not None]
+    if masks_started or len(measured) < len(image_ap):
         return "auto"
-    if len(image_ap) < 2:
+    if len(measured) < 2:
         return "verdict"
-    return "verdict" if float(image_ap[-1]) - float(image_ap[-2]) >= min_gain else "auto"
+    return "verdict" if float(measured[-1]) - float(measured[-2]) >= min_gain else "auto"
 
 
 def get_strategy(name: str) -> Strategy:

@@ -50,11 +50,17 @@ class Click:
 
     @property
     def is_box(self) -> bool:
-        return self.x2 is not None and self.y2 is not None
+        return self.corner is not None
+
+    @property
+    def corner(self) -> tuple[float, float] | None:
+        """The box's second corner ``(x2, y2)``; None for a point."""
+        return None if self.x2 is None or self.y2 is None else (self.x2, self.y2)
 
 
 def _check(click: Click, h: int, w: int) -> None:
-    pts = [(click.x, click.y)] + ([(click.x2, click.y2)] if click.is_box else [])
+    corner = click.corner
+    pts = [(click.x, click.y)] + ([corner] if corner is not None else [])
     for x, y in pts:
         if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < w and 0 <= y < h):
             raise AssistError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
@@ -113,9 +119,9 @@ def assist_mask(image: np.ndarray, click: Click) -> np.ndarray:
     """The mask of the defect at ``click`` (a point or a box); AssistError for a point outside the image."""
     h, w = image.shape[:2]
     _check(click, h, w)
-    if click.is_box:
-        x0, x1 = sorted((int(click.x), int(click.x2)))
-        y0, y1 = sorted((int(click.y), int(click.y2)))
+    if (corner := click.corner) is not None:
+        x0, x1 = sorted((int(click.x), int(corner[0])))
+        y0, y1 = sorted((int(click.y), int(corner[1])))
         return box_mask(image, Crop(y0, y1 + 1, x0, x1 + 1))
     cx, cy = int(click.x), int(click.y)
     half = CLICK_WINDOW // 2

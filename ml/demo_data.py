@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 DEFECT_KINDS = ("scratch", "spot", "crack")
 
@@ -89,7 +90,7 @@ def _draw_defect(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
 def make_image(rng: np.random.Generator, size: int, defective: bool) -> tuple[np.ndarray, np.ndarray, str]:
     """One image ``uint8 (size, size, 3)``, its mask ``uint8 0/255 (size, size)`` and kind."""
     img = _texture(rng, size)
-    mask = np.zeros((size, size), np.uint8)
+    mask: npt.NDArray[np.uint8] = np.zeros((size, size), np.uint8)
     kind = "good"
     if defective:
         kind = DEFECT_KINDS[int(rng.integers(0, len(DEFECT_KINDS)))]

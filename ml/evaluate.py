@@ -75,13 +75,18 @@ def run_samples(
     )
 
 
+def _known_masks(out: SampleOutputs) -> dict[int, np.ndarray]:
+    """The ground-truth masks that are known, bool ``(H, W)``, by row of ``out`` (in row order)."""
+    return {i: g for i, g in enumerate(out.gt_masks) if g is not None}
+
+
 def metrics_from_outputs(out: SampleOutputs, threshold: float) -> dict:
     """The evaluation JSON: image metrics, pixel metrics (None without masks), counts."""
     result: dict = dict(image_metrics(out.scores, out.labels, threshold))
-    known = [i for i, g in enumerate(out.gt_masks) if g is not None]
-    has_defect_mask = any(out.gt_masks[i].any() for i in known)
+    known = _known_masks(out)
+    has_defect_mask = any(g.any() for g in known.values())
     if has_defect_mask:
-        result.update(pixel_metrics([out.maps[i].astype(np.float32) for i in known], [out.gt_masks[i] for i in known]))
+        result.update(pixel_metrics([out.maps[i].astype(np.float32) for i in known], list(known.values())))
     else:
         result.update({"pixel_auroc": None, "pixel_aupro": None, "pixel_ap": None})
     result["threshold"] = float(threshold)
@@ -101,11 +106,11 @@ def evaluate(
 
 def calibrate_outputs(out: SampleOutputs, mode: str = "f1", seed: int = 0) -> Thresholds:
     """Thresholds from validation outputs (pixels subsampled to a fixed budget, seeded)."""
-    known = [i for i, g in enumerate(out.gt_masks) if g is not None]
+    known = _known_masks(out)
     px_s = px_y = None
     if known:
         px_s = np.concatenate([out.maps[i].astype(np.float32).ravel() for i in known])
-        px_y = np.concatenate([out.gt_masks[i].ravel() for i in known])
+        px_y = np.concatenate([g.ravel() for g in known.values()])
         if len(px_s) > MAX_CALIBRATION_PIXELS:
             rng = np.random.default_rng(seed)
             pick = rng.choice(len(px_s), MAX_CALIBRATION_PIXELS, replace=False)

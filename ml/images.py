@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ml.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made, so reading an image does not load it
+    import torch
 
 #: Images with more pixels than this are refused from their header, before any decoding
 #: (a small file can claim 30000x30000 pixels and cost gigabytes once decoded).
@@ -164,7 +168,7 @@ def resize_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def to_tensor_batch(images: list[np.ndarray]) -> torch.Tensor:  # noqa: F821
+def to_tensor_batch(images: list[np.ndarray]) -> torch.Tensor:
     """Stack ``uint8 (H, W, 3)`` arrays of one size into ``float32 (B, 3, H, W)`` in [0, 1]."""
     import torch
 

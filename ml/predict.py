@@ -116,7 +116,8 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.extractor.to(memory_format=torch.channels_last)
         self.model.to(memory_format=torch.channels_last)
-        self.image_size = tuple(image_size)
+        h, w = image_size  # a list too (read from JSON)
+        self.image_size: tuple[int, int] = (h, w)
         self.thresholds = thresholds or Thresholds()
         self.kernel = gaussian_kernel1d()
 

