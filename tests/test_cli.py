@@ -197,7 +197,7 @@ def test_assist_writes_masks_and_latency_and_names_bad_rows(tmp_path: Path) -> N
 def test_demo_env_script_puts_defectloop_on_path(tmp_path: Path) -> None:
     """`source out/demo/env.sh` in a shell that never saw the virtual environment: the
     `defectloop` found is this installation's, and the service settings are exported."""
-    from backend.cli_demo import _env, write_env_script
+    from backend.cli.demo import _env, write_env_script
 
     env = _env(tmp_path / "demo it's", tmp_path / "data", 8123, "tok-en")
     script = tmp_path / "env.sh"
@@ -254,7 +254,7 @@ def test_demo_stop_finds_the_sourced_demo_from_any_folder_and_refuses_a_wrong_on
 
 
 def test_a_followed_job_prints_its_stages_when_not_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import backend.cli_project as cp
+    import backend.cli.project as cp
 
     states = iter(
         [("running", 0.1, "features 3/10")] * 3

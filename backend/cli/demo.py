@@ -109,7 +109,7 @@ def _stop(out: Path) -> None:
 
 def _bootstrapped(client, pid: int) -> None:
     """Run round 0 unless it is done, and wait for it and for the pool scoring."""
-    from backend.cli_project import _follow
+    from backend.cli.project import _follow
 
     rounds = client.rounds(pid)
     if not rounds or rounds[0]["status"] == "failed":

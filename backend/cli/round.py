@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from backend.cli_project import _client, _follow, _running
+from backend.cli.project import _client, _follow, _running
 
 
 def round_cmd(

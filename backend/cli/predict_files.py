@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from backend.progress import ProgressReporter
+from backend.cli.progress import ProgressReporter
 from ml.artifact import load_model
 from ml.data import IMAGE_SUFFIXES
 from ml.errors import DataError

@@ -1,46 +1,19 @@
-"""The ``defectloop`` command line: train, evaluate, predict, assist, demo-data, split.
+"""The pure-ML commands: train, evaluate, predict, assist, demo-data, split.
 
-Errors are one clear message and a non-zero exit (``--verbose`` adds the traceback).
+They work on files only (no service, no database). Errors are one clear message and a
+non-zero exit (``--verbose`` adds the traceback).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from backend.cli_db import db_app
-from backend.cli_demo import demo_cmd
-from backend.cli_labelstudio import ls_app
-from backend.cli_project import import_images, project_app, retrain, status
-from backend.cli_round import round_cmd
-from backend.cli_service import serve, worker
-from backend.cli_simulate import simulate_cmd
-from backend.progress import ProgressReporter
-
-app = typer.Typer(
-    name="defectloop",
-    help="Active-learning workbench for surface-defect detection (SuperSimpleNet).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-app.add_typer(db_app, name="db")
-app.command()(serve)
-app.command()(worker)
-app.add_typer(project_app, name="project")
-app.add_typer(ls_app, name="labelstudio")
-app.command("import")(import_images)
-app.command("retrain")(retrain)
-app.command("status")(status)
-app.command("round")(round_cmd)
-app.command("simulate")(simulate_cmd)
-app.command("demo")(demo_cmd)
+from backend.cli.progress import ProgressReporter
 
 _state = {"verbose": False}
 
@@ -73,7 +46,6 @@ def _run(fn, verbose: bool):  # a thin wrapper around each command body
         _fail(e)
 
 
-@app.command()
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder (labels.csv or MVTec layout) or a labels CSV.")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
@@ -147,7 +119,6 @@ def train(
     _run(body, verbose)
 
 
-@app.command()
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder or labels CSV.")],
@@ -194,7 +165,6 @@ def _print_metrics(metrics: dict) -> None:
     Console().print(table)
 
 
-@app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
@@ -210,7 +180,7 @@ def predict(
     """Scores and decisions (predictions.csv), heatmap overlays and pseudo-mask PNGs."""
 
     def body() -> None:
-        from backend.predict_files import predict_files
+        from backend.cli.predict_files import predict_files
 
         n = predict_files(model_dir, paths, out, batch_size, device, backbone_weights, quiet)
         typer.echo(f"{n} images scored; results in {out}")
@@ -218,7 +188,6 @@ def predict(
     _run(body, verbose)
 
 
-@app.command()
 def assist(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `train`.")],
     clicks: Annotated[
@@ -237,7 +206,7 @@ def assist(
     """
 
     def body() -> int:
-        from backend.assist_files import assist_files
+        from backend.cli.assist_files import assist_files
 
         report = assist_files(model_dir, clicks, out, say_error=lambda m: typer.echo(f"error: {m}", err=True))
         p50 = "-" if report["p50_ms"] is None else f"{report['p50_ms']:.0f}"
@@ -252,7 +221,6 @@ def assist(
         raise typer.Exit(1)
 
 
-@app.command("demo-data")
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write images/, masks/, labels.csv into.")],
     seed: Annotated[int, typer.Option(help="Generator seed (same seed, same bytes).")] = 0,
@@ -273,7 +241,6 @@ def demo_data(
     _run(body, verbose)
 
 
-@app.command()
 def split(
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder or labels CSV.")],
     out: Annotated[Path, typer.Option("--out", help="labels CSV to write (paths relative to it).")],
@@ -302,25 +269,3 @@ def split(
         typer.echo(f"written: {out}")
 
     _run(body, verbose)
-
-
-def main() -> None:
-    from pydantic import ValidationError
-
-    from backend.settings import Settings
-    from ml.images import set_max_pixels
-
-    try:
-        set_max_pixels(Settings().max_image_pixels)
-    except ValidationError as e:
-        typer.echo(f"error: invalid DEFECTLOOP_ setting: {e}", err=True)
-        sys.exit(2)
-    try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

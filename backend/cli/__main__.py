@@ -1,0 +1,5 @@
+"""``python -m backend.cli``: the same as the ``defectloop`` console script."""
+
+from backend.cli.app import main
+
+main()
