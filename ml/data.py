@@ -11,92 +11,32 @@ Format B: the MVTec AD layout (``train/good``, ``test/<type>``,
 
 Validation collects every problem with its file and row before raising one
 :class:`~ml.errors.DataError`.
+
+The types read into (:class:`~ml.samples.Sample`, :class:`~ml.samples.Dataset`) live in
+:mod:`ml.samples` and split planning in :mod:`ml.splits`; both are re-exported here, where
+callers have always imported them.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ml.errors import DataError
 from ml.images import read_image, read_mask
+from ml.samples import PSEUDO_COLUMN as PSEUDO_COLUMN
+from ml.samples import SPLITS as SPLITS
+from ml.samples import Dataset as Dataset
+from ml.samples import Sample as Sample
+from ml.splits import SplitPlan as SplitPlan
+from ml.splits import assign_splits as assign_splits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-SPLITS = ("train", "val", "test")
-
-
-# The extra column that marks a pseudo-label (its value says which, e.g. ``normal``).
-PSEUDO_COLUMN = "pseudo"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image and what is known about it.
-
-    ``has_mask`` means ``mask`` is valid pixel ground truth. A normal image (label 0) has
-    known pixels (all normal) whether or not a mask file is given.
-    """
-
-    image: Path
-    label: int
-    mask: Path | None = None
-    has_mask: bool = False
-    split: str = "none"
-    row: int = 0
-    extra: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def pixels_known(self) -> bool:
-        """True when every pixel's ground truth is known (normal, or defective with a mask)."""
-        return self.label == 0 or (self.has_mask and self.mask is not None)
-
-    @property
-    def label_kind(self) -> str:
-        """``normal``, ``mask`` (defective with a pixel mask) or ``image`` (image-level only)."""
-        if self.label == 0:
-            return "normal"
-        return "mask" if self.pixels_known else "image"
-
-    def extra_value(self, key: str, default: str = "") -> str:
-        return dict(self.extra).get(key, default)
-
-    @property
-    def is_pseudo(self) -> bool:
-        """True for a pseudo-label (an extra ``pseudo`` column set, e.g. ``normal``): the label
-        is the model's presumption, not ground truth, so it trains but never calibrates."""
-        return self.extra_value(PSEUDO_COLUMN) not in ("", "0")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """An ordered, immutable collection of samples rooted at a folder."""
-
-    root: Path
-    samples: tuple[Sample, ...]
-    source: str = "labels.csv"
-    extra_columns: tuple[str, ...] = field(default=())
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def select(self, split: str | Iterable[str]) -> Dataset:
-        """The samples of one split (or of several)."""
-        wanted = {split} if isinstance(split, str) else set(split)
-        return replace(self, samples=tuple(s for s in self.samples if s.split in wanted))
-
-    def filter(self, keep: Callable[[Sample], bool]) -> Dataset:
-        return replace(self, samples=tuple(s for s in self.samples if keep(s)))
-
-    def counts(self) -> dict[str, int]:
-        """Counts of label kinds: normal, mask, image."""
-        c = Counter(s.label_kind for s in self.samples)
-        return {"normal": c["normal"], "mask": c["mask"], "image": c["image"]}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -299,94 +239,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------- splitting
-
-
-@dataclass(frozen=True)
-class SplitPlan:
-    """How to (re)assign splits and which training labels to keep.
-
-    ``train_masks``/``train_defects``: None keeps all; an int keeps that many (seeded).
-    ``group_pattern``: a regex whose first match groups files that must share a split
-    (e.g. one part photographed repeatedly); defaults to one group per file.
-    """
-
-    seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.3
-    keep_existing: bool = True
-    group_pattern: str | None = None
-    train_defects: int | None = None
-    train_masks: int | None = None
-
-
-def _group_key(sample: Sample, pattern: str | None) -> str:
-    import re
-
-    name = sample.image.name
-    if pattern:
-        m = re.search(pattern, name)
-        if m:
-            return m.group(1) if m.groups() else m.group(0)
-    return name
-
-
-def assign_splits(dataset: Dataset, plan: SplitPlan) -> Dataset:
-    """Seeded, stratified (by label), group-aware split assignment plus label thinning.
-
-    Samples already in train/val/test keep their split when ``plan.keep_existing``; the rest
-    are assigned. Defective training images beyond ``train_defects`` are dropped; beyond
-    ``train_masks`` they lose their mask (become image-level labels).
-    """
-    rng = np.random.default_rng(plan.seed)
-    out: list[Sample] = []
-    pending = [s for s in dataset.samples if not (plan.keep_existing and s.split in SPLITS)]
-    kept = [s for s in dataset.samples if plan.keep_existing and s.split in SPLITS]
-    assigned: dict[int, str] = {}
-    for label in (0, 1):
-        groups: dict[str, list[Sample]] = {}
-        for s in pending:
-            if s.label == label:
-                groups.setdefault(_group_key(s, plan.group_pattern), []).append(s)
-        keys = sorted(groups)
-        rng.shuffle(keys)
-        n = sum(len(groups[k]) for k in keys)
-        n_test, n_val, acc = plan.test_fraction * n, plan.val_fraction * n, 0
-        for k in keys:
-            split = "test" if acc < n_test else "val" if acc < n_test + n_val else "train"
-            for s in groups[k]:
-                assigned[s.row] = split
-            acc += len(groups[k])
-    kept_rows = {s.row for s in kept}
-    for s in dataset.samples:
-        out.append(s if s.row in kept_rows else replace(s, split=assigned[s.row]))
-    out = _thin_training_labels(out, plan, rng)
-    return replace(dataset, samples=tuple(out))
-
-
-def _thin_training_labels(samples: list[Sample], plan: SplitPlan, rng: np.random.Generator) -> list[Sample]:
-    train_def = [i for i, s in enumerate(samples) if s.split == "train" and s.label == 1]
-    order = list(rng.permutation(len(train_def)))
-    drop: set[int] = set()
-    if plan.train_defects is not None:
-        drop = {train_def[j] for j in order[plan.train_defects :]}
-    kept_def = [train_def[j] for j in order if train_def[j] not in drop]
-    with_mask = [i for i in kept_def if samples[i].pixels_known]
-    unmask: set[int] = set()
-    if plan.train_masks is not None:
-        unmask = set(with_mask[plan.train_masks :])
-    result = []
-    for i, s in enumerate(samples):
-        if i in drop:
-            continue
-        result.append(replace(s, has_mask=False) if i in unmask else s)
-    return result
-
-
 def write_labels_csv(dataset: Dataset, csv_path: Path) -> None:
     """Write the dataset as format A; paths relative to the CSV's folder (atomic)."""
-    import os
-
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     base = csv_path.parent.resolve()

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from ml.data import Sample
 from ml.errors import TrainingError
+from ml.samples import Sample
 
 
 class Regime(StrEnum):

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ml.data import Sample
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
 from ml.regimes import Regime, RegimeSettings, apply_regime, backbone_defaults, derive_regime
+from ml.samples import Sample
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
 from ml.supersimplenet.features import DEFAULT_BACKBONE, FeatureExtractor, get_backbone_spec
 from ml.supersimplenet.loss import distance_weights, supersimplenet_loss

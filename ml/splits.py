@@ -1,0 +1,91 @@
+"""Planning splits: seeded, label-stratified, group-aware assignment of train / val / test,
+with thinning of the training labels (to simulate a labelling budget).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ml.samples import SPLITS, Dataset, Sample
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to (re)assign splits and which training labels to keep.
+
+    ``train_masks``/``train_defects``: None keeps all; an int keeps that many (seeded).
+    ``group_pattern``: a regex whose first match groups files that must share a split
+    (e.g. one part photographed repeatedly); defaults to one group per file.
+    """
+
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.3
+    keep_existing: bool = True
+    group_pattern: str | None = None
+    train_defects: int | None = None
+    train_masks: int | None = None
+
+
+def _group_key(sample: Sample, pattern: str | None) -> str:
+    name = sample.image.name
+    if pattern:
+        m = re.search(pattern, name)
+        if m:
+            return m.group(1) if m.groups() else m.group(0)
+    return name
+
+
+def assign_splits(dataset: Dataset, plan: SplitPlan) -> Dataset:
+    """Seeded, stratified (by label), group-aware split assignment plus label thinning.
+
+    Samples already in train/val/test keep their split when ``plan.keep_existing``; the rest
+    are assigned. Defective training images beyond ``train_defects`` are dropped; beyond
+    ``train_masks`` they lose their mask (become image-level labels).
+    """
+    rng = np.random.default_rng(plan.seed)
+    out: list[Sample] = []
+    pending = [s for s in dataset.samples if not (plan.keep_existing and s.split in SPLITS)]
+    kept = [s for s in dataset.samples if plan.keep_existing and s.split in SPLITS]
+    assigned: dict[int, str] = {}
+    for label in (0, 1):
+        groups: dict[str, list[Sample]] = {}
+        for s in pending:
+            if s.label == label:
+                groups.setdefault(_group_key(s, plan.group_pattern), []).append(s)
+        keys = sorted(groups)
+        rng.shuffle(keys)
+        n = sum(len(groups[k]) for k in keys)
+        n_test, n_val, acc = plan.test_fraction * n, plan.val_fraction * n, 0
+        for k in keys:
+            split = "test" if acc < n_test else "val" if acc < n_test + n_val else "train"
+            for s in groups[k]:
+                assigned[s.row] = split
+            acc += len(groups[k])
+    kept_rows = {s.row for s in kept}
+    for s in dataset.samples:
+        out.append(s if s.row in kept_rows else replace(s, split=assigned[s.row]))
+    out = _thin_training_labels(out, plan, rng)
+    return replace(dataset, samples=tuple(out))
+
+
+def _thin_training_labels(samples: list[Sample], plan: SplitPlan, rng: np.random.Generator) -> list[Sample]:
+    train_def = [i for i, s in enumerate(samples) if s.split == "train" and s.label == 1]
+    order = list(rng.permutation(len(train_def)))
+    drop: set[int] = set()
+    if plan.train_defects is not None:
+        drop = {train_def[j] for j in order[plan.train_defects :]}
+    kept_def = [train_def[j] for j in order if train_def[j] not in drop]
+    with_mask = [i for i in kept_def if samples[i].pixels_known]
+    unmask: set[int] = set()
+    if plan.train_masks is not None:
+        unmask = set(with_mask[plan.train_masks :])
+    result = []
+    for i, s in enumerate(samples):
+        if i in drop:
+            continue
+        result.append(replace(s, has_mask=False) if i in unmask else s)
+    return result
