@@ -21,7 +21,9 @@ from ml.images import read_image
 from ml.predict import Predictor, Thresholds
 from ml.refine import MethodChoice, choose_method
 from ml.regimes import Regime
-from ml.train import ProgressFn, TrainConfig, TrainedModel, fit, holdout_split
+from ml.splits import holdout_split
+from ml.train import ProgressFn, TrainedModel, fit
+from ml.train_config import TrainConfig
 
 #: the prefix of the stages a refinement reports (:func:`refine_unsupervised`)
 REFINE = "refine_"

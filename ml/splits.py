@@ -1,10 +1,13 @@
 """Planning splits: seeded, label-stratified, group-aware assignment of train / val / test,
-with thinning of the training labels (to simulate a labelling budget).
+with thinning of the training labels (to simulate a labelling budget), and the holdout a
+training run takes from its samples to fit thresholds when there is no val split.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -89,3 +92,43 @@ def _thin_training_labels(samples: list[Sample], plan: SplitPlan, rng: np.random
             continue
         result.append(replace(s, has_mask=False) if i in unmask else s)
     return result
+
+
+def _n_held(n: int, fraction: float) -> int:
+    """How many of ``n`` samples of one kind a holdout takes: the fraction, rounded down,
+    leaving at least one to train on."""
+    return min(math.floor(n * fraction), max(n - 1, 0))
+
+
+def holdout_split(
+    samples: Sequence[Sample], fraction: float, seed: int, trains_on_defects: bool = True
+) -> tuple[list[Sample], list[Sample]]:
+    """Seeded, label-stratified holdout (for thresholds when no val split exists).
+
+    Every label kind (normal, mask, image-level) gives the same share: image-level defects
+    carry no pixel truth, but the image threshold needs defects, and a holdout of masked
+    defects alone is a handful in a loop round (and none in a WEAK one). At least one sample
+    of each kind stays in training.
+    ``trains_on_defects`` False (an UNSUPERVISED model, which never trains on a defective
+    image): every defective image goes to the holdout, where it calibrates the threshold.
+    Pseudo-labels (:attr:`Sample.is_pseudo`) all train and never calibrate, unless too few
+    ground-truth normal images exist to hold one out (a bootstrap on a pool presumed
+    normal, or a round whose answers are nearly all defects): the threshold is fitted to
+    human labels, not to the presumed normals whose hidden defects would push it up.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    truth = [s for s in samples if not s.is_pseudo]
+    pseudo = [s for s in samples if s.is_pseudo]
+    if _n_held(sum(s.label == 0 for s in truth), fraction) < 1:
+        truth, pseudo = list(samples), []
+    train, hold = list(pseudo), []
+    for kind in ("normal", "mask", "image"):
+        group = [s for s in truth if s.label_kind == kind]
+        if kind != "normal" and not trains_on_defects:
+            hold += group
+            continue
+        order = rng.permutation(len(group))
+        n_hold = _n_held(len(group), fraction)
+        hold += [group[i] for i in order[:n_hold]]
+        train += [group[i] for i in order[n_hold:]]
+    return train, hold

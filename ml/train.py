@@ -3,6 +3,10 @@
 ``fit`` is the entry point: samples in, a :class:`TrainedModel` out (network, feature
 extractor, settings, thresholds). The network stays an ``nn.Module`` with no I/O; this
 module owns sampling, synthetic anomalies, the optimiser and the schedule.
+
+What decides a run (:class:`~ml.train_config.TrainConfig`, the profiles) lives in
+:mod:`ml.train_config`, the threshold holdout in :mod:`ml.splits`; both are re-exported
+here, where callers have always imported them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,113 +23,19 @@ import torch
 
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
-from ml.regimes import Regime, RegimeSettings, apply_regime, backbone_defaults, derive_regime
+from ml.regimes import Regime, RegimeSettings, apply_regime, derive_regime
 from ml.samples import Sample
+from ml.splits import holdout_split as holdout_split
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
-from ml.supersimplenet.features import DEFAULT_BACKBONE, FeatureExtractor, get_backbone_spec
+from ml.supersimplenet.features import FeatureExtractor, get_backbone_spec
 from ml.supersimplenet.loss import distance_weights, supersimplenet_loss
 from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
+from ml.train_config import PROFILES as PROFILES
+from ml.train_config import Profile as Profile
+from ml.train_config import TrainConfig as TrainConfig
 
 ProgressFn = Callable[[str, int, int, dict], None]
 """progress(stage, done, total, info): stage is "features", "train" or "calibrate"."""
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A training schedule and head size.
-
-    ``upscale`` sets the feature resolution (2: 1/4 of the input, as published; 1: 1/8).
-    ``max_steps`` makes the optimiser-step count fixed: the epochs follow from it, so a
-    retrain's cost stops growing with the dataset, and a training set with few defects
-    (short balanced epochs) still gets the whole budget (None: ``epochs`` epochs).
-    ``adaptor_lr`` / ``head_lr``: AdamW learning rates (the paper's 1e-4 / 2e-4; a short
-    schedule converges in its step budget only with larger ones).
-    """
-
-    epochs: int
-    batch_size: int
-    upscale: int
-    seg_hidden: int
-    cls_hidden: int
-    cls_kernel: int
-    max_steps: int | None = None
-    adaptor_lr: float = 1e-4
-    head_lr: float = 2e-4
-
-
-PROFILES: dict[str, Profile] = {
-    "paper": Profile(epochs=300, batch_size=32, upscale=2, seg_hidden=1024, cls_hidden=128, cls_kernel=5),
-    # epochs is informational for fast: its 320-step budget decides (about 40 epochs of 250 images);
-    # 10x the paper's learning rates get the heads to convergence within that budget (docs/RESULTS.md)
-    "fast": Profile(
-        epochs=40,
-        batch_size=32,
-        upscale=1,
-        seg_hidden=256,
-        cls_hidden=32,
-        cls_kernel=3,
-        max_steps=320,
-        adaptor_lr=1e-3,
-        head_lr=2e-3,
-    ),
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run (stored with the model)."""
-
-    backbone: str = DEFAULT_BACKBONE
-    backbone_weights: str = "pretrained"  # "pretrained", "random" (tests) or a file path
-    image_size: tuple[int, int] = (256, 256)
-    profile: str = "fast"
-    epochs: int | None = None  # overrides the profile
-    regime: str = "auto"
-    seed: int = 0
-    device: str = "auto"
-    noise_sigma: float | None = None  # overrides the regime/backbone default
-    standardize_features: bool | None = None  # overrides the regime/backbone default
-    image_score: str | None = None  # "head" or "map_max"; overrides the regime/backbone default
-    adaptor_lr: float | None = None  # overrides the profile's
-    head_lr: float | None = None  # overrides the profile's
-    perlin_threshold: float | None = None  # overrides the regime default
-    distance_weighting: bool | None = None  # overrides the regime default
-    dt_w_pos: float = 3.0
-    dt_power: float = 2.0
-    holdout_fraction: float = 0.2  # used for thresholds when there is no val split
-
-    def profile_spec(self) -> Profile:
-        if self.profile not in PROFILES:
-            raise TrainingError(f"unknown profile {self.profile!r}; choose one of: {', '.join(PROFILES)}")
-        p = PROFILES[self.profile]
-        if self.adaptor_lr is not None:
-            p = replace(p, adaptor_lr=self.adaptor_lr)
-        if self.head_lr is not None:
-            p = replace(p, head_lr=self.head_lr)
-        # explicit epochs mean exactly that many: the profile's step cap no longer applies
-        return replace(p, epochs=self.epochs, max_steps=None) if self.epochs is not None else p
-
-    def regime_settings(self, regime: Regime) -> RegimeSettings:
-        """The regime's defaults for this backbone, with this config's explicit overrides."""
-        s = backbone_defaults(regime, self.backbone)
-        if self.noise_sigma is not None:
-            s = replace(s, noise_sigma=self.noise_sigma)
-        if self.standardize_features is not None:
-            s = replace(s, standardize=self.standardize_features)
-        if self.image_score is not None:
-            if self.image_score not in ("head", "map_max"):
-                raise TrainingError(f"image_score must be 'head' or 'map_max', got {self.image_score!r}")
-            s = replace(s, image_score=self.image_score)
-        if self.perlin_threshold is not None:
-            s = replace(s, perlin_threshold=self.perlin_threshold)
-        if self.distance_weighting is not None:
-            s = replace(s, distance_weighting=self.distance_weighting)
-        return s
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["image_size"] = list(self.image_size)
-        return d
 
 
 @dataclass
@@ -416,43 +326,3 @@ def fit(
         feature_seconds=t1 - t0,
         n_train=counts,
     )
-
-
-def _n_held(n: int, fraction: float) -> int:
-    """How many of ``n`` samples of one kind a holdout takes: the fraction, rounded down,
-    leaving at least one to train on."""
-    return min(math.floor(n * fraction), max(n - 1, 0))
-
-
-def holdout_split(
-    samples: Sequence[Sample], fraction: float, seed: int, trains_on_defects: bool = True
-) -> tuple[list[Sample], list[Sample]]:
-    """Seeded, label-stratified holdout (for thresholds when no val split exists).
-
-    Every label kind (normal, mask, image-level) gives the same share: image-level defects
-    carry no pixel truth, but the image threshold needs defects, and a holdout of masked
-    defects alone is a handful in a loop round (and none in a WEAK one). At least one sample
-    of each kind stays in training.
-    ``trains_on_defects`` False (an UNSUPERVISED model, which never trains on a defective
-    image): every defective image goes to the holdout, where it calibrates the threshold.
-    Pseudo-labels (:attr:`Sample.is_pseudo`) all train and never calibrate, unless too few
-    ground-truth normal images exist to hold one out (a bootstrap on a pool presumed
-    normal, or a round whose answers are nearly all defects): the threshold is fitted to
-    human labels, not to the presumed normals whose hidden defects would push it up.
-    """
-    rng = np.random.default_rng(seed + 7919)
-    truth = [s for s in samples if not s.is_pseudo]
-    pseudo = [s for s in samples if s.is_pseudo]
-    if _n_held(sum(s.label == 0 for s in truth), fraction) < 1:
-        truth, pseudo = list(samples), []
-    train, hold = list(pseudo), []
-    for kind in ("normal", "mask", "image"):
-        group = [s for s in truth if s.label_kind == kind]
-        if kind != "normal" and not trains_on_defects:
-            hold += group
-            continue
-        order = rng.permutation(len(group))
-        n_hold = _n_held(len(group), fraction)
-        hold += [group[i] for i in order[:n_hold]]
-        train += [group[i] for i in order[n_hold:]]
-    return train, hold
