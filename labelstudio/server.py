@@ -1,9 +1,10 @@
 """A local Label Studio server: its own virtual environment, data folder and process.
 
 Label Studio pins Django and many other packages, so it never shares defectloop's
-environment: ``ensure_environment`` builds a separate one (uv when available, else pip)
+environment: ``ensure_environment`` (:mod:`labelstudio.environment`) builds a separate one
 and the server runs as a child process with a clean environment, bound to 127.0.0.1 on a
-port checked free first. ``start`` / ``stop`` / ``status`` work on a *home* folder:
+port checked free first (:mod:`labelstudio.ports`). ``start`` / ``stop`` / ``status`` work on
+a *home* folder:
 
     home/data/              Label Studio's base data dir (SQLite database, media)
     home/credentials.json   admin user, password and legacy API token (mode 0600)
@@ -13,31 +14,34 @@ port checked free first. ``start`` / ``stop`` / ``status`` work on a *home* fold
 
 A home can be seeded from a *template* home that already holds a migrated database, which
 turns the ~40 s first start into a few seconds (the test suite does this).
+
+The environment's and the ports' public names are re-exported here, where callers have
+always imported them.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-VERSION = "1.23.2"
-READY_MARKER = ".defectloop-ready"
-
-
-class ServerError(RuntimeError):
-    """Label Studio could not be installed, started or reached; the message says why."""
+from labelstudio.environment import READY_MARKER as READY_MARKER
+from labelstudio.environment import VERSION as VERSION
+from labelstudio.environment import ServerError as ServerError
+from labelstudio.environment import default_environment_dir as default_environment_dir
+from labelstudio.environment import ensure_environment as ensure_environment
+from labelstudio.environment import executable as executable
+from labelstudio.environment import file_lock
+from labelstudio.ports import free_port as free_port
+from labelstudio.ports import port_is_free, remember_port, reusable
+from labelstudio.ports import remembered_port as remembered_port
 
 
 @dataclass(frozen=True)
@@ -59,155 +63,9 @@ class ServerInfo:
     document_root: str
 
 
-def default_environment_dir(cache_dir: Path) -> Path:
-    """Where the Label Studio environment for this Python lives under ``cache_dir``."""
-    return cache_dir / f"labelstudio-{VERSION}-py{sys.version_info.major}.{sys.version_info.minor}"
-
-
 def default_template_dir(cache_dir: Path) -> Path:
     """Where the migrated template home (see :func:`prepare_template`) lives under ``cache_dir``."""
     return cache_dir / f"labelstudio-template-{VERSION}"
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock on ``path`` (several test workers may start at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _uv() -> str | None:
-    beside = Path(sys.executable).parent / "uv"
-    return str(beside) if beside.is_file() else shutil.which("uv")
-
-
-def executable(venv: Path) -> Path:
-    return venv / "bin" / "label-studio"
-
-
-def ensure_environment(venv: Path, say: Callable[[str], None] = lambda _: None) -> Path:
-    """Install Label Studio ``VERSION`` into ``venv`` unless it is already there; return its executable.
-
-    A half-built environment (interrupted install) is removed and rebuilt: the ready
-    marker is written only after the installed version has been checked.
-    """
-    with _locked(venv.with_name(venv.name + ".lock")):
-        if (venv / READY_MARKER).is_file() and executable(venv).is_file():
-            return executable(venv)
-        shutil.rmtree(venv, ignore_errors=True)
-        uv = _uv()
-        say(
-            f"installing Label Studio {VERSION} into {venv} "
-            f"({'uv' if uv else 'pip'}; about {'15 s' if uv else '2 min'})"
-        )
-        # the installers inherit the caller's environment: package index, proxy and CA settings
-        try:
-            if uv:
-                subprocess.run(
-                    [uv, "venv", "-q", "--python", sys.executable, str(venv)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                subprocess.run(
-                    [
-                        uv,
-                        "pip",
-                        "install",
-                        "-q",
-                        "--system-certs",
-                        "--compile-bytecode",
-                        "--python",
-                        str(venv / "bin" / "python"),
-                        f"label-studio=={VERSION}",
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-            else:
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-                subprocess.run(
-                    [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"label-studio=={VERSION}"],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                subprocess.run(
-                    [str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")],
-                    check=False,
-                    capture_output=True,
-                )
-        except subprocess.CalledProcessError as e:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ServerError(
-                f"installing label-studio=={VERSION} failed: {(e.stderr or '').strip()[-2000:]}"
-            ) from None
-        # `label-studio --version` would start a server: read the version from the package
-        got = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import label_studio; print(label_studio.__version__)"],
-            check=False,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        if got != VERSION:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ServerError(f"the Label Studio environment holds version {got!r}, expected {VERSION}")
-        (venv / READY_MARKER).write_text(VERSION)
-        return executable(venv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    """Nothing listens on ``port`` (connections of a stopped server lingering in TIME_WAIT do
-    not count: Label Studio's server binds with SO_REUSEADDR too)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _reusable(port: int, wait_s: float = 10.0) -> bool:
-    """``port`` can be bound now or within ``wait_s``: a server stopped a moment ago leaves
-    its closing connections on the port for a while; a port something listens on is taken."""
-    deadline = time.monotonic() + wait_s
-    while not _port_is_free(port):
-        if _listening(port) or time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
-def remembered_port(home: Path) -> int | None:
-    """The port the server of ``home`` last ran on (None: never started)."""
-    try:
-        return int((home / "port").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _remember_port(home: Path, port: int) -> None:
-    tmp = home / "port.tmp"
-    tmp.write_text(f"{port}\n")
-    tmp.replace(home / "port")
 
 
 def _closed_port() -> int:
@@ -348,7 +206,7 @@ def start(
         return running
     if not document_root.is_dir():
         raise ServerError(f"document root {document_root} is not a folder")
-    if port is not None and not _port_is_free(port):
+    if port is not None and not port_is_free(port):
         raise ServerError(f"port {port} on 127.0.0.1 is taken; choose another with --port")
     exe = ensure_environment(venv, say)
     if template is not None and not (home / "data").exists() and (template / "data").is_dir():
@@ -358,7 +216,7 @@ def start(
     creds = _ensure_credentials(home)
     if port is None:
         last = remembered_port(home)
-        if last is not None and _reusable(last):
+        if last is not None and reusable(last):
             port = last
         else:
             port = free_port()
@@ -391,7 +249,7 @@ def start(
             raise ServerError(f"Label Studio exited with code {proc.returncode} while starting:\n{_log_tail(home)}")
         if _healthy(url, timeout=1.0):
             info = ServerInfo(url=url, port=port, pid=proc.pid, document_root=str(document_root))
-            _remember_port(home, port)
+            remember_port(home, port)
             tmp = home / "server.json.tmp"
             tmp.write_text(json.dumps(asdict(info)))
             tmp.replace(home / "server.json")
@@ -434,7 +292,7 @@ def stop(home: Path) -> bool:
 
 def prepare_template(template: Path, *, venv: Path, say: Callable[[str], None] = lambda _: None) -> Path:
     """A migrated, stopped home to copy from (built once, under a lock)."""
-    with _locked(template.with_name(template.name + ".lock")):
+    with file_lock(template.with_name(template.name + ".lock")):
         if (template / READY_MARKER).is_file():
             return template
         shutil.rmtree(template, ignore_errors=True)
