@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from backend.cli import app
@@ -268,7 +269,7 @@ def test_a_followed_job_prints_its_stages_when_not_on_a_terminal(monkeypatch: py
             return {"status": status, "progress": progress, "message": message, "result": {"model_version_id": 3}}
 
     monkeypatch.setattr(cp.time, "sleep", lambda _s: None)
-    cp._follow(Jobs(), 7)  # pytest's captured stdout is no terminal
+    cp.follow(Jobs(), 7)  # pytest's captured stdout is no terminal
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "job 7: 10% features 3/10",
@@ -276,3 +277,62 @@ def test_a_followed_job_prints_its_stages_when_not_on_a_terminal(monkeypatch: py
         "job 7: 100% done",
         "model version 3 (None) registered",
     ]
+
+
+def test_every_command_takes_the_one_error_path() -> None:
+    from backend.cli.errors import is_guarded
+
+    def callbacks(t: typer.Typer) -> list:
+        found = [c.callback for c in t.registered_commands]
+        for g in t.registered_groups:
+            found += callbacks(g.typer_instance)
+        return found
+
+    found = callbacks(app)
+    assert len(found) == len([c for c in COMMANDS if c not in ("db", "project", "labelstudio")])
+    assert all(is_guarded(cb) for cb in found)
+
+
+def test_a_service_command_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {"DEFECTLOOP_SERVER_URL": "http://127.0.0.1:9", "DEFECTLOOP_DATA_DIR": str(tmp_path)}
+    res = runner.invoke(app, ["project", "create", "line-1"], env=env)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: cannot reach the service"), res.output
+    res = runner.invoke(app, ["import", "line-1", str(tmp_path), "--labels", "some"], env=env)
+    assert res.exit_code == 2 and res.output.strip() == "error: --labels must be all, test or none, got 'some'"
+
+
+def test_unexpected_errors_keep_their_traceback_and_a_verbose_one_shows_it(capsys) -> None:
+    from backend.cli.errors import command_errors
+    from ml.errors import DataError
+
+    def broken(verbose: bool = False) -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        command_errors(broken)()
+
+    def refused(verbose: bool = False) -> None:
+        raise DataError("no such file or folder")
+
+    for verbose in (False, True):
+        with pytest.raises(typer.Exit) as info:
+            command_errors(refused)(verbose=verbose)
+        assert info.value.exit_code == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1] == "error: no such file or folder"
+        assert ("Traceback" in err) is verbose
+
+
+def test_a_followed_job_that_fails_ends_with_status_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backend.cli.project as cp
+    from backend.cli.errors import CommandError
+
+    class Jobs:
+        def job(self, _job_id: int) -> dict:
+            return {"status": "failed", "progress": 0.5, "message": "failed", "error": "out of memory", "result": {}}
+
+    monkeypatch.setattr(cp.time, "sleep", lambda _s: None)
+    with pytest.raises(CommandError) as info:
+        cp.follow(Jobs(), 7)
+    assert info.value.exit_code == 1 and str(info.value) == "job 7 failed: out of memory"

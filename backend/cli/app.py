@@ -3,6 +3,7 @@
 The commands live by subject beside this module: ``ml_commands`` (train, evaluate, predict,
 assist, demo-data, split: files only), ``service`` (serve, worker), ``db``, ``project``
 (create, import, retrain, status), ``round``, ``labelstudio``, ``demo`` and ``simulate``.
+Every one of them reports errors the same way (``backend.cli.errors``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 
 from backend.cli.db import db_app
 from backend.cli.demo import demo_cmd
+from backend.cli.errors import echo_error, guard_commands
 from backend.cli.labelstudio import ls_app
 from backend.cli.ml_commands import assist, demo_data, evaluate, predict, split, train
 from backend.cli.project import import_images, project_app, retrain, status
@@ -45,6 +47,7 @@ app.command()(predict)
 app.command()(assist)
 app.command("demo-data")(demo_data)
 app.command()(split)
+guard_commands(app)  # every command above, and those of the sub-apps, on the one error path
 
 
 def main() -> None:
@@ -57,7 +60,7 @@ def main() -> None:
     try:
         set_max_pixels(Settings().max_image_pixels)
     except ValidationError as e:
-        typer.echo(f"error: invalid DEFECTLOOP_ setting: {e}", err=True)
+        echo_error(f"invalid DEFECTLOOP_ setting: {e}")
         sys.exit(2)
     try:
         app()

@@ -59,7 +59,7 @@ def read_clicks(csv_path: Path) -> tuple[list[ClickRow], list[str]]:
                 ClickRow(
                     line,
                     f if f.is_absolute() else csv_path.parent / f,
-                    Click(coords[0], coords[1], *(box or [None, None])),
+                    Click(coords[0], coords[1], *box) if box else Click(coords[0], coords[1]),
                 )
             )
     return rows, errors
@@ -90,13 +90,13 @@ def assist_files(model_dir: Path, clicks_csv: Path, out: Path, say_error: Callab
         timings.append({"row": r.row, "file": str(r.file), "ms": round(ms, 2), "pixels": int(mask.sum())})
     for f, m in masks.items():
         cv2.imwrite(str(out / f"{f.stem}.png"), mask_png(m))
-    ms = np.array([t["ms"] for t in timings]) if timings else None
+    all_ms = np.array([t["ms"] for t in timings]) if timings else None
     report = {
         "model_dir": str(model_dir),
         "clicks": len(timings),
         "errors": errors,
-        "p50_ms": float(np.percentile(ms, 50)) if ms is not None else None,
-        "p95_ms": float(np.percentile(ms, 95)) if ms is not None else None,
+        "p50_ms": float(np.percentile(all_ms, 50)) if all_ms is not None else None,
+        "p95_ms": float(np.percentile(all_ms, 95)) if all_ms is not None else None,
         "per_click": timings,
     }
     (out / "latency.json").write_text(json.dumps(report, indent=2))

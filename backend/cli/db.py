@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from backend.cli.errors import CommandError
+
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True, add_completion=False)
 
 
@@ -28,10 +30,8 @@ def upgrade(
     try:
         run_upgrade(engine, revision)
     except OperationalError as e:
-        typer.echo(
-            f"error: cannot reach the database at {engine.url.render_as_string(hide_password=True)}: {e.orig}", err=True
-        )
-        raise typer.Exit(2) from None
+        where = engine.url.render_as_string(hide_password=True)
+        raise CommandError(f"cannot reach the database at {where}: {e.orig}") from None
     finally:
         engine.dispose()
     typer.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at revision {revision}")

@@ -17,9 +17,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from backend.cli.errors import CommandError
+
+if TYPE_CHECKING:
+    from backend.client import HttpClient
 
 PROJECT = "demo"
 
@@ -73,7 +78,7 @@ def _start_service(out: Path, env: dict[str, str], port: int) -> None:
     while not _healthy(url):
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = (out / "serve.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the service did not start on {url} (log {out / 'serve.log'}):\n{tail}")
+            raise CommandError(f"the service did not start on {url} (log {out / 'serve.log'}):\n{tail}")
         time.sleep(0.5)
 
 
@@ -93,8 +98,7 @@ def _stop(out: Path) -> None:
     from labelstudio.server import stop as stop_ls
 
     if not (out / "env.sh").is_file():
-        typer.echo(f"error: no demo in {out}: pass --dir with the folder `./run demo` used", err=True)
-        raise typer.Exit(2)
+        raise CommandError(f"no demo in {out}: pass --dir with the folder `./run demo` used")
     pid_file = out / "serve.pid"
     if pid_file.is_file():
         try:
@@ -107,22 +111,22 @@ def _stop(out: Path) -> None:
     typer.echo("Label Studio stopped" if stop_ls(home(settings)) else "no Label Studio was running")
 
 
-def _bootstrapped(client, pid: int) -> None:
+def _bootstrapped(client: HttpClient, pid: int) -> None:
     """Run round 0 unless it is done, and wait for it and for the pool scoring."""
-    from backend.cli.project import _follow
+    from backend.cli.project import follow
 
     rounds = client.rounds(pid)
     if not rounds or rounds[0]["status"] == "failed":
         res = client.round_action(pid, "bootstrap")
         typer.echo("round 0 (bootstrap): unsupervised training on the pool, then scoring it")
-        _follow(client, res["job"]["id"])
+        follow(client, res["job"]["id"])
     elif rounds[0]["status"] == "training":
         typer.echo("round 0 is training: waiting")
         while client.rounds(pid)[0]["status"] == "training":
             time.sleep(2)
 
 
-def _first_batch(client, pid: int) -> dict | None:
+def _first_batch(client: HttpClient, pid: int) -> dict[str, Any] | None:
     """Push round 1 once the pool is scored (None when a round is open already)."""
     if any(r["status"] in ("annotating", "training", "planned") for r in client.rounds(pid)):
         return None
@@ -177,28 +181,26 @@ def demo_cmd(
     env = _env(out, data, port, token)
     write_env_script(out / "env.sh", env)
     settings = Settings(data_dir=out / "workbench")
+    info = start_local(settings, home(settings), document_root=data, say=typer.echo)
+    _start_service(out, env, port)
+    client = HttpClient(env["DEFECTLOOP_SERVER_URL"], token)
     try:
-        info = start_local(settings, home(settings), document_root=data, say=typer.echo)
-        _start_service(out, env, port)
-        client = HttpClient(env["DEFECTLOOP_SERVER_URL"], token)
-        try:
-            pid = client.find_project(PROJECT)["id"]
-        except ClientError:
-            pid = client.create_project({"name": PROJECT, "image_height": image_size, "image_width": image_size})["id"]
-            res = client.import_path(pid, data, labels="test")
-            typer.echo(
-                f"imported {res['imported']} images (the test split with its labels, the rest unlabelled in the pool)"
-            )
-        _bootstrapped(client, pid)
-        batch = _first_batch(client, pid)
-        if batch is not None:
-            typer.echo(f"round {batch['index']}: {batch['message']}")
-        # setup, and the service as the project's interactive ML backend: one-click masks work from the start
-        ls_project = client.labelstudio(pid, "connect")["ls_project_id"]
-    except (ClientError, server.ServerError, RuntimeError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        pid = client.find_project(PROJECT)["id"]
+    except ClientError:
+        pid = client.create_project({"name": PROJECT, "image_height": image_size, "image_width": image_size})["id"]
+        res = client.import_path(pid, data, labels="test")
+        typer.echo(
+            f"imported {res['imported']} images (the test split with its labels, the rest unlabelled in the pool)"
+        )
+    _bootstrapped(client, pid)
+    batch = _first_batch(client, pid)
+    if batch is not None:
+        typer.echo(f"round {batch['index']}: {batch['message']}")
+    # setup, and the service as the project's interactive ML backend: one-click masks work from the start
+    ls_project = client.labelstudio(pid, "connect")["ls_project_id"]
     creds = server.load_credentials(home(settings))
+    if creds is None:
+        raise CommandError(f"Label Studio's credentials are missing from {home(settings)}")
     typer.echo(f"""
 Label Studio:   {info.url}/projects/{ls_project}/data
   log in as     {creds.username} / {creds.password}

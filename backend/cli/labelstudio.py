@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from backend.cli.errors import CommandError
+
+if TYPE_CHECKING:
+    from backend.client import WorkbenchClient
+    from backend.settings import Settings
 
 ls_app = typer.Typer(
     help="Label Studio: run a local server, send batches, sync answers.", no_args_is_help=True, add_completion=False
 )
 
 
-def _settings():
+def _settings() -> Settings:
     from backend.settings import Settings
 
     return Settings()
-
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
 
 
 @ls_app.command("start")
@@ -35,19 +36,16 @@ def start(
 ) -> None:
     """Start Label Studio (installing its own environment on first use) and print how to log in."""
     from backend.services.labelstudio_link import home, start_local
-    from labelstudio.server import ServerError, load_credentials
+    from labelstudio.server import load_credentials
 
     settings = _settings()
     root = document_root or (settings.import_roots[0] if settings.import_roots else None)
     if root is None:
-        _fail(ValueError("name the image folder with --document-root (or set DEFECTLOOP_IMPORT_ROOTS)"))
-    try:
-        info = start_local(
-            settings, home(settings), document_root=root, port=port, say=lambda m: typer.echo(m, err=True)
-        )
-    except ServerError as e:
-        _fail(e)
+        raise ValueError("name the image folder with --document-root (or set DEFECTLOOP_IMPORT_ROOTS)")
+    info = start_local(settings, home(settings), document_root=root, port=port, say=lambda m: typer.echo(m, err=True))
     creds = load_credentials(home(settings))
+    if creds is None:
+        raise CommandError(f"Label Studio started without its credentials file {home(settings) / 'credentials.json'}")
     typer.echo(f"Label Studio runs at {info.url} (pid {info.pid}), serving images under {info.document_root}")
     typer.echo(f"log in as {creds.username} / {creds.password}  (credentials: {home(settings) / 'credentials.json'})")
 
@@ -74,15 +72,15 @@ def status() -> None:
     typer.echo(f"running at {info.url} (pid {info.pid}), serving images under {info.document_root}")
 
 
-def _project_call(project: str, action: str, body: dict | None = None) -> dict:
-    from backend.client import ClientError, make_client
+def _project_call(
+    project: str, action: str, body: dict[str, Any] | None = None
+) -> tuple[WorkbenchClient, int, dict[str, Any]]:
+    """The client, the project's id and the answer of its Label Studio ``action``."""
+    from backend.client import make_client
 
-    try:
-        client = make_client(_settings())
-        pid = client.find_project(project)["id"]
-        return client, pid, client.labelstudio(pid, action, body)
-    except ClientError as e:
-        _fail(e)
+    client = make_client(_settings())
+    pid = int(client.find_project(project)["id"])
+    return client, pid, client.labelstudio(pid, action, body)
 
 
 @ls_app.command("setup")
@@ -107,9 +105,9 @@ def push(
             lines = [ln.strip() for ln in ranking.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
             ids += [int(ln.split(",")[0]) for ln in lines]
         except (OSError, ValueError) as e:
-            _fail(ValueError(f"{ranking}: {e}"))
+            raise ValueError(f"{ranking}: {e}") from None
     if not ids:
-        _fail(ValueError("no images: pass image ids or --ranking FILE"))
+        raise ValueError("no images: pass image ids or --ranking FILE")
     asks = {i: "mask" for i in ids} if masks else {}
     _, _, res = _project_call(project, "push", {"image_ids": ids, "asks": asks, "include_labelled": include_labelled})
     by = res["model_version"] or "no model yet"
@@ -132,7 +130,7 @@ def sync(project: Annotated[str, typer.Argument(help="Project name or id.")]) ->
     while (job := client.job(job["id"]))["status"] in ("queued", "running"):
         time.sleep(0.5)
     if job["status"] != "succeeded":
-        _fail(RuntimeError(f"sync job {job['id']} {job['status']}: {job.get('error') or job['message']}"))
+        raise CommandError(f"sync job {job['id']} {job['status']}: {job.get('error') or job['message']}")
     r = job["result"]
     typer.echo(
         f"{r['annotations']} annotations in {r['tasks']} tasks: "

@@ -1,49 +1,31 @@
 """The pure-ML commands: train, evaluate, predict, assist, demo-data, split.
 
-They work on files only (no service, no database). Errors are one clear message and a
-non-zero exit (``--verbose`` adds the traceback).
+They work on files only (no service, no database); each tunes the process for torch first
+(:func:`backend.runtime.tune_process`). Their errors take the command line's one path
+(``backend.cli.errors``): one ``error:`` line, exit status 2, the traceback with ``--verbose``.
 """
 
 from __future__ import annotations
 
 import json
-import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from backend.cli.errors import echo_error
 from backend.cli.progress import ProgressReporter
-
-_state = {"verbose": False}
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
-def _fail(err: BaseException) -> None:
-    if _state["verbose"]:
-        traceback.print_exc()
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(2)
-
-
-def _run(fn, verbose: bool):  # a thin wrapper around each command body
-    from ml.errors import DefectloopError
-
-    _state["verbose"] = verbose
+def _tune() -> None:
+    """Tune this process for torch (memory reuse, threads) before the command's work."""
     from backend.runtime import tune_process
 
     tune_process()
-    try:
-        return fn()
-    except DefectloopError as e:
-        _fail(e)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        _fail(e)
-    except ValueError as e:
-        _fail(e)
 
 
 def train(
@@ -76,47 +58,44 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train SuperSimpleNet on split=train; calibrate thresholds on split=val (or a holdout)."""
+    _tune()
+    from ml.data import describe, load_dataset
+    from ml.pipeline import train_and_save
+    from ml.regimes import Regime
+    from ml.supersimplenet.features import DEFAULT_BACKBONE, get_backbone_spec
+    from ml.train import TrainConfig
 
-    def body() -> None:
-        from ml.data import describe, load_dataset
-        from ml.pipeline import train_and_save
-        from ml.regimes import Regime
-        from ml.supersimplenet.features import DEFAULT_BACKBONE, get_backbone_spec
-        from ml.train import TrainConfig
-
-        if regime != "auto" and regime not in {r.value for r in Regime}:
-            raise ValueError(f"--regime must be auto, unsupervised, weak, mixed or full, got {regime!r}")
-        cfg = TrainConfig(
-            backbone=backbone or DEFAULT_BACKBONE,
-            backbone_weights=backbone_weights or "pretrained",
-            image_size=tuple(image_size),
-            profile=profile,
-            epochs=epochs,
-            regime=regime,
-            seed=seed,
-            device=device,
-            perlin_threshold=perlin_threshold,
-            distance_weighting=distance_weighting,
-        )
-        cfg.profile_spec()
-        get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data
-        dataset = load_dataset(data_dir)
-        if not quiet:
-            typer.echo(describe(dataset))
-        with ProgressReporter(enabled=not quiet) as rep:
-            summary = train_and_save(dataset, out, cfg, threshold_mode=threshold, progress=rep)
-        t = summary.thresholds
-        typer.echo(
-            f"regime {summary.trained.regime.value}, {summary.n_train} training images "
-            f"({summary.trained.n_train}), features {summary.trained.feature_seconds:.0f}s, "
-            f"heads {summary.trained.train_seconds:.0f}s"
-        )
-        typer.echo(f"thresholds: image {t.image:.4f} ({t.image_method}), pixel {t.pixel:.4f} ({t.pixel_method})")
-        for note in t.notes:
-            typer.echo(f"note: {note}")
-        typer.echo(f"model written to {summary.model_dir}")
-
-    _run(body, verbose)
+    if regime != "auto" and regime not in {r.value for r in Regime}:
+        raise ValueError(f"--regime must be auto, unsupervised, weak, mixed or full, got {regime!r}")
+    cfg = TrainConfig(
+        backbone=backbone or DEFAULT_BACKBONE,
+        backbone_weights=backbone_weights or "pretrained",
+        image_size=(image_size[0], image_size[1]),
+        profile=profile,
+        epochs=epochs,
+        regime=regime,
+        seed=seed,
+        device=device,
+        perlin_threshold=perlin_threshold,
+        distance_weighting=distance_weighting,
+    )
+    cfg.profile_spec()
+    get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data
+    dataset = load_dataset(data_dir)
+    if not quiet:
+        typer.echo(describe(dataset))
+    with ProgressReporter(enabled=not quiet) as rep:
+        summary = train_and_save(dataset, out, cfg, threshold_mode=threshold, progress=rep)
+    t = summary.thresholds
+    typer.echo(
+        f"regime {summary.trained.regime.value}, {summary.n_train} training images "
+        f"({summary.trained.n_train}), features {summary.trained.feature_seconds:.0f}s, "
+        f"heads {summary.trained.train_seconds:.0f}s"
+    )
+    typer.echo(f"thresholds: image {t.image:.4f} ({t.image_method}), pixel {t.pixel:.4f} ({t.pixel_method})")
+    for note in t.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"model written to {summary.model_dir}")
 
 
 def evaluate(
@@ -132,25 +111,22 @@ def evaluate(
     verbose: Verbose = False,
 ) -> None:
     """Image AUROC / AP / F1 and pixel AUROC / AUPRO / AP on one split."""
+    _tune()
+    from ml.artifact import load_model
+    from ml.data import load_dataset
+    from ml.errors import DataError
+    from ml.evaluate import evaluate as run_eval
 
-    def body() -> None:
-        from ml.artifact import load_model
-        from ml.data import load_dataset
-        from ml.errors import DataError
-        from ml.evaluate import evaluate as run_eval
-
-        loaded = load_model(model_dir, device=device, backbone_weights=backbone_weights)
-        samples = list(load_dataset(data_dir).select(split).samples)
-        if not samples:
-            raise DataError(f"{data_dir}: no rows with split={split}")
-        with ProgressReporter(enabled=not quiet) as rep:
-            metrics = run_eval(loaded.predictor, samples, progress=lambda d, t: rep("evaluate", d, t, {}))
-        _print_metrics(metrics)
-        if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(metrics, indent=2))
-
-    _run(body, verbose)
+    loaded = load_model(model_dir, device=device, backbone_weights=backbone_weights)
+    samples = list(load_dataset(data_dir).select(split).samples)
+    if not samples:
+        raise DataError(f"{data_dir}: no rows with split={split}")
+    with ProgressReporter(enabled=not quiet) as rep:
+        metrics = run_eval(loaded.predictor, samples, progress=lambda d, t: rep("evaluate", d, t, {}))
+    _print_metrics(metrics)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(metrics, indent=2))
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -178,14 +154,11 @@ def predict(
     verbose: Verbose = False,
 ) -> None:
     """Scores and decisions (predictions.csv), heatmap overlays and pseudo-mask PNGs."""
+    _tune()
+    from backend.cli.predict_files import predict_files
 
-    def body() -> None:
-        from backend.cli.predict_files import predict_files
-
-        n = predict_files(model_dir, paths, out, batch_size, device, backbone_weights, quiet)
-        typer.echo(f"{n} images scored; results in {out}")
-
-    _run(body, verbose)
+    n = predict_files(model_dir, paths, out, batch_size, device, backbone_weights, quiet)
+    typer.echo(f"{n} images scored; results in {out}")
 
 
 def assist(
@@ -204,20 +177,16 @@ def assist(
     A bad row (click outside the image, missing or unreadable file) is reported on one line
     naming the row; the other rows are still done, and the exit status is 1.
     """
+    _tune()
+    from backend.cli.assist_files import assist_files
 
-    def body() -> int:
-        from backend.cli.assist_files import assist_files
-
-        report = assist_files(model_dir, clicks, out, say_error=lambda m: typer.echo(f"error: {m}", err=True))
-        p50 = "-" if report["p50_ms"] is None else f"{report['p50_ms']:.0f}"
-        p95 = "-" if report["p95_ms"] is None else f"{report['p95_ms']:.0f}"
-        typer.echo(
-            f"{report['clicks']} clicks done, {len(report['errors'])} failed; p50 {p50} ms, p95 {p95} ms; "
-            f"results in {out}"
-        )
-        return 1 if report["errors"] else 0
-
-    if _run(body, verbose):
+    report = assist_files(model_dir, clicks, out, say_error=echo_error)
+    p50 = "-" if report["p50_ms"] is None else f"{report['p50_ms']:.0f}"
+    p95 = "-" if report["p95_ms"] is None else f"{report['p95_ms']:.0f}"
+    typer.echo(
+        f"{report['clicks']} clicks done, {len(report['errors'])} failed; p50 {p50} ms, p95 {p95} ms; results in {out}"
+    )
+    if report["errors"]:
         raise typer.Exit(1)
 
 
@@ -229,16 +198,13 @@ def demo_data(
     verbose: Verbose = False,
 ) -> None:
     """Generate the demo dataset: textured surfaces with scratches, spots and cracks."""
+    _tune()
+    from ml.demo_data import DemoSpec, generate
 
-    def body() -> None:
-        from ml.demo_data import DemoSpec, generate
-
-        if not 0.0 <= mask_fraction <= 1.0:
-            raise ValueError(f"--mask-fraction must be within [0, 1], got {mask_fraction}")
-        path = generate(out_dir, DemoSpec(size=size, seed=seed, mask_fraction=mask_fraction))
-        typer.echo(f"demo dataset written: {path}")
-
-    _run(body, verbose)
+    if not 0.0 <= mask_fraction <= 1.0:
+        raise ValueError(f"--mask-fraction must be within [0, 1], got {mask_fraction}")
+    path = generate(out_dir, DemoSpec(size=size, seed=seed, mask_fraction=mask_fraction))
+    typer.echo(f"demo dataset written: {path}")
 
 
 def split(
@@ -256,16 +222,13 @@ def split(
     verbose: Verbose = False,
 ) -> None:
     """Write a seeded split (and optionally thinned training labels) as a new labels CSV."""
+    _tune()
+    from ml.data import SplitPlan, assign_splits, describe, load_dataset, write_labels_csv
 
-    def body() -> None:
-        from ml.data import SplitPlan, assign_splits, describe, load_dataset, write_labels_csv
-
-        if val < 0 or test < 0 or val + test >= 1:
-            raise ValueError("--val and --test must be >= 0 and sum to less than 1")
-        plan = SplitPlan(seed, val, test, not reassign, group, train_defects, train_masks)
-        ds = assign_splits(load_dataset(data_dir, check_pixels=False), plan)
-        write_labels_csv(ds, out)
-        typer.echo(describe(ds))
-        typer.echo(f"written: {out}")
-
-    _run(body, verbose)
+    if val < 0 or test < 0 or val + test >= 1:
+        raise ValueError("--val and --test must be >= 0 and sum to less than 1")
+    plan = SplitPlan(seed, val, test, not reassign, group, train_defects, train_masks)
+    ds = assign_splits(load_dataset(data_dir, check_pixels=False), plan)
+    write_labels_csv(ds, out)
+    typer.echo(describe(ds))
+    typer.echo(f"written: {out}")

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 _TITLES = {
     "features": "backbone features",
@@ -26,7 +34,7 @@ class ProgressReporter:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._progress: Progress | None = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> Self:
         if self.enabled:
@@ -46,7 +54,8 @@ class ProgressReporter:
         if self._progress is not None:
             self._progress.__exit__(et, ev, tb)
 
-    def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
+    def __call__(self, stage: str, done: int, total: int, info: dict[str, Any]) -> None:
+        """The ML core's progress callback: ``done`` of ``total`` in ``stage``; ``info`` may hold the loss."""
         if self._progress is None:
             return
         if stage not in self._tasks:

@@ -1,26 +1,31 @@
-"""Project commands: create, import, retrain, status (over HTTP or on the local data dir)."""
+"""Project commands: create, import, retrain, status (over HTTP or on the local data dir).
+
+Also what the loop's other commands share: the client (:func:`client`) and following a job
+to its end (:func:`follow`, :func:`running_job`).
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
+
+from backend.cli.errors import CommandError
+
+if TYPE_CHECKING:
+    from backend.client import ClientError, WorkbenchClient
 
 project_app = typer.Typer(help="Projects.", no_args_is_help=True, add_completion=False)
 
 
-def _client():
+def client() -> WorkbenchClient:
+    """The service at DEFECTLOOP_SERVER_URL, else the local data directory's database."""
     from backend.client import make_client
     from backend.settings import Settings
 
     return make_client(Settings())
-
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
 
 
 @project_app.command("create")
@@ -33,9 +38,7 @@ def create(
     cost_mask: Annotated[float | None, typer.Option(help="Cost units of a mask label.")] = None,
 ) -> None:
     """Create a project."""
-    from backend.client import ClientError
-
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "backbone": backbone,
         "profile": profile,
@@ -44,10 +47,7 @@ def create(
     }
     if image_size:
         body["image_height"], body["image_width"] = image_size
-    try:
-        p = _client().create_project({k: v for k, v in body.items() if v is not None})
-    except ClientError as e:
-        _fail(e)
+    p = client().create_project({k: v for k, v in body.items() if v is not None})
     typer.echo(f"project {p['id']} {p['name']!r} created")
 
 
@@ -66,15 +66,9 @@ def import_images(
 ) -> None:
     """Import images (and their labels, if any) from a folder."""
     if labels not in ("all", "test", "none"):
-        _fail(ValueError(f"--labels must be all, test or none, got {labels!r}"))
-    from backend.client import ClientError
-
-    try:
-        client = _client()
-        pid = client.find_project(project)["id"]
-        res = client.import_path(pid, path, labels)
-    except ClientError as e:
-        _fail(e)
+        raise ValueError(f"--labels must be all, test or none, got {labels!r}")
+    c = client()
+    res = c.import_path(c.find_project(project)["id"], path, labels)
     for r in res["results"]:
         if r["status"] == "rejected":
             typer.echo(f"rejected: {r['file']}: {r['reason']}")
@@ -90,52 +84,54 @@ def retrain(
     """Start a retrain: snapshot the labels, train, evaluate, register a model version."""
     from backend.client import ClientError, LocalClient
 
-    client = None
+    c = client()
+    pid = c.find_project(project)["id"]
     try:
-        client = _client()
-        pid = client.find_project(project)["id"]
-        job = client.retrain(pid)
+        job = c.retrain(pid)
         typer.echo(f"retrain job {job['id']} queued")
     except ClientError as e:
-        job = _running(client, e, wait)
+        job = running_job(c, e, wait)
     if not wait:
-        if isinstance(client, LocalClient):
+        if isinstance(c, LocalClient):
             typer.echo("it runs when `defectloop worker` or `defectloop serve` is running (or use --wait)")
         return
-    if isinstance(client, LocalClient):
+    if isinstance(c, LocalClient):
         import threading
 
-        runner = threading.Thread(target=client.run_job_here, args=(job["id"],), daemon=True)
+        runner = threading.Thread(target=c.run_job_here, args=(job["id"],), daemon=True)
         runner.start()
-    _follow(client, job["id"])
+    follow(c, job["id"])
 
 
-def _running(client, e: Exception, wait: bool) -> dict:
+class _Jobs(Protocol):
+    def job(self, job_id: int) -> dict[str, Any]: ...
+
+
+def running_job(c: WorkbenchClient, e: ClientError, wait: bool) -> dict[str, Any]:
     """The job a 409 names, when ``--wait`` should follow it (a retrain is already running);
-    any other error ends the command."""
-    job_id = getattr(e, "job_id", None)
-    if not (wait and job_id is not None and str(e).startswith("409")):
-        _fail(e)
-    typer.echo(f"{e}\nfollowing job {job_id}")
-    return client.job(job_id)
+    any other error is raised again (the command ends on it)."""
+    if not (wait and e.job_id is not None and str(e).startswith("409")):
+        raise e
+    typer.echo(f"{e}\nfollowing job {e.job_id}")
+    return c.job(e.job_id)
 
 
-def _follow(client, job_id: int) -> None:
+def follow(c: _Jobs, job_id: int) -> None:
     """Follow a job to its end: a live bar on a terminal; elsewhere (a log, a pipe) a line per
-    stage and at most one every 30 s, so a piped run is never silent for minutes."""
+    stage and at most one every 30 s, so a piped run is never silent for minutes. A job that
+    did not succeed ends the command with status 1."""
     import sys
 
     if not sys.stdout.isatty():
-        job = _follow_plain(client, job_id)
+        job = _follow_plain(c, job_id)
     else:
-        job = _follow_bar(client, job_id)
+        job = _follow_bar(c, job_id)
     if job["status"] != "succeeded":
-        typer.echo(f"error: job {job_id} {job['status']}: {job.get('error') or job['message']}", err=True)
-        raise typer.Exit(1)
+        raise CommandError(f"job {job_id} {job['status']}: {job.get('error') or job['message']}", exit_code=1)
     typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
 
 
-def _follow_plain(client, job_id: int, every_s: float = 30.0) -> dict:
+def _follow_plain(client: _Jobs, job_id: int, every_s: float = 30.0) -> dict[str, Any]:
     last_stage, last_at = None, 0.0
     while True:
         job = client.job(job_id)
@@ -148,7 +144,7 @@ def _follow_plain(client, job_id: int, every_s: float = 30.0) -> dict:
         time.sleep(1)
 
 
-def _follow_bar(client, job_id: int) -> dict:
+def _follow_bar(client: _Jobs, job_id: int) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -169,13 +165,8 @@ def _follow_bar(client, job_id: int) -> dict:
 
 def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) -> None:
     """Labels, model versions and recent jobs of a project."""
-    from backend.client import ClientError
-
-    try:
-        client = _client()
-        st = client.status(client.find_project(project)["id"])
-    except ClientError as e:
-        _fail(e)
+    c = client()
+    st = c.status(c.find_project(project)["id"])
     p, lb = st["project"], st["labels"]
     review = f", {lb['review']} flagged for review" if lb.get("review") else ""
     typer.echo(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from backend.cli.project import _client, _follow, _running
+from backend.cli.project import client, follow, running_job
 
 
 def round_cmd(
@@ -51,16 +51,15 @@ def round_cmd(
     """  # noqa: E501 - typer keeps a docstring's line breaks in --help: a paragraph stays one line
     from backend.client import ClientError, LocalClient
 
-    client = None
+    c = client()
+    pid = c.find_project(project)["id"]
     try:
-        client = _client()
-        pid = client.find_project(project)["id"]
         if close:
-            res = client.round_action(pid, "close", {"force": force})
-        elif [r["status"] for r in client.rounds(pid)] in ([], ["failed"]):  # no bootstrap yet, or it failed
-            res = client.round_action(pid, "bootstrap")
+            res = c.round_action(pid, "close", {"force": force})
+        elif [r["status"] for r in c.rounds(pid)] in ([], ["failed"]):  # no bootstrap yet, or it failed
+            res = c.round_action(pid, "bootstrap")
         else:
-            rnd = client.round_action(
+            rnd = c.round_action(
                 pid, "start", {"budget": budget, "strategy": strategy, "ask": ask, "push": not no_push}
             )
             kinds = [k for _, k in rnd["asks"]]
@@ -71,14 +70,14 @@ def round_cmd(
             typer.echo(rnd["message"] or "selected (not pushed)")
             return
     except ClientError as e:
-        res = {"job": _running(client, e, wait), "round": None}  # a retrain is running: --wait waits for it
+        res = {"job": running_job(c, e, wait), "round": None}  # a retrain is running: --wait waits for it
     job = res["job"]
     if res["round"] is not None:
         typer.echo(f"round {res['round']['index']}: retrain job {job['id']} queued")
     if not wait:
         return
-    if isinstance(client, LocalClient):  # no worker runs jobs here: run it (a job someone else claimed is left alone)
+    if isinstance(c, LocalClient):  # no worker runs jobs here: run it (a job someone else claimed is left alone)
         import threading
 
-        threading.Thread(target=client.run_job_here, args=(job["id"],), daemon=True).start()
-    _follow(client, job["id"])
+        threading.Thread(target=c.run_job_here, args=(job["id"],), daemon=True).start()
+    follow(c, job["id"])

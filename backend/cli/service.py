@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from backend.cli.errors import CommandError
+
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -29,10 +31,7 @@ def serve(
     settings = Settings()
     if not settings.api_token:
         if not dev:
-            typer.echo(
-                "error: set DEFECTLOOP_API_TOKEN (or pass --dev for a local, token-less server on 127.0.0.1)", err=True
-            )
-            raise typer.Exit(2)
+            raise CommandError("set DEFECTLOOP_API_TOKEN (or pass --dev for a local, token-less server on 127.0.0.1)")
         if host != "127.0.0.1":
             typer.echo(f"note: --dev serves without a token, so it binds to 127.0.0.1 instead of {host}", err=True)
         host = "127.0.0.1"
@@ -59,8 +58,7 @@ def worker(
     settings = Settings()
     if device:
         if device not in ("auto", "cpu", "cuda"):
-            typer.echo(f"error: --device must be auto, cpu or cuda, got {device!r}", err=True)
-            raise typer.Exit(2)
+            raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
         settings = settings.model_copy(update={"device": device})
         os.environ["DEFECTLOOP_DEVICE"] = device  # RQ runs each job in a child that reads its settings anew
     if settings.redis_url:
