@@ -8,7 +8,11 @@ from sqlalchemy import select
 from backend.api.deps import MAX_ID, IdPath, SessionDep, SettingsDep, WriteSessionDep
 from backend.api.schemas import JobOut
 from backend.db.tables import Job
+from backend.errors import ConflictError
 from backend.jobs import queue
+from backend.services.model_versions import active_model_version
+from backend.services.projects import get_project
+from backend.services.retrain import enqueue_pool_scoring
 from backend.services.retrain_request import request_retrain
 
 router = APIRouter(tags=["jobs"])
@@ -41,6 +45,21 @@ def retrain(project_id: IdPath, session: SessionDep, settings: SettingsDep, skip
     """
     job = request_retrain(session, settings, project_id=project_id, skip_sync=skip_sync)
     return job_out(job)
+
+
+@router.post("/projects/{project_id}/pool-scoring", status_code=202)
+def score_pool(project_id: IdPath, session: SessionDep) -> list[JobOut]:
+    """Score the pool with the active model version again (a job per chunk of pool images).
+
+    A round selects from a scored pool only, so this is how a scoring that failed or whose
+    worker died is run again. 409 when the project has no active model version yet.
+    """
+    get_project(session, project_id=project_id)
+    mv = active_model_version(session, project_id)
+    if mv is None:
+        raise ConflictError("no active model version to score the pool with: run the bootstrap round first")
+    job_ids = enqueue_pool_scoring(session, project_id=project_id, model_version_id=mv.id)
+    return [job_out(queue.get_job(session, job_id=j)) for j in job_ids]
 
 
 @router.get("/jobs")
