@@ -244,6 +244,11 @@ class ModelVersion(Base):
 
 
 class Prediction(Base):
+    """A model version's score of one image. ``uncertainty``: the statistics acquisition ranks by
+    (``ml.predict.Prediction.uncertainty``); ``embedding``: the pooled features as little-endian
+    float32 bytes (``backend.services.predictions``); the anomaly map lies on disk
+    (``backend.services.anomaly_maps``)."""
+
     __tablename__ = "prediction"
     __table_args__ = (UniqueConstraint("model_version_id", "image_id"),)
 
@@ -253,6 +258,7 @@ class Prediction(Base):
     score: Mapped[float] = mapped_column(Float)
     decision: Mapped[bool] = mapped_column(Boolean)
     uncertainty: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     anomaly_map_path: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     anomaly_map_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

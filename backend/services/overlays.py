@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, ModelVersion, Prediction
 from backend.errors import NotFoundError
+from backend.services.anomaly_maps import has_map, read_map, region
 from ml.images import read_image
 from ml.overlay import heatmap_overlay
 
@@ -21,14 +22,14 @@ def overlay_png(session: Session, *, image: Image) -> bytes:
         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
         .where(Prediction.image_id == image.id, ModelVersion.is_active)
     ).first()
-    if pred is None or not pred.anomaly_map_path or not Path(pred.anomaly_map_path).is_file():
+    if pred is None or not has_map(pred):
         raise NotFoundError(f"image {image.id} has no anomaly map from the active model version yet")
     mv = session.get(ModelVersion, pred.model_version_id)
     rgb = read_image(Path(image.uri))
-    amap = cv2.imread(pred.anomaly_map_path, cv2.IMREAD_GRAYSCALE).astype("float32") / 255.0
-    if amap.shape != rgb.shape[:2]:
-        amap = cv2.resize(amap, (rgb.shape[1], rgb.shape[0]))
-    over = heatmap_overlay(rgb, amap, amap >= float(mv.thresholds.get("pixel", 0.5)))
+    amap = read_map(pred, rgb.shape[0], rgb.shape[1])
+    if amap is None or mv is None:
+        raise NotFoundError(f"image {image.id}: its anomaly map is not a readable PNG")
+    over = heatmap_overlay(rgb, amap, region(amap, mv))
     ok, buf = cv2.imencode(".png", over[:, :, ::-1])
     if not ok:
         raise RuntimeError("PNG encoding of the overlay failed")

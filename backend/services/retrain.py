@@ -8,19 +8,18 @@ score the pool with the active ModelVersion (Prediction rows + anomaly-map PNGs)
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
-import cv2
-import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project, Split
 from backend.jobs.queue import enqueue
 from backend.jobs.runner import JobCancelled, JobContext
+from backend.services.anomaly_maps import write_map
+from backend.services.predictions import encode_embedding
 from backend.services.rounds import fail_round, finish_round
 from backend.services.snapshot import take_snapshot
 from ml.data import Dataset, file_sha256
@@ -263,8 +262,6 @@ def run_predict_job(ctx: JobContext) -> dict:
     if artifact_sha256(artifact) != mv.artifact_sha256:
         raise TrainingError(f"model version {mv_id}: artifact {artifact} changed on disk since registration")
     predictor = load_model(artifact, device=ctx.settings.device).predictor
-    maps_dir = ctx.settings.data_dir / "maps" / str(mv_id)
-    maps_dir.mkdir(parents=True, exist_ok=True)
     done = failed = 0
     batch = 8
     for start in range(0, len(pool), batch):
@@ -279,20 +276,17 @@ def run_predict_job(ctx: JobContext) -> dict:
         preds = predictor.predict(images, refine=False) if images else []
         rows = []
         for i, p in zip(ok_ids, preds, strict=True):
-            png = cv2.imencode(".png", (np.clip(p.pred_map, 0, 1) * 255).astype(np.uint8))[1].tobytes()
-            path = maps_dir / f"{i}.png"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(png)
-            tmp.replace(path)
+            stored = write_map(ctx.settings.data_dir, mv_id, i, p.pred_map)
             rows.append(
                 Prediction(
                     model_version_id=mv_id,
                     image_id=i,
                     score=p.score,
                     decision=p.decision,
-                    uncertainty={**p.uncertainty, "embedding": [round(float(x), 5) for x in p.embedding]},
-                    anomaly_map_path=str(path),
-                    anomaly_map_sha256=hashlib.sha256(png).hexdigest(),
+                    uncertainty=dict(p.uncertainty),
+                    embedding=encode_embedding(p.embedding),
+                    anomaly_map_path=str(stored.path),
+                    anomaly_map_sha256=stored.sha256,
                 )
             )
         with ctx.sessions.begin() as s:

@@ -36,6 +36,7 @@ from backend.db.tables import (
 )
 from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
+from backend.services.predictions import embedding_matrix
 from backend.settings import Settings
 from ml.acquisition import RUN_ASK_POLICIES, STAGED, STRATEGIES, AskKind, Candidates, Costs, staged_ask
 from ml.acquisition import select as acquire
@@ -162,9 +163,7 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
     u = [preds[i].uncertainty for i in pool]
     upgradable = np.array([i in current and _upgradable(current[i], i in mask_asked) for i in pool], bool)
     labelled = np.array([i in current for i in pool], bool) & ~upgradable
-    emb = np.array([x.get("embedding", []) for x in u], np.float32)
-    if emb.ndim != 2:
-        emb = np.zeros((len(pool), 1), np.float32)
+    emb = embedding_matrix([preds[i] for i in pool])
     lab_emb = emb[labelled | upgradable] if len(pool) else np.zeros((0, emb.shape[1]), np.float32)
     return Candidates(
         ids=ids,

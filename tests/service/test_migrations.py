@@ -22,3 +22,57 @@ def test_orm_metadata_matches_the_migrated_schema(migrated: Engine) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
+
+
+def test_embeddings_move_out_of_the_uncertainty_statistics_and_back(engine: Engine) -> None:
+    """0007 moves a prediction's embedding from its uncertainty JSON into a float32 column (and
+    the downgrade puts it back), leaving the other statistics as they were."""
+    import json
+
+    import numpy as np
+    from sqlalchemy import text
+
+    from backend.services.predictions import decode_embedding
+
+    upgrade(engine, "0006")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO project (id, name, image_height, image_width, backbone, profile, train_defaults, "
+                "cost_image_label, cost_mask_label, created_at) VALUES (1, 'p', 8, 8, 'b', 'fast', '{}', 1, 10, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO image (id, project_id, uri, sha256, width, height, split, added_at) "
+                "VALUES (1, 1, '/x.png', 'a', 8, 8, 'pool', CURRENT_TIMESTAMP)"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO model_version (id, project_id, name, regime, profile, config, artifact_path, "
+                "artifact_sha256, thresholds, metrics, label_ids, is_active, created_at) VALUES "
+                "(1, 1, 'v1', 'weak', 'fast', '{}', '/m', 's', '{}', '{}', '[]', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        unc = {"map_max": 0.75, "embedding": [0.5, -1.25, 3.0]}
+        c.execute(
+            text(
+                "INSERT INTO prediction (id, model_version_id, image_id, score, decision, uncertainty, "
+                "created_at) VALUES (1, 1, 1, 0.9, true, :u, CURRENT_TIMESTAMP)"
+            ),
+            {"u": json.dumps(unc)},
+        )
+    upgrade(engine, "0007")
+    with engine.connect() as c:
+        u, emb = c.execute(text("SELECT uncertainty, embedding FROM prediction WHERE id = 1")).one()
+    u = json.loads(u) if isinstance(u, str) else u
+    assert u == {"map_max": 0.75}
+    assert np.array_equal(decode_embedding(bytes(emb)), np.array([0.5, -1.25, 3.0], np.float32))
+    downgrade(engine, "0006")
+    with engine.connect() as c:
+        u = c.execute(text("SELECT uncertainty FROM prediction WHERE id = 1")).scalar_one()
+    u = json.loads(u) if isinstance(u, str) else u
+    assert u == {"map_max": 0.75, "embedding": [0.5, -1.25, 3.0]}
+    downgrade(engine)

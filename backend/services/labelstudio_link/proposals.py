@@ -14,6 +14,7 @@ from backend.db.tables import (
     ModelVersion,
     Prediction,
 )
+from backend.services.anomaly_maps import pixel_threshold, read_map, region
 from ml.errors import DataError
 from ml.images import read_image
 from ml.overlay import heatmap_overlay
@@ -32,14 +33,7 @@ class Proposal:
 
 def stored_map(prediction: Prediction, image: Image) -> np.ndarray | None:
     """The stored anomaly map float32 ``(H, W)`` in [0, 1] at the image's resolution (None: none on disk)."""
-    if not prediction.anomaly_map_path or not Path(prediction.anomaly_map_path).is_file():
-        return None
-    amap = cv2.imread(prediction.anomaly_map_path, cv2.IMREAD_GRAYSCALE)
-    if amap is None:
-        return None
-    if amap.shape != (image.height, image.width):
-        amap = cv2.resize(amap, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
-    return amap.astype(np.float32) / 255.0
+    return read_map(prediction, image.height, image.width)
 
 
 def mask_method(mv: ModelVersion) -> RefineMethod:
@@ -54,7 +48,7 @@ def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, r
     mask = None
     amap = stored_map(prediction, image) if prediction.decision else None
     if amap is not None:
-        threshold = float(mv.thresholds.get("pixel", 0.5))
+        threshold = pixel_threshold(mv)
         mask = amap >= threshold
         method = mask_method(mv) if refined else RefineMethod.COARSE
         if method is not RefineMethod.COARSE:
@@ -84,7 +78,7 @@ def verdict_overlay(prediction: Prediction, mv: ModelVersion, image: Image) -> b
         return None
     if rgb.shape[:2] != amap.shape:
         return None
-    over = heatmap_overlay(rgb, amap, amap >= float(mv.thresholds.get("pixel", 0.5)))
+    over = heatmap_overlay(rgb, amap, region(amap, mv))
     f = min(1.0, OVERLAY_SIDE / max(over.shape[:2]))
     if f < 1:
         over = cv2.resize(over, (round(over.shape[1] * f), round(over.shape[0] * f)), interpolation=cv2.INTER_AREA)

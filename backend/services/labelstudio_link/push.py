@@ -19,6 +19,7 @@ from backend.db.tables import (
     Project,
 )
 from backend.errors import NotFoundError, ServiceError
+from backend.services.anomaly_maps import has_map
 from backend.services.labels import (
     current_labels,
     encode_mask,
@@ -139,7 +140,7 @@ def push_batch(
                 prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
             )
             result, score = prediction_result(prop.is_defective, shown), prop.score
-            if ask == "verdict" and prop.is_defective and preds[image_id].anomaly_map_path:
+            if ask == "verdict" and prop.is_defective and has_map(preds[image_id]):
                 overlay = overlay_link(settings, image)
             report.with_prediction += 1
         proposals[image_id] = shown
