@@ -18,7 +18,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and editors
-    from ml.acquisition import RUN_ASK_POLICIES, STAGED, STRATEGIES, AskKind, Candidates, Costs, select, staged_ask
+    from ml.acquisition import (
+        RUN_ASK_POLICIES,
+        STAGED,
+        STRATEGIES,
+        AskKind,
+        AskPolicy,
+        Candidates,
+        Costs,
+        select,
+        staged_ask,
+    )
     from ml.artifact import load_model, read_config
     from ml.assist import AssistError, Click, assist_mask
     from ml.data import (
@@ -49,8 +59,9 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
     from ml.overlay import heatmap_overlay, mask_png
     from ml.pipeline import choose_mask_method, refine_unsupervised, train_and_save
     from ml.predict import Predictor
+    from ml.profiles import PROFILES, Profile, ProfileName
     from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
-    from ml.regimes import Regime, loop_regime
+    from ml.regimes import AUTO, Regime, RegimeChoice, loop_regime, parse_regime
     from ml.samples import PSEUDO_COLUMN, Dataset, Sample
     from ml.splits import SplitPlan, assign_splits
     from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
@@ -63,7 +74,7 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
     )
     from ml.supersimplenet.model import HeadConfig, SuperSimpleNet
     from ml.train import TrainedModel, fit
-    from ml.train_config import PROFILES, Profile, TrainConfig
+    from ml.train_config import TrainConfig
 
 __all__ = [
     # errors
@@ -98,11 +109,15 @@ __all__ = [
     # training
     "PROFILES",
     "Profile",
+    "ProfileName",
     "TrainConfig",
     "TrainedModel",
     "fit",
+    "AUTO",
     "Regime",
+    "RegimeChoice",
     "loop_regime",
+    "parse_regime",
     "train_and_save",
     "refine_unsupervised",
     "choose_mask_method",
@@ -142,6 +157,7 @@ __all__ = [
     "STAGED",
     "STRATEGIES",
     "AskKind",
+    "AskPolicy",
     "Candidates",
     "Costs",
     "select",
@@ -174,9 +190,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "set_max_pixels",
         "to_tensor_batch",
     ),
-    "ml.train_config": ("PROFILES", "Profile", "TrainConfig"),
+    "ml.profiles": ("PROFILES", "Profile", "ProfileName"),
+    "ml.train_config": ("TrainConfig",),
     "ml.train": ("TrainedModel", "fit"),
-    "ml.regimes": ("Regime", "loop_regime"),
+    "ml.regimes": ("AUTO", "Regime", "RegimeChoice", "loop_regime", "parse_regime"),
     "ml.pipeline": ("train_and_save", "refine_unsupervised", "choose_mask_method"),
     "ml.supersimplenet.features": (
         "BACKBONES",
@@ -199,6 +216,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "STAGED",
         "STRATEGIES",
         "AskKind",
+        "AskPolicy",
         "Candidates",
         "Costs",
         "select",

@@ -198,13 +198,28 @@ STRATEGIES: dict[str, Strategy] = {
     "top_score": top_score_strategy,
 }
 
-ASK_POLICIES = ("auto", "verdict", "mask")  # what one round asks for (see select)
-STAGED = "staged"  # a run-level policy: resolved to "verdict" or "auto" per round by staged_ask
-RUN_ASK_POLICIES = (*ASK_POLICIES, STAGED)
+
+class AskPolicy(StrEnum):
+    """What a round asks annotators for.
+
+    AUTO: verdicts, and masks where they teach most (at most ``mask_share`` of the budget);
+    VERDICT: verdicts only; MASK: a full annotation of every image, the conventional way;
+    STAGED: a run-level policy, resolved to VERDICT or AUTO per round by :func:`staged_ask`.
+    """
+
+    AUTO = "auto"
+    VERDICT = "verdict"
+    MASK = "mask"
+    STAGED = "staged"
 
 
-def staged_ask(image_ap: Sequence[float | None], *, masks_started: bool, min_gain: float = 0.01) -> str:
-    """The ask policy of a staged run's next round: "verdict" or "auto".
+ASK_POLICIES = (AskPolicy.AUTO, AskPolicy.VERDICT, AskPolicy.MASK)  # what one round asks for (see select)
+STAGED = AskPolicy.STAGED
+RUN_ASK_POLICIES = tuple(AskPolicy)
+
+
+def staged_ask(image_ap: Sequence[float | None], *, masks_started: bool, min_gain: float = 0.01) -> AskPolicy:
+    """The ask policy of a staged run's next round: VERDICT or AUTO.
 
     ``image_ap``: the evaluation image AP (in [0, 1]) after each finished round of the run, round
     0 (the unsupervised bootstrap) first; None where a round has no measurement.
@@ -219,10 +234,10 @@ def staged_ask(image_ap: Sequence[float | None], *, masks_started: bool, min_gai
     """
     measured = [v for v in image_ap if v is not None]
     if masks_started or len(measured) < len(image_ap):
-        return "auto"
+        return AskPolicy.AUTO
     if len(measured) < 2:
-        return "verdict"
-    return "verdict" if float(measured[-1]) - float(measured[-2]) >= min_gain else "auto"
+        return AskPolicy.VERDICT
+    return AskPolicy.VERDICT if float(measured[-1]) - float(measured[-2]) >= min_gain else AskPolicy.AUTO
 
 
 def get_strategy(name: str) -> Strategy:
@@ -240,7 +255,7 @@ def select(
     budget: float,
     costs: Costs = Costs(),
     mask_share: float = 0.5,
-    ask: str = "auto",
+    ask: AskPolicy | str = AskPolicy.AUTO,
     seed: int = 0,
 ) -> list[Ask]:
     """Spend ``budget`` cost units on the pool: a ranked list of asks, no image twice.
@@ -253,12 +268,13 @@ def select(
     strat = get_strategy(strategy)
     if ask not in ASK_POLICIES:
         raise ValueError(f"ask must be one of {', '.join(ASK_POLICIES)}, got {ask!r}")
+    ask = AskPolicy(ask)
     if not 0.0 <= mask_share <= 1.0:
         raise ValueError(f"mask_share must lie in [0, 1], got {mask_share}")
     if budget < 0 or costs.verdict <= 0 or costs.mask <= 0:
         raise ValueError("budget must be >= 0 and costs > 0")
     rng = np.random.default_rng(seed)
-    cheapest = costs.mask if ask == "mask" else costs.verdict
+    cheapest = costs.mask if ask is AskPolicy.MASK else costs.verdict
     order, prio = strat(c, int(budget // cheapest), rng)
     rank_of = {int(i): r for r, i in enumerate(order)}
     prio_of = {int(i): float(p) for i, p in zip(order, prio, strict=True)}
@@ -273,11 +289,11 @@ def select(
         spent += costs.of(kind)
         return True
 
-    if ask == "mask":
+    if ask is AskPolicy.MASK:
         for i in order:
             take(int(i), AskKind.MASK, budget)
     else:
-        if ask == "auto":
+        if ask is AskPolicy.AUTO:
             mask_limit = min(budget, mask_share * budget)
             upgrades = np.flatnonzero(c.upgradable)
             upgrades = upgrades[np.argsort(-c.map_entropy[upgrades], kind="stable")]

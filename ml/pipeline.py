@@ -91,7 +91,7 @@ def train_and_save(
     source = "val"
     if not val:
         train, val = holdout_split(
-            train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != "unsupervised"
+            train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != Regime.UNSUPERVISED
         )
         source = "holdout"
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Literal, TypeAlias
 
 from ml.errors import TrainingError
 from ml.samples import Sample
@@ -15,6 +16,22 @@ class Regime(StrEnum):
     WEAK = "weak"  # defective images carry image-level labels only
     MIXED = "mixed"  # some defective images carry masks
     FULL = "full"  # every defective image carries a mask
+
+
+#: train in the regime the labels allow (:func:`derive_regime`)
+AUTO: Literal["auto"] = "auto"
+#: what a training run is asked to train in: a regime, or AUTO
+RegimeChoice: TypeAlias = Regime | Literal["auto"]
+
+
+def parse_regime(text: str) -> RegimeChoice:
+    """``"auto"`` or a :class:`Regime`'s value; TrainingError naming the choices otherwise."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return Regime(text)
+    except ValueError:
+        raise TrainingError(f"unknown regime {text!r}; choose one of: auto, {', '.join(Regime)}") from None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch
 
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
-from ml.regimes import Regime, RegimeSettings, apply_regime, derive_regime
+from ml.regimes import AUTO, Regime, RegimeSettings, apply_regime, derive_regime
 from ml.samples import Sample
 from ml.splits import holdout_split as holdout_split
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
@@ -288,7 +288,7 @@ def fit(
         raise TrainingError("no training images (split=train is empty)")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    regime = derive_regime(train_samples) if cfg.regime == "auto" else Regime(cfg.regime)
+    regime = derive_regime(train_samples) if cfg.regime == AUTO else Regime(cfg.regime)
     samples = apply_regime(list(train_samples), regime)
     settings = cfg.regime_settings(regime)
     prof = cfg.profile_spec()

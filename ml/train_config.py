@@ -7,49 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from ml.errors import TrainingError
-from ml.regimes import Regime, RegimeSettings, backbone_defaults
+from ml.profiles import PROFILES, Profile, ProfileName
+from ml.regimes import AUTO, Regime, RegimeChoice, RegimeSettings, backbone_defaults
 from ml.supersimplenet.features import DEFAULT_BACKBONE
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A training schedule and head size.
-
-    ``upscale`` sets the feature resolution (2: 1/4 of the input, as published; 1: 1/8).
-    ``max_steps`` makes the optimiser-step count fixed: the epochs follow from it, so a
-    retrain's cost stops growing with the dataset, and a training set with few defects
-    (short balanced epochs) still gets the whole budget (None: ``epochs`` epochs).
-    ``adaptor_lr`` / ``head_lr``: AdamW learning rates (the paper's 1e-4 / 2e-4; a short
-    schedule converges in its step budget only with larger ones).
-    """
-
-    epochs: int
-    batch_size: int
-    upscale: int
-    seg_hidden: int
-    cls_hidden: int
-    cls_kernel: int
-    max_steps: int | None = None
-    adaptor_lr: float = 1e-4
-    head_lr: float = 2e-4
-
-
-PROFILES: dict[str, Profile] = {
-    "paper": Profile(epochs=300, batch_size=32, upscale=2, seg_hidden=1024, cls_hidden=128, cls_kernel=5),
-    # epochs is informational for fast: its 320-step budget decides (about 40 epochs of 250 images);
-    # 10x the paper's learning rates get the heads to convergence within that budget (docs/RESULTS.md)
-    "fast": Profile(
-        epochs=40,
-        batch_size=32,
-        upscale=1,
-        seg_hidden=256,
-        cls_hidden=32,
-        cls_kernel=3,
-        max_steps=320,
-        adaptor_lr=1e-3,
-        head_lr=2e-3,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -59,9 +19,9 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     backbone_weights: str = "pretrained"  # "pretrained", "random" (tests) or a file path
     image_size: tuple[int, int] = (256, 256)
-    profile: str = "fast"
+    profile: str = ProfileName.FAST  # a ProfileName, or a profile an experiment added to PROFILES
     epochs: int | None = None  # overrides the profile
-    regime: str = "auto"
+    regime: RegimeChoice = AUTO
     seed: int = 0
     device: str = "auto"
     noise_sigma: float | None = None  # overrides the regime/backbone default
