@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -67,13 +67,14 @@ def train(
 
     if regime != "auto" and regime not in {r.value for r in Regime}:
         raise ValueError(f"--regime must be auto, unsupervised, weak, mixed or full, got {regime!r}")
+    chosen: Regime | Literal["auto"] = "auto" if regime == "auto" else Regime(regime)
     cfg = TrainConfig(
         backbone=backbone or DEFAULT_BACKBONE,
         backbone_weights=backbone_weights or "pretrained",
         image_size=(image_size[0], image_size[1]),
         profile=profile,
         epochs=epochs,
-        regime=regime,
+        regime=chosen,
         seed=seed,
         device=device,
         perlin_threshold=perlin_threshold,
