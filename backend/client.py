@@ -1,27 +1,40 @@
-"""What the project CLI commands talk to: the service over HTTP, or the local data directory.
+"""What the project CLI commands and scripts talk to: the service over HTTP, or the local
+data directory.
 
 Both clients return the API's JSON shapes, so the commands do not care which one they use.
+:class:`HttpClient` is all a script needs to drive a running service (``defectloop
+simulate`` drives its own that way); :class:`LocalClient` serves the same routes in process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from backend.settings import Settings
 
+if TYPE_CHECKING:
+    import httpx
+    from fastapi import FastAPI
+
+Json = dict[str, Any]
+
 
 class WorkbenchClient(Protocol):
-    def create_project(self, body: dict[str, Any]) -> dict: ...
-    def find_project(self, ref: str) -> dict: ...
-    def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict: ...
-    def retrain(self, project_id: int) -> dict: ...
-    def job(self, job_id: int) -> dict: ...
+    """The service's operations the CLI uses, in the API's JSON shapes."""
+
+    def create_project(self, body: Json) -> Json: ...
+    def find_project(self, ref: str) -> Json: ...
+    def import_path(self, project_id: int, path: Path, labels: str = "all") -> Json: ...
+    def retrain(self, project_id: int) -> Json: ...
+    def job(self, job_id: int) -> Json: ...
     def run_job_here(self, job_id: int) -> None: ...
-    def status(self, project_id: int) -> dict: ...
-    def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict: ...
-    def rounds(self, project_id: int) -> list[dict]: ...
-    def round_action(self, project_id: int, action: str, body: dict | None = None) -> dict: ...
+    def status(self, project_id: int) -> Json: ...
+    def labelstudio(self, project_id: int, action: str, body: Json | None = None) -> Json: ...
+    def rounds(self, project_id: int) -> list[Json]: ...
+    def round_action(
+        self, project_id: int, action: str, body: Json | None = None, params: Json | None = None
+    ) -> Json: ...
 
 
 class ClientError(Exception):
@@ -36,14 +49,16 @@ class ClientError(Exception):
 class HttpClient:
     """Talks to a running service (DEFECTLOOP_SERVER_URL, with DEFECTLOOP_API_TOKEN)."""
 
-    def __init__(self, base_url: str = "", token: str | None = None, http: object | None = None) -> None:
-        """``http``: an httpx-compatible client to use instead of one built from ``base_url``."""
+    def __init__(self, base_url: str = "", token: str | None = None, http: httpx.Client | None = None) -> None:
+        """``http``: an httpx client (or a test client) to use instead of one built from ``base_url``."""
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = http or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=600)
 
     def _call(self, method: str, url: str, **kw: Any) -> Any:
+        """The answer's JSON; a transport failure or an error status is a :class:`ClientError`
+        with the service's own explanation (and the job in the way, when it names one)."""
         import httpx
 
         try:
@@ -59,10 +74,15 @@ class HttpClient:
             raise ClientError(f"{r.status_code}: {detail}", job_id if isinstance(job_id, int) else None)
         return r.json()
 
-    def create_project(self, body: dict[str, Any]) -> dict:
+    def health(self) -> Json:
+        """``/health`` (no token needed): the service's and its job workers' state."""
+        return self._call("GET", "/health")
+
+    def create_project(self, body: Json) -> Json:
         return self._call("POST", "/projects", json=body)
 
-    def find_project(self, ref: str) -> dict:
+    def find_project(self, ref: str) -> Json:
+        """A project by id (digits) or by name; ClientError when there is none."""
         if ref.isdigit():
             return self._call("GET", f"/projects/{ref}")
         for p in self._call("GET", "/projects"):
@@ -70,35 +90,58 @@ class HttpClient:
                 return p
         raise ClientError(f"project {ref!r} not found")
 
-    def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict:
+    def import_path(self, project_id: int, path: Path, labels: str = "all") -> Json:
         """``labels``: all, test (only the test split keeps its labels) or none (see the import route)."""
         return self._call(
             "POST", f"/projects/{project_id}/images/import", json={"path": str(path.resolve()), "labels": labels}
         )
 
-    def retrain(self, project_id: int) -> dict:
+    def images(self, project_id: int, split: str | None = None) -> list[Json]:
+        """Every image of the project (of one split: pool, train, val or test), by id."""
+        out: list[Json] = []
+        while True:
+            params: Json = {"offset": len(out), "limit": 1000, **({"split": split} if split else {})}
+            page = self._call("GET", f"/projects/{project_id}/images", params=params)
+            out += page
+            if len(page) < 1000:
+                return out
+
+    def labels(self, project_id: int) -> list[Json]:
+        """The current label of every labelled image of the project."""
+        return self._call("GET", f"/projects/{project_id}/labels")
+
+    def retrain(self, project_id: int) -> Json:
         return self._call("POST", f"/projects/{project_id}/retrain")
 
-    def job(self, job_id: int) -> dict:
+    def score_pool(self, project_id: int) -> list[Json]:
+        """Queue the scoring of the pool by the active model version again (its jobs)."""
+        return self._call("POST", f"/projects/{project_id}/pool-scoring")
+
+    def job(self, job_id: int) -> Json:
         return self._call("GET", f"/jobs/{job_id}")
+
+    def jobs(self, project_id: int, limit: int = 50) -> list[Json]:
+        """The project's most recent jobs, newest first."""
+        return self._call("GET", "/jobs", params={"project_id": project_id, "limit": limit})
 
     def run_job_here(self, job_id: int) -> None:  # the service's workers run it
         return None
 
-    def labelstudio(self, project_id: int, action: str, body: dict | None = None) -> dict:
+    def labelstudio(self, project_id: int, action: str, body: Json | None = None) -> Json:
         """``action``: setup, push (body: image_ids, asks, include_labelled), sync (a job), connect, links (body:
         rotate)."""
         return self._call("POST", f"/projects/{project_id}/labelstudio/{action}", json=body)
 
-    def rounds(self, project_id: int) -> list[dict]:
+    def rounds(self, project_id: int) -> list[Json]:
         return self._call("GET", f"/projects/{project_id}/rounds")
 
-    def round_action(self, project_id: int, action: str, body: dict | None = None) -> dict:
-        """``action``: bootstrap, start (body: budget, strategy, ask, seed, push) or close (body: skip_sync)."""
+    def round_action(self, project_id: int, action: str, body: Json | None = None, params: Json | None = None) -> Json:
+        """``action``: bootstrap (params: seed), start (body: budget, strategy, ask, seed, push) or close (body:
+        skip_sync, force)."""
         url = f"/projects/{project_id}/rounds" + ("" if action == "start" else f"/{action}")
-        return self._call("POST", url, json=body)
+        return self._call("POST", url, json=body, params=params)
 
-    def status(self, project_id: int) -> dict:
+    def status(self, project_id: int) -> Json:
         return {
             "project": self._call("GET", f"/projects/{project_id}"),
             "labels": self._call("GET", f"/projects/{project_id}/labels/counts"),
@@ -127,11 +170,13 @@ class LocalClient(HttpClient):
         upgrade(self.engine)
         # the same routes and validation as the service, in process (no network; a loopback
         # name, as a token-less app answers to no other)
-        super().__init__(http=TestClient(create_app(self.settings, engine=self.engine), base_url="http://127.0.0.1"))
+        self.app: FastAPI = create_app(self.settings, engine=self.engine)
+        # starlette's TestClient is an httpx Client (of the httpx2 fork when that is installed)
+        super().__init__(http=cast("httpx.Client", TestClient(self.app, base_url="http://127.0.0.1")))
 
-    def import_path(self, project_id: int, path: Path, labels: str = "all") -> dict:
+    def import_path(self, project_id: int, path: Path, labels: str = "all") -> Json:
         if not self.settings.import_roots:  # local use: the folder itself is the import root
-            self.http.app.state.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
+            self.app.state.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
         return super().import_path(project_id, path, labels)
 
     def run_job_here(self, job_id: int) -> None:
@@ -144,6 +189,7 @@ class LocalClient(HttpClient):
 
 
 def make_client(settings: Settings) -> WorkbenchClient:
+    """The service at ``settings.server_url`` over HTTP, else the local data directory."""
     if settings.server_url:
         return HttpClient(settings.server_url, settings.api_token)
     return LocalClient(settings)

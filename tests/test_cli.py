@@ -143,16 +143,16 @@ def test_errors_are_one_clear_line_and_nonzero(tmp_path: Path) -> None:
 def test_simulate_runs_the_seeds_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], seeds: tuple[int, ...]
 ) -> None:
-    import backend.simulate
+    import simulator
 
     seen = []
 
-    def fake_simulate(cfg: backend.simulate.SimConfig, say: object) -> dict:
+    def fake_simulate(cfg: simulator.SimConfig, say: object) -> dict:
         seen.append(cfg.seeds)
         (cfg.out / "summary.md").write_text("table\n")
         return {"summary": {}}
 
-    monkeypatch.setattr(backend.simulate, "simulate", fake_simulate)
+    monkeypatch.setattr(simulator, "simulate", fake_simulate)
     res = runner.invoke(app, ["simulate", str(tmp_path), "--out", str(tmp_path), *args])
     assert res.exit_code == 0, res.output
     assert seen == [seeds]

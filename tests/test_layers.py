@@ -60,7 +60,7 @@ def test_only_labelstudio_imports_the_sdk() -> None:
     root = Path(__file__).resolve().parents[1]
     offenders = [
         str(p.relative_to(root))
-        for folder in ("ml", "backend", "migrations")
+        for folder in ("ml", "backend", "migrations", "simulator")
         for p in (root / folder).rglob("*.py")
         if "label_studio_sdk" in p.read_text()
     ]
@@ -68,7 +68,7 @@ def test_only_labelstudio_imports_the_sdk() -> None:
 
 
 # ---- import contracts: every import counts, also those inside functions ------------------
-PACKAGES = ("ml", "labelstudio", "backend", "migrations")
+PACKAGES = ("ml", "labelstudio", "backend", "migrations", "simulator")
 
 
 def _import_graph() -> dict[str, set[str]]:
@@ -112,11 +112,17 @@ def _under(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
+SERVICE_INSIDE = ("backend.db", "backend.services", "backend.api", "backend.jobs", "backend.handlers")
 CONTRACTS = (  # (importer, what it may not import, why)
-    ("ml", ("backend", "labelstudio", "migrations"), "ml is the innermost layer"),
-    ("labelstudio", ("ml", "backend", "migrations"), "labelstudio is an adapter of Label Studio only"),
+    ("ml", ("backend", "labelstudio", "migrations", "simulator"), "ml is the innermost layer"),
+    ("labelstudio", ("ml", "backend", "migrations", "simulator"), "labelstudio is an adapter of Label Studio only"),
     ("backend.jobs", ("backend.services", "backend.api", "backend.handlers"), "jobs get their handlers handed in"),
     ("backend.api.routes", ("ml",), "routes call services, never ml"),
+    ("simulator", (*SERVICE_INSIDE, "backend.cli"), "the simulator drives the service through its client, as a script"),
+    *(
+        (inside, ("simulator", "backend.cli"), "the service knows nothing of its command line")
+        for inside in SERVICE_INSIDE
+    ),
 )
 
 

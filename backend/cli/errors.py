@@ -43,9 +43,9 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     Imported when an error is being reported, so ``--help`` stays quick."""
     from backend.client import ClientError
     from backend.errors import ServiceError
-    from backend.simulate import SimulationError
     from labelstudio.server import ServerError
     from ml.errors import DefectloopError
+    from simulator.errors import SimulationError
 
     return (
         DefectloopError,

@@ -132,8 +132,8 @@ def simulate_cmd(
 
     Each strategy and seed is its own project: the test split is the fixed evaluation set, every other image starts unlabelled in the pool. Per round the service selects and pushes a batch, the simulated annotator answers each task in Label Studio from the ground truth (as asked: verdict or mask), webhooks and the sync bring the answers in, and the model retrains. Writes curves_vs_{labels,cost,annotation_seconds}.png, curves.json and summary.md: the cost each strategy needed to reach 95% and 99% of full supervision's image AP, relative to random.
     """  # noqa: E501 - typer keeps a docstring's line breaks in --help: a paragraph stays one line
-    from backend.simulate import AnnotatorModel, SimConfig, simulate
     from ml.acquisition import RUN_ASK_POLICIES
+    from simulator import AnnotatorModel, SimConfig, simulate
 
     c_img, c_mask = _pair(costs, "--costs")
     t_verdict, t_mask = _pair(lead_time, "--lead-time")

@@ -139,8 +139,8 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
 
 
 def test_the_served_root_holds_files_outside_the_csv_folder(tmp_path: Path) -> None:
-    from backend.simulate import files_root
     from ml.data import Dataset, Sample
+    from simulator import files_root
 
     data = tmp_path / "shared" / "line"
     samples = (
@@ -153,7 +153,7 @@ def test_the_served_root_holds_files_outside_the_csv_folder(tmp_path: Path) -> N
 
 
 def test_the_reference_depends_on_data_and_training_not_on_the_loop(tmp_path: Path) -> None:
-    from backend.simulate import SimConfig
+    from simulator import SimConfig
 
     base = SimConfig(data=tmp_path, out=tmp_path / "a", image_size=(128, 128))
     loop_only = replace(
@@ -180,7 +180,7 @@ def test_the_reference_depends_on_data_and_training_not_on_the_loop(tmp_path: Pa
 
 
 def test_the_data_path_keys_a_study_however_it_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backend.simulate import SimConfig
+    from simulator import SimConfig
 
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -195,7 +195,7 @@ def test_the_data_path_keys_a_study_however_it_is_named(tmp_path: Path, monkeypa
 def test_more_rounds_go_on_from_an_interrupted_round(study, monkeypatch: pytest.MonkeyPatch) -> None:
     """Round 3 is started and half answered, then its process goes away; asking for three
     rounds finishes that round in the same project and keeps rounds 0-2 as they were."""
-    from backend.simulate import SimConfig, environment, files_root, prepare_data
+    from simulator import SimConfig, SimulatedAnnotator, environment, files_root, prepare_data, truth
 
     data, out, res, _ = study
     assert res.returncode == 0, res.stderr[-3000:]
@@ -209,9 +209,7 @@ def test_more_rounds_go_on_from_an_interrupted_round(study, monkeypatch: pytest.
         pid = before["project_id"]
         rnd = env.client.round_action(pid, "start", {"budget": 24, "strategy": "random", "ask": "auto", "seed": 3})
         ls_id = env.client.find_project(str(pid))["ls_project_id"]
-        from backend.simulate import SimulatedAnnotator, _truth
-
-        annotator = SimulatedAnnotator(_truth(env, pid, prepare_data(cfg)[1]), cfg.annotator, seed=0)
+        annotator = SimulatedAnnotator(truth(env.client, pid, prepare_data(cfg)[1]), cfg.annotator, seed=0)
         tasks = env.studio.open_tasks(ls_id)
         assert len(tasks) == len(rnd["asks"]) >= 2
         for task in tasks[: len(tasks) // 2]:
