@@ -104,6 +104,8 @@ def retrain(
 
 
 class _Jobs(Protocol):
+    """What following a job needs of a client."""
+
     def job(self, job_id: int) -> dict[str, Any]: ...
 
 
@@ -131,10 +133,10 @@ def follow(c: _Jobs, job_id: int) -> None:
     typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
 
 
-def _follow_plain(client: _Jobs, job_id: int, every_s: float = 30.0) -> dict[str, Any]:
+def _follow_plain(c: _Jobs, job_id: int, every_s: float = 30.0) -> dict[str, Any]:
     last_stage, last_at = None, 0.0
     while True:
-        job = client.job(job_id)
+        job = c.job(job_id)
         stage = job["message"].split(" ")[0]
         if stage != last_stage or time.monotonic() - last_at >= every_s:
             typer.echo(f"job {job_id}: {job['progress']:.0%} {job['message']}")
@@ -144,7 +146,7 @@ def _follow_plain(client: _Jobs, job_id: int, every_s: float = 30.0) -> dict[str
         time.sleep(1)
 
 
-def _follow_bar(client: _Jobs, job_id: int) -> dict[str, Any]:
+def _follow_bar(c: _Jobs, job_id: int) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -156,7 +158,7 @@ def _follow_bar(client: _Jobs, job_id: int) -> dict[str, Any]:
     ) as bar:
         task = bar.add_task(f"job {job_id}", total=1.0, msg="")
         while True:
-            job = client.job(job_id)
+            job = c.job(job_id)
             bar.update(task, completed=job["progress"], msg=job["message"])
             if job["status"] not in ("queued", "running"):
                 return job
