@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,8 +30,7 @@ from backend.jobs.dispatch import dispatch_on_commit
 from backend.services.labels import LabelError
 from backend.settings import Settings
 from labelstudio.client import StudioError
-from ml.errors import DefectloopError
-from ml.images import set_max_pixels
+from ml import DefectloopError, set_max_pixels
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -74,9 +76,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        content: dict = {"detail": str(exc)}
-        if getattr(exc, "job_id", None) is not None:
-            content["job_id"] = exc.job_id
+        content: dict[str, Any] = {"detail": str(exc)}
+        job_id = getattr(exc, "job_id", None)
+        if job_id is not None:
+            content["job_id"] = job_id
         return JSONResponse(status_code=exc.status_code, content=content)
 
     @app.exception_handler(StudioError)
@@ -107,7 +110,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": jsonable(errors)})
 
 
-def jsonable(errors: list) -> list:
+def jsonable(errors: Sequence[Any]) -> list[Any]:
     from fastapi.encoders import jsonable_encoder
 
     return jsonable_encoder(errors, custom_encoder={Exception: str, bytes: lambda b: b.decode(errors="replace")})

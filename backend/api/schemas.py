@@ -5,53 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from backend.api.deps import MAX_ID
 from backend.db.tables import MaskCostModel, MaskOrigin
+from backend.domain.enums import AskKind, ProfileName, Regime
+from backend.domain.project_settings import ProjectSettings, TrainDefaults
 
 #: a row id in a request body (out of range: 422 naming the field)
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
-class ProjectUpdate(BaseModel):
-    """Editable project settings (absent fields stay unchanged)."""
-
-    train_defaults: dict | None = Field(
-        default=None,
-        description=(
-            "Training overrides: epochs, perlin_threshold, pseudo_normal_fraction (share of the still "
-            "unlabelled pool, lowest scores first, that joins a round's training as pseudo-normal; "
-            "default 0.5, 0 turns it off), bootstrap_refine_fraction (share of the pool the bootstrap "
-            "retrains on, lowest scores first; default 0.5, 0 turns it off), min_defects_supervised "
-            "(rounds train unsupervised until the labels hold this many defective images; default 20, 0 "
-            "turns it off)."
-        ),
-    )
-    image_height: int | None = Field(default=None, ge=32, le=4096)
-    image_width: int | None = Field(default=None, ge=32, le=4096)
-    backbone: str | None = None
-    profile: str | None = None
-    cost_image_label: float | None = Field(default=None, gt=0)
-    cost_mask_label: float | None = Field(default=None, gt=0)
-    strategy: str | None = Field(default=None, description="Acquisition strategy of the rounds.")
-    round_budget: float | None = Field(default=None, ge=0, description="Cost units a round spends by default.")
-    mask_share: float | None = Field(
-        default=None, ge=0, le=1, description="At most this share of a round's budget buys masks."
-    )
-    mask_cost_model: MaskCostModel | None = Field(
-        default=None,
-        description=(
-            "What a mask label costs on the curves: flat (always cost_mask_label) or edit (a verdict's cost plus "
-            "the share of the mask the annotator changed from the proposal, of the difference)."
-        ),
-    )
-    auto_round_labels: int | None = Field(
-        default=None, ge=1, description="Close the open round once this many of its images are answered."
-    )
+#: editable project settings (absent fields stay unchanged): the domain's one schema
+ProjectUpdate = ProjectSettings
 
 
-class ProjectCreate(ProjectUpdate):
+class ProjectCreate(ProjectSettings):
+    """A new project: its name, and any settings that differ from the defaults."""
+
     name: str = Field(min_length=1, max_length=200)
 
 
@@ -63,10 +34,10 @@ class ProjectOut(BaseModel):
     image_height: int
     image_width: int
     backbone: str
-    profile: str
+    profile: ProfileName
     cost_image_label: float
     cost_mask_label: float
-    train_defaults: dict
+    train_defaults: TrainDefaults
     strategy: str
     round_budget: float
     mask_share: float
@@ -74,6 +45,11 @@ class ProjectOut(BaseModel):
     auto_round_labels: int | None = None
     ls_project_id: int | None = None
     created_at: datetime
+
+    @field_serializer("train_defaults")
+    def _set_defaults_only(self, value: TrainDefaults) -> dict[str, int | float]:
+        """Only the overrides the project sets (an unset one takes the built-in default)."""
+        return value.model_dump(exclude_none=True)
 
 
 class ImportRequest(BaseModel):
@@ -177,8 +153,8 @@ class ModelVersionOut(BaseModel):
     project_id: int
     round_id: int | None
     name: str
-    regime: str
-    profile: str
+    regime: Regime
+    profile: str  # a ProfileName, or an experiment's own profile
     artifact_sha256: str
     thresholds: dict
     metrics: dict
@@ -207,7 +183,7 @@ class PushRequest(BaseModel):
     """A ranked batch for Label Studio: ``image_ids`` best first."""
 
     image_ids: list[BodyId] = Field(min_length=1, max_length=20000)
-    asks: dict[BodyId, str] = Field(default_factory=dict, description="Per image: 'verdict' (default) or 'mask'.")
+    asks: dict[BodyId, AskKind] = Field(default_factory=dict, description="Per image: 'verdict' (default) or 'mask'.")
     include_labelled: bool = Field(default=False, description="Also send images that already have a human label.")
 
 

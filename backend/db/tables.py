@@ -24,7 +24,20 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from backend.db.json_types import ModelJSON
+
+# the domain's enums, re-exported: the tables are where most code meets them
+from backend.domain.enums import LabelSource as LabelSource
+from backend.domain.enums import MaskCostModel as MaskCostModel
+from backend.domain.enums import MaskOrigin as MaskOrigin
+from backend.domain.enums import RoundStatus as RoundStatus
+from backend.domain.enums import Split as Split
+from backend.domain.project_settings import DEFAULT_SETTINGS as D
+from backend.domain.project_settings import TrainDefaults
+from backend.domain.rounds import RoundParams
+from ml import AskKind, ProfileName, Regime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -48,53 +61,16 @@ class Base(DeclarativeBase):
     }
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
+def _enum(cls: type[enum.Enum], name: str, *, length: int = 16, check: bool = True) -> Enum:
+    """A string column holding ``cls``'s values (``check``: with a CHECK constraint listing them)."""
     return Enum(
         cls,
         name=name,
         native_enum=False,
-        create_constraint=True,
-        length=16,
+        create_constraint=check,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
     )
-
-
-class Split(enum.StrEnum):
-    POOL = "pool"
-    TRAIN = "train"
-    VAL = "val"
-    TEST = "test"
-
-
-class LabelSource(enum.StrEnum):
-    HUMAN = "human"
-    IMPORT = "import"
-    PSEUDO = "pseudo"
-
-
-class MaskOrigin(enum.StrEnum):
-    """How an answered mask came to be, against the proposal its task showed."""
-
-    ACCEPTED = "accepted"  # the proposal submitted unchanged
-    EDITED = "edited"  # the proposal corrected
-    DRAWN = "drawn"  # painted without a proposal
-
-
-class MaskCostModel(enum.StrEnum):
-    """What a mask label costs: ``flat`` always ``cost_mask_label``; ``edit`` a verdict's cost plus
-    the share of the mask the annotator had to change (``Label.mask_edit``) of the difference, so a
-    mask drawn from nothing costs ``cost_mask_label`` and an accepted proposal a verdict's cost."""
-
-    FLAT = "flat"
-    EDIT = "edit"
-
-
-class RoundStatus(enum.StrEnum):
-    PLANNED = "planned"
-    ANNOTATING = "annotating"
-    TRAINING = "training"
-    DONE = "done"
-    FAILED = "failed"
 
 
 class JobKind(enum.StrEnum):
@@ -117,24 +93,32 @@ class Project(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    image_height: Mapped[int] = mapped_column(Integer, default=256)
-    image_width: Mapped[int] = mapped_column(Integer, default=256)
-    backbone: Mapped[str] = mapped_column(String(100), default="tf_efficientnet_lite0")
-    profile: Mapped[str] = mapped_column(String(20), default="fast")
-    train_defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    cost_image_label: Mapped[float] = mapped_column(Float, default=1.0)
-    cost_mask_label: Mapped[float] = mapped_column(Float, default=10.0)
-    strategy: Mapped[str] = mapped_column(String(50), default="hybrid", server_default="hybrid")
-    round_budget: Mapped[float] = mapped_column(Float, default=30.0, server_default=text("30"))
-    mask_share: Mapped[float] = mapped_column(Float, default=0.5, server_default=text("0.5"))
+    # the defaults are backend.domain.project_settings.DEFAULT_SETTINGS (the server defaults are
+    # the migrations' and must agree with it)
+    image_height: Mapped[int] = mapped_column(Integer, default=D.image_height)
+    image_width: Mapped[int] = mapped_column(Integer, default=D.image_width)
+    backbone: Mapped[str] = mapped_column(String(100), default=D.backbone)
+    profile: Mapped[ProfileName] = mapped_column(
+        _enum(ProfileName, "profile", length=20, check=False), default=D.profile
+    )
+    train_defaults: Mapped[TrainDefaults] = mapped_column(ModelJSON(TrainDefaults), default=TrainDefaults)
+    cost_image_label: Mapped[float] = mapped_column(Float, default=D.cost_image_label)
+    cost_mask_label: Mapped[float] = mapped_column(Float, default=D.cost_mask_label)
+    strategy: Mapped[str] = mapped_column(String(50), default=D.strategy, server_default="hybrid")
+    round_budget: Mapped[float] = mapped_column(Float, default=D.round_budget, server_default=text("30"))
+    mask_share: Mapped[float] = mapped_column(Float, default=D.mask_share, server_default=text("0.5"))
     mask_cost_model: Mapped[MaskCostModel] = mapped_column(
-        _enum(MaskCostModel, "mask_cost_model"), default=MaskCostModel.EDIT, server_default=MaskCostModel.EDIT.value
+        _enum(MaskCostModel, "mask_cost_model"), default=D.mask_cost_model, server_default=MaskCostModel.EDIT.value
     )
     auto_round_labels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     images: Mapped[list[Image]] = relationship(back_populates="project", lazy="raise")
+
+    @validates("train_defaults")
+    def _typed_train_defaults(self, _: str, value: TrainDefaults | dict[str, Any]) -> TrainDefaults:
+        return value if isinstance(value, TrainDefaults) else TrainDefaults.model_validate(value)
 
 
 class Image(Base):
@@ -204,12 +188,16 @@ class Round(Base):
     strategy: Mapped[str] = mapped_column(String(50))
     budget: Mapped[int] = mapped_column(Integer)
     status: Mapped[RoundStatus] = mapped_column(_enum(RoundStatus, "round_status"), default=RoundStatus.PLANNED)
-    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # seed, ask policy, mask share, the asks
+    params: Mapped[RoundParams] = mapped_column(ModelJSON(RoundParams), default=RoundParams)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the round's point on the curves
     message: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    @validates("params")
+    def _typed_params(self, _: str, value: RoundParams | dict[str, Any]) -> RoundParams:
+        return value if isinstance(value, RoundParams) else RoundParams.model_validate(value)
 
 
 class ModelVersion(Base):
@@ -231,8 +219,8 @@ class ModelVersion(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     round_id: Mapped[int | None] = mapped_column(ForeignKey("round.id", ondelete="SET NULL"), nullable=True)
     name: Mapped[str] = mapped_column(String(100))
-    regime: Mapped[str] = mapped_column(String(20))
-    profile: Mapped[str] = mapped_column(String(20))
+    regime: Mapped[Regime] = mapped_column(_enum(Regime, "regime", length=20, check=False))
+    profile: Mapped[str] = mapped_column(String(20))  # a ProfileName, or an experiment's own profile
     config: Mapped[dict[str, Any]] = mapped_column()
     artifact_path: Mapped[str] = mapped_column(String(2000))
     artifact_sha256: Mapped[str] = mapped_column(String(64))
@@ -334,7 +322,7 @@ class LsTask(Base):
     ls_project_id: Mapped[int] = mapped_column(Integer)
     ls_task_id: Mapped[int] = mapped_column(Integer)
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    ask: Mapped[str] = mapped_column(String(16), default="verdict")
+    ask: Mapped[AskKind] = mapped_column(_enum(AskKind, "ask_kind", check=False), default=AskKind.VERDICT)
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL"), nullable=True
     )

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
+from pydantic import BaseModel
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,13 +23,15 @@ from backend.errors import ConflictError, NotFoundError
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: dict | None = None) -> Job:
-    """Create a queued job. A second active train job for a project raises ConflictError."""
+def enqueue(session: Session, *, kind: JobKind, project_id: int, payload: BaseModel | None = None) -> Job:
+    """Create a queued job with ``payload`` (the kind's model; stored as JSON, unset fields left
+    out). A second active train job for a project raises ConflictError."""
     if kind is JobKind.TRAIN:
         running = active_train_job(session, project_id=project_id)
         if running is not None:
             raise ConflictError(_busy(running.status.value, running.id, project_id), running.id)
-    job = Job(kind=kind, project_id=project_id, payload=payload or {}, message="queued")
+    body = payload.model_dump(mode="json", exclude_none=True) if payload is not None else {}
+    job = Job(kind=kind, project_id=project_id, payload=body, message="queued")
     session.add(job)
     try:
         with session.begin_nested():

@@ -19,7 +19,7 @@ def run(job_id: int, handlers: Handlers) -> str:
     from backend.db.engine import make_engine, session_factory
     from backend.jobs.dispatch import dispatch_on_commit
     from backend.jobs.runner import execute
-    from ml.images import set_max_pixels
+    from ml import set_max_pixels
 
     settings = Settings()
     set_max_pixels(settings.max_image_pixels)

@@ -60,7 +60,11 @@ class JobContext:
         if self.read_sessions is None:
             self.read_sessions = read_session_factory(self.sessions.kw["bind"])
 
-    def _reads(self) -> sessionmaker[Session]:
+    def reads(self) -> Session:
+        """A read-only session (use as a context manager); it never waits for a writer."""
+        return self._read_factory()()
+
+    def _read_factory(self) -> sessionmaker[Session]:
         if self.read_sessions is None:
             self.read_sessions = read_session_factory(self.sessions.kw["bind"])
         return self.read_sessions
@@ -99,7 +103,7 @@ class JobContext:
         if not self._cancelled and now - self._last_check >= CHECK_S:
             self._last_check = now
             try:
-                with self._reads()() as s:
+                with self.reads() as s:
                     job = s.get(Job, self.job_id)
                     self._cancelled = bool(job is not None and job.cancel_requested)
             except SQLAlchemyError as e:  # asked again at the next check

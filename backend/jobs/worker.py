@@ -23,7 +23,7 @@ from backend.jobs.presence import Presence
 from backend.jobs.queue import next_queued, reap_stale
 from backend.jobs.runner import Handlers, execute
 from backend.settings import Settings
-from ml.images import set_max_pixels
+from ml import set_max_pixels
 
 log = logging.getLogger("defectloop.worker")
 

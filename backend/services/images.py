@@ -23,9 +23,18 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Image, LabelSource, Project, Split
 from backend.errors import ForbiddenPathError
 from backend.services.labels import LabelError, LabelIn, add_label
-from ml.data import IMAGE_SUFFIXES, Sample, file_sha256, is_dataset, read_dataset, sample_problem
-from ml.errors import DataError
-from ml.images import image_size, read_image, read_mask
+from ml import (
+    IMAGE_SUFFIXES,
+    DataError,
+    Sample,
+    file_sha256,
+    image_size,
+    is_dataset,
+    read_dataset,
+    read_image,
+    read_mask,
+    sample_problem,
+)
 
 
 @dataclass(frozen=True)

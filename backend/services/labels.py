@@ -30,8 +30,7 @@ def parse_mask_upload(data: bytes) -> np.ndarray:
     """An uploaded mask as bool ``(H, W)``: one channel (or colour with equal channels), values
     0 and 1, or 0 and the bit depth's maximum (255, 65535); LabelError naming the field otherwise
     (values in between would be binarised silently, so they are refused)."""
-    from ml.errors import DataError
-    from ml.images import read_mask, read_mask_values
+    from ml import DataError, read_mask, read_mask_values
 
     try:
         values = read_mask_values(data, "mask")

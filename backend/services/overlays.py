@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Image, ModelVersion, Prediction
 from backend.errors import NotFoundError
 from backend.services.anomaly_maps import has_map, read_map, region
-from ml.images import read_image
-from ml.overlay import heatmap_overlay
+from ml import heatmap_overlay, read_image
 
 
 def overlay_png(session: Session, *, image: Image) -> bytes:

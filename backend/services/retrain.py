@@ -16,15 +16,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project, Split
+from backend.domain.jobs import PredictPayload, TrainPayload
 from backend.jobs.queue import enqueue
 from backend.jobs.runner import JobCancelled, JobContext
 from backend.services.anomaly_maps import write_map
 from backend.services.predictions import encode_embedding
 from backend.services.rounds import fail_round, finish_round
 from backend.services.snapshot import take_snapshot
-from ml.data import Dataset, file_sha256
-from ml.errors import TrainingError
-from ml.images import read_image
+from ml import Dataset, Regime, TrainingError, file_sha256, read_image
 
 STAGES = {
     "features": (0.0, 0.25),
@@ -57,64 +56,64 @@ def artifact_sha256(model_dir: Path) -> str:
 
 def run_train_job(ctx: JobContext) -> dict:
     """Train, evaluate, register; a round this retrain closes is recorded, or marked failed."""
-    round_id = ctx.payload.get("round_id")
+    payload = TrainPayload.model_validate(ctx.payload)
+    round_id = payload.round_id
     try:
-        return _train(ctx, round_id)
+        return _train(ctx, payload)
     except BaseException as e:
         if round_id is not None:
             with ctx.sessions.begin() as s:
                 fail_round(
                     s,
-                    round_id=int(round_id),
+                    round_id=round_id,
                     message="cancelled" if isinstance(e, JobCancelled) else f"failed: {type(e).__name__}: {e}",
                 )
         raise
 
 
-def _train(ctx: JobContext, round_id: int | None) -> dict:
-    from ml.artifact import load_model
-    from ml.evaluate import evaluate
-    from ml.pipeline import train_and_save
-    from ml.regimes import loop_regime
-    from ml.train import TrainConfig
+def _train(ctx: JobContext, payload: TrainPayload) -> dict:
+    from ml import AUTO, RegimeChoice, TrainConfig, load_model, loop_regime, train_and_save
+    from ml import evaluate_model as evaluate
 
     data_dir = ctx.settings.data_dir
     work = ctx.workdir  # removed when the job ends, or by the reaper when its worker dies
-    with ctx.read_sessions() as s:
-        project = s.get(Project, ctx.project_id)
+    with ctx.reads() as s:
+        project = s.get_one(Project, ctx.project_id)
         snapshot = take_snapshot(
             s,
             project_id=ctx.project_id,
             folder=work / "masks",
-            label_ids=ctx.payload.get("label_ids"),
-            pseudo_normal_ids=ctx.payload.get("pseudo_normal_ids"),
+            label_ids=list(payload.label_ids) if payload.label_ids is not None else None,
+            pseudo_normal_ids=list(payload.pseudo_normal_ids) if payload.pseudo_normal_ids is not None else None,
         )
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
-        regime = str(ctx.payload.get("regime", "auto"))
-        min_defects = ctx.payload.get("min_defects_supervised")
+        regime: RegimeChoice = payload.regime or AUTO
+        min_defects = payload.min_defects_supervised
         regime_note = ""
-        if regime == "auto" and min_defects is not None:
+        if regime == AUTO and min_defects is not None:
             labelled = snapshot.train + snapshot.val
-            forced = loop_regime(labelled, int(min_defects))
+            forced = loop_regime(labelled, min_defects)
             if forced is not None:
-                regime = forced.value
+                regime = forced
                 n_def = sum(1 for smp in labelled if smp.label == 1)
-                regime_note = f"{n_def} labelled defects, supervised from {int(min_defects)}"
+                regime_note = f"{n_def} labelled defects, supervised from {min_defects}"
         cfg = TrainConfig(
             backbone=project.backbone,
             image_size=(project.image_height, project.image_width),
             profile=project.profile,
             device=ctx.settings.device,
-            seed=int(ctx.payload.get("seed", 0)),
+            seed=payload.seed,
             regime=regime,
-            **{k: v for k, v in (project.train_defaults or {}).items() if k in ("epochs", "perlin_threshold")},
+            epochs=project.train_defaults.epochs,
+            perlin_threshold=project.train_defaults.perlin_threshold,
         )
     if not snapshot.train:
         raise TrainingError("no labelled images in the train split yet: label some, then retrain")
     name = f"v{n_versions + 1}-job{ctx.job_id}"
     final_dir = data_dir / "models" / str(ctx.project_id) / name
 
-    refine = ctx.payload.get("refine_keep")
+    refine = payload.refine_keep
+    round_id = payload.round_id
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         msg = f"{stage.replace('_', ' ')} {done}/{total}"
@@ -131,7 +130,7 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
             cfg,
             progress=progress,
             should_stop=ctx.should_stop,
-            refine_keep=float(refine) if refine else None,
+            refine_keep=refine or None,
         )
     except TrainingError:
         if ctx.should_stop():
@@ -152,7 +151,7 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
                 project_id=ctx.project_id,
                 name=name,
                 model_dir=final_dir,
-                regime=summary.trained.regime.value,
+                regime=summary.trained.regime,
                 profile=cfg.profile,
                 thresholds=summary.thresholds.to_json(),
                 metrics=metrics,
@@ -160,7 +159,7 @@ def _train(ctx: JobContext, round_id: int | None) -> dict:
             )
             if round_id is not None:
                 kept = summary.trained.n_train.get("normal") if refine else None  # the pool share refinement kept
-                finish_round(s, round_id=int(round_id), mv=mv, pseudo_normal=kept, note=regime_note)
+                finish_round(s, round_id=round_id, mv=mv, pseudo_normal=kept, note=regime_note)
             enqueue_pool_scoring(s, project_id=ctx.project_id, model_version_id=mv.id)  # announced on commit
             mv_id = mv.id
     except BaseException:
@@ -192,7 +191,7 @@ def enqueue_pool_scoring(session: Session, *, project_id: int, model_version_id:
             session,
             kind=JobKind.PREDICT,
             project_id=project_id,
-            payload={"model_version_id": model_version_id, "image_ids": chunk},
+            payload=PredictPayload(model_version_id=model_version_id, image_ids=tuple(chunk)),
         )
         for chunk in chunks
     ]
@@ -206,7 +205,7 @@ def register_model_version(
     project_id: int,
     name: str,
     model_dir: Path,
-    regime: str,
+    regime: Regime,
     profile: str,
     thresholds: dict,
     metrics: dict,
@@ -238,10 +237,11 @@ def register_model_version(
 
 def run_predict_job(ctx: JobContext) -> dict:
     """Score every pool image with the ModelVersion named in the payload (or the active one)."""
-    from ml.artifact import load_model
+    from ml import load_model
 
-    with ctx.read_sessions() as s:
-        mv_id = ctx.payload.get("model_version_id")
+    with ctx.reads() as s:
+        payload = PredictPayload.model_validate(ctx.payload)
+        mv_id = payload.model_version_id
         mv = (
             s.get(ModelVersion, mv_id)
             if mv_id
@@ -251,8 +251,8 @@ def run_predict_job(ctx: JobContext) -> dict:
         )
         if mv is None:
             raise TrainingError("no model version to predict with: retrain first")
-        if "image_ids" in ctx.payload:
-            pool = [int(i) for i in ctx.payload["image_ids"]]
+        if payload.image_ids is not None:
+            pool = list(payload.image_ids)
         else:
             pool = list(
                 s.scalars(select(Image.id).where(Image.project_id == ctx.project_id, Image.split == Split.POOL))

@@ -34,15 +34,16 @@ from backend.db.tables import (
     Split,
     utcnow,
 )
+from backend.domain.jobs import TrainPayload
+from backend.domain.rounds import RoundParams
 from backend.errors import ConflictError, NotFoundError
 from backend.services.labels import current_labels
 from backend.services.predictions import embedding_matrix
 from backend.settings import Settings
-from ml.acquisition import RUN_ASK_POLICIES, STAGED, STRATEGIES, AskKind, Candidates, Costs, staged_ask
-from ml.acquisition import select as acquire
+from ml import STRATEGIES, AskKind, AskPolicy, Candidates, Costs, Regime, staged_ask
+from ml import select as acquire
 
 STRATEGY_NAMES = tuple(STRATEGIES)
-ASK_NAMES: tuple[str, ...] = RUN_ASK_POLICIES  # what a round may ask for (the API's StartRound.ask)
 OPEN = (RoundStatus.PLANNED, RoundStatus.ANNOTATING, RoundStatus.TRAINING)
 
 
@@ -53,7 +54,7 @@ class RoundError(ConflictError):
 def _reconcile(session: Session, rnd: Round) -> Round:
     """A TRAINING round whose job ended without running its handler (cancelled while queued,
     reaped after its worker died) is FAILED: the job record is the truth."""
-    job_id = rnd.params.get("job_id")
+    job_id = rnd.params.job_id
     if rnd.status is RoundStatus.TRAINING and job_id is not None:
         job = session.get(Job, int(job_id))
         if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
@@ -96,7 +97,7 @@ DEFAULT_BOOTSTRAP_REFINE_FRACTION = 0.5
 def bootstrap(session: Session, settings: Settings, *, project: Project, seed: int = 0) -> tuple[Round, Job]:
     """Round 0: queue an UNSUPERVISED train on the unlabelled pool presumed normal.
 
-    With ``train_defaults["bootstrap_refine_fraction"]`` F > 0 the model is trained twice:
+    With ``train_defaults.bootstrap_refine_fraction`` F > 0 the model is trained twice:
     the second time on the fraction F of the pool the first model scores lowest, so hidden
     defects in the pool stop being taught as normal (0 turns it off).
     """
@@ -111,8 +112,8 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
         raise RoundError("the pool holds no unlabelled image: import the line's images first")
     rnd = existing[0] if retry else Round(project_id=project.id, index=0, strategy="bootstrap", budget=0)
     rnd.status, rnd.message, rnd.started_at = RoundStatus.TRAINING, "", utcnow()
-    keep = float((project.train_defaults or {}).get("bootstrap_refine_fraction", DEFAULT_BOOTSTRAP_REFINE_FRACTION))
-    rnd.params = {"seed": seed, "pseudo_normal": len(pool), "refine_keep": keep}
+    keep = _or(project.train_defaults.bootstrap_refine_fraction, DEFAULT_BOOTSTRAP_REFINE_FRACTION)
+    rnd.params = RoundParams(seed=seed, pseudo_normal=len(pool), refine_keep=keep)
     session.add(rnd)
     session.flush()
     job = request_retrain(
@@ -120,15 +121,15 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
         settings,
         project_id=project.id,
         skip_sync=True,
-        extra={
-            "round_id": rnd.id,
-            "pseudo_normal_ids": pool,
-            "regime": "unsupervised",
-            "seed": seed,
-            "refine_keep": keep or None,
-        },
+        payload=TrainPayload(
+            round_id=rnd.id,
+            pseudo_normal_ids=tuple(pool),
+            regime=Regime.UNSUPERVISED,
+            seed=seed,
+            refine_keep=keep or None,
+        ),
     )
-    rnd.params = {**rnd.params, "job_id": job.id}
+    rnd.params = rnd.params.model_copy(update={"job_id": job.id})
     return rnd, job
 
 
@@ -157,7 +158,7 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
         raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
     current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
     mask_asked = set(
-        session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == "mask"))
+        session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == AskKind.MASK))
     )
     ids = np.array(pool, np.int64)
     u = [preds[i].uncertainty for i in pool]
@@ -186,17 +187,18 @@ def _upgradable(label: Label, mask_asked: bool) -> bool:
     return bool(label.is_defective) and label.mask_png is None and not mask_asked
 
 
-def resolve_ask(session: Session, *, project_id: int, ask: str) -> str:
-    """The concrete ask policy ("auto", "verdict" or "mask") of the next round.
+def resolve_ask(session: Session, *, project_id: int, ask: AskPolicy) -> AskPolicy:
+    """The concrete ask policy (AUTO, VERDICT or MASK) of the next round.
 
-    "staged" is decided from the project's finished rounds (see :func:`ml.acquisition.staged_ask`):
+    STAGED is decided from the project's finished rounds (see :func:`ml.acquisition.staged_ask`):
     their evaluation image AP in round order, and whether a staged round already asked for masks.
     """
-    if ask != STAGED:
+    ask = AskPolicy(ask)
+    if ask is not AskPolicy.STAGED:
         return ask
     done = [r for r in rounds_of(session, project_id=project_id) if r.status is RoundStatus.DONE]
     image_ap = [((r.metrics or {}).get("metrics") or {}).get("image_ap") for r in done]
-    started = any(r.params.get("ask") == STAGED and r.params.get("ask_used") == "auto" for r in done)
+    started = any(r.params.ask is AskPolicy.STAGED and r.params.ask_used is AskPolicy.AUTO for r in done)
     return staged_ask(image_ap, masks_started=started)
 
 
@@ -207,11 +209,12 @@ def start_round(
     project: Project,
     budget: float | None = None,
     strategy: str | None = None,
-    ask: str = "auto",
+    ask: AskPolicy = AskPolicy.AUTO,
     seed: int | None = None,
     push: bool = True,
 ) -> Round:
     """Round k: select a batch from the active ModelVersion's pool scores and push it pre-annotated."""
+    ask = AskPolicy(ask)
     if (r := open_round(session, project_id=project.id)) is not None:
         if r.status is RoundStatus.TRAINING:
             raise busy(r, project)
@@ -244,14 +247,14 @@ def start_round(
         strategy=strategy,
         budget=round(budget),
         status=RoundStatus.ANNOTATING,
-        params={
-            "seed": seed,
-            "ask": ask,
-            "ask_used": ask_used,
-            "mask_share": project.mask_share,
-            "model_version_id": mv.id,
-            "asks": [[a.image_id, a.kind.value] for a in asks],
-        },
+        params=RoundParams(
+            seed=seed,
+            ask=ask,
+            ask_used=ask_used,
+            mask_share=project.mask_share,
+            model_version_id=mv.id,
+            asks=tuple((a.image_id, a.kind) for a in asks),
+        ),
         started_at=utcnow(),
     )
     session.add(rnd)
@@ -266,11 +269,11 @@ def start_round(
             settings,
             project,
             [a.image_id for a in asks],
-            asks={a.image_id: a.kind.value for a in asks},
+            asks={a.image_id: a.kind for a in asks},
             include_labelled=True,
         )
-        rnd.params = {**rnd.params, "pushed": len(report.pushed), "retired_tasks": len(retired)}
-        policy = f"; staged: {ask_used}" if ask == STAGED else ""
+        rnd.params = rnd.params.model_copy(update={"pushed": len(report.pushed), "retired_tasks": len(retired)})
+        policy = f"; staged: {ask_used}" if ask is AskPolicy.STAGED else ""
         gone = f"; {len(retired)} unanswered tasks of earlier rounds removed" if retired else ""
         rnd.message = (
             f"{len(report.pushed)} tasks in Label Studio ({sum(a.kind is AskKind.MASK for a in asks)} ask for a "
@@ -281,7 +284,7 @@ def start_round(
 
 def busy(rnd: Round, project: Project) -> ConflictError:
     """The conflict while ``rnd`` trains: which job to wait for, and how (never "start" or "close")."""
-    job_id = rnd.params.get("job_id")
+    job_id = rnd.params.job_id
     what = "round 0 (the bootstrap) is training" if rnd.index == 0 else f"round {rnd.index} is closed and retraining"
     return ConflictError(
         f"{what} (job {job_id}): wait for it with `defectloop round {project.name} --wait` (or watch "
@@ -297,7 +300,7 @@ def _utc(t: datetime) -> datetime:
 def new_answers(session: Session, *, round_: Round) -> int:
     """How many of the round's asked images were answered since it started (their current
     label is newer than the round; an image asked again for its mask counts once answered again)."""
-    asked = {int(i) for i, _ in round_.params.get("asks", [])}
+    asked = round_.params.asked_ids()
     since = _utc(round_.started_at or round_.created_at)
     return sum(
         1
@@ -320,7 +323,7 @@ def close_round(
     so, unless ``force`` retrains on the labels as they are.
     """
     from backend.services.labelstudio_link import sync_before_retrain
-    from backend.services.retrain_request import request_retrain
+    from backend.services.retrain_request import request_retrain, sync_counts
 
     rnd = open_round(session, project_id=project.id)
     if rnd is not None and rnd.status is RoundStatus.TRAINING:
@@ -345,27 +348,34 @@ def close_round(
             f"Studio first, or retrain anyway with `defectloop round {project.name} --close --force` (API: force=true)"
         )
     pseudo = pseudo_normals(session, project=project)
-    min_defects = int((project.train_defaults or {}).get("min_defects_supervised", DEFAULT_MIN_DEFECTS_SUPERVISED))
+    min_defects = int(_or(project.train_defaults.min_defects_supervised, DEFAULT_MIN_DEFECTS_SUPERVISED))
     job = request_retrain(
         session,
         settings,
         project_id=project.id,
         skip_sync=True,
-        extra={
-            "round_id": rnd.id,
-            "seed": int(rnd.params.get("seed", rnd.index)),
-            "pseudo_normal_ids": pseudo,
-            "min_defects_supervised": min_defects,
-            **({"sync": {k: sync[k] for k in ("annotations", "counts")}} if sync else {}),
-        },
+        payload=TrainPayload(
+            round_id=rnd.id,
+            seed=rnd.params.seed,
+            pseudo_normal_ids=tuple(pseudo),
+            min_defects_supervised=min_defects,
+            sync=sync_counts(sync) if sync else None,
+        ),
     )
-    rnd.params = {**rnd.params, "pseudo_normal": len(pseudo), "min_defects_supervised": min_defects}
+    rnd.params = rnd.params.model_copy(update={"pseudo_normal": len(pseudo), "min_defects_supervised": min_defects})
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
-    rnd.params = {**rnd.params, "job_id": job.id}
+    rnd.params = rnd.params.model_copy(update={"job_id": job.id})
     return rnd, job
 
 
 DEFAULT_PSEUDO_NORMAL_FRACTION = 0.5
+
+
+def _or(value: float | None, default: float) -> float:
+    """A project's training setting, or its default when unset (0 is a setting: it turns a rule off)."""
+    return default if value is None else value
+
+
 # Rounds train UNSUPERVISED until the labels hold this many defective images
 # (ml.regimes.loop_regime; the crossover measured in docs/RESULTS.md, "Few labelled defects").
 DEFAULT_MIN_DEFECTS_SUPERVISED = 20
@@ -373,7 +383,7 @@ DEFAULT_MIN_DEFECTS_SUPERVISED = 20
 
 def pseudo_normals(session: Session, *, project: Project) -> list[int]:
     """The unlabelled pool images the active model scores lowest: the lowest
-    ``train_defaults["pseudo_normal_fraction"]`` (default 0.5; 0 turns it off) of the
+    ``train_defaults.pseudo_normal_fraction`` (default 0.5; 0 turns it off) of the
     *unlabelled* pool.
 
     They join the round's training as normal samples (pseudo-labels, never Labels), so a
@@ -383,7 +393,7 @@ def pseudo_normals(session: Session, *, project: Project) -> list[int]:
     would take a growing share of the unlabelled images, and with it more of their defects
     (docs/RESULTS.md, "Pseudo-normals in later rounds").
     """
-    fraction = float((project.train_defaults or {}).get("pseudo_normal_fraction", DEFAULT_PSEUDO_NORMAL_FRACTION))
+    fraction = float(_or(project.train_defaults.pseudo_normal_fraction, DEFAULT_PSEUDO_NORMAL_FRACTION))
     mv = _active(session, project.id) if fraction > 0 else None
     if mv is None:
         return []
@@ -398,7 +408,7 @@ def pseudo_normals(session: Session, *, project: Project) -> list[int]:
 
 def answered(session: Session, *, round_: Round) -> int:
     """How many of the round's asked images have a current label."""
-    asked = {int(i) for i, _ in round_.params.get("asks", [])}
+    asked = round_.params.asked_ids()
     return len(current_labels(session, project_id=round_.project_id, image_ids=asked))
 
 
@@ -408,7 +418,7 @@ def auto_close(session: Session, settings: Settings, *, project: Project) -> Job
     rnd = open_round(session, project_id=project.id)
     if project.auto_round_labels is None or rnd is None or rnd.status is not RoundStatus.ANNOTATING:
         return None
-    needed = min(project.auto_round_labels, len(rnd.params.get("asks", [])))
+    needed = min(project.auto_round_labels, len(rnd.params.asks))
     if answered(session, round_=rnd) < needed:
         return None
     return close_round(session, settings, project=project, skip_sync=True)[1]
@@ -418,7 +428,7 @@ def after_labels(session: Session, settings: Settings, *, project_id: int) -> Jo
     """Labels arrived: close the open round if it is time (:func:`auto_close`). A retrain
     already running is not an error here: the round closes with a later answer or by hand."""
     try:
-        return auto_close(session, settings, project=session.get(Project, project_id))
+        return auto_close(session, settings, project=session.get_one(Project, project_id))
     except ConflictError:
         return None
 
@@ -450,12 +460,12 @@ def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_:
         "strategy": round_.strategy,
         "model_version": mv.name,
         "regime": mv.regime,
-        "ask": round_.params.get("ask_used", round_.params.get("ask")),  # what this round asked for (None: round 0)
+        "ask": round_.params.policy(),  # what this round asked for (None: round 0)
         "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
         "cost": cost,
         "cost_model": MaskCostModel(project.mask_cost_model).value,
         "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
-        "pseudo_normal": int(round_.params.get("pseudo_normal", 0)),
+        "pseudo_normal": round_.params.pseudo_normal or 0,
         "metrics": {k: v for k, v in (mv.metrics or {}).items() if isinstance(v, int | float | str)},
         "audit": audit(session, round_=round_),
     }
@@ -466,8 +476,8 @@ def audit(session: Session, *, round_: Round) -> dict[str, Any]:
     answered images, and over the mask answers (masks answered on tasks that asked for one) the
     mean IoU of answer and proposal where a proposal was shown, and the shares accepted
     unchanged, edited and drawn without a proposal."""
-    asks = [int(i) for i, _ in round_.params.get("asks", [])]
-    mv = session.get(ModelVersion, round_.params.get("model_version_id") or -1)
+    asks = [i for i, _ in round_.params.asks]
+    mv = session.get(ModelVersion, round_.params.model_version_id or -1)
     if not asks or mv is None:
         return {"answered": 0}
     current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id, image_ids=asks)}
@@ -508,9 +518,9 @@ def finish_round(
     if rnd is None:
         return
     if pseudo_normal is not None:
-        rnd.params = {**rnd.params, "pseudo_normal": pseudo_normal}
+        rnd.params = rnd.params.model_copy(update={"pseudo_normal": pseudo_normal})
     mv.round_id = rnd.id
-    project = session.get(Project, rnd.project_id)
+    project = session.get_one(Project, rnd.project_id)
     rnd.metrics = curve_point(session, project=project, mv=mv, round_=rnd)
     why = f": {note}" if note else ""
     rnd.status, rnd.finished_at, rnd.message = RoundStatus.DONE, utcnow(), f"trained {mv.name} ({mv.regime}{why})"
@@ -540,7 +550,7 @@ def round_json(rnd: Round) -> dict[str, Any]:
         "budget": rnd.budget,
         "status": rnd.status.value,
         "message": rnd.message,
-        "asks": rnd.params.get("asks", []),
+        "asks": [[i, kind.value] for i, kind in rnd.params.asks],
         "metrics": rnd.metrics,
         "created_at": ts(rnd.created_at),
         "started_at": ts(rnd.started_at),

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, Label, LabelSource, Split
 from backend.services.labels import current_labels
-from ml.data import PSEUDO_COLUMN, Sample
+from ml import PSEUDO_COLUMN, Sample
 
 
 @dataclass(frozen=True)

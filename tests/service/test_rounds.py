@@ -172,6 +172,7 @@ def test_min_defects_supervised_is_validated(bad) -> None:
 def test_a_staged_run_switches_to_masks_once_image_ap_levels_off(loop) -> None:
     from backend.db.engine import session_factory
     from backend.db.tables import Round, RoundStatus
+    from backend.domain.enums import AskPolicy
     from backend.services.rounds import resolve_ask
 
     client, pid, *_ = loop
@@ -193,7 +194,7 @@ def test_a_staged_run_switches_to_masks_once_image_ap_levels_off(loop) -> None:
 
     def next_ask() -> str:
         with factory() as s:
-            return resolve_ask(s, project_id=pid, ask="staged")
+            return resolve_ask(s, project_id=pid, ask=AskPolicy.STAGED)
 
     finish(0, 0.60, "verdict")
     assert next_ask() == "verdict"
@@ -205,18 +206,17 @@ def test_a_staged_run_switches_to_masks_once_image_ap_levels_off(loop) -> None:
     finish(4, 0.90, "auto")  # masks started; a big gain after them does not switch back
     assert next_ask() == "auto"
     with factory() as s:
-        assert resolve_ask(s, project_id=pid, ask="verdict") == "verdict"
+        assert resolve_ask(s, project_id=pid, ask=AskPolicy.VERDICT) is AskPolicy.VERDICT
 
 
 def test_the_api_offers_exactly_the_ask_policies_rounds_accept() -> None:
-    """StartRound.ask spells its choices out (an enum in the OpenAPI schema, and routes do
-    not import ml); they must stay the policies the round service resolves."""
-    from typing import get_args
+    """StartRound.ask is the AskPolicy the round service resolves, spelled out as an enum in
+    the OpenAPI schema."""
+    from backend.api.app import create_app
+    from backend.domain.enums import AskPolicy
 
-    from backend.api.routes.rounds import StartRound
-    from backend.services.rounds import ASK_NAMES
-
-    assert get_args(StartRound.model_fields["ask"].annotation) == ASK_NAMES
+    schema = create_app().openapi()["components"]["schemas"]
+    assert schema["AskPolicy"]["enum"] == [p.value for p in AskPolicy]
 
 
 def test_an_unanswered_round_stays_open_and_a_retraining_round_says_what_to_wait_for(loop) -> None:

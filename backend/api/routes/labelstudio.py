@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from backend.api.deps import MAX_ID, IdPath, ReadSessionDep, SessionDep, SettingsDep
 from backend.api.routes.jobs import job_out
 from backend.api.schemas import JobOut, LinksRequest, PushRequest
-from backend.db.tables import Image, JobKind
+from backend.db.tables import Image, Job, JobKind
 from backend.errors import ConflictError
 from backend.jobs import queue
 from backend.services import labelstudio_link as link
@@ -73,6 +73,7 @@ def webhook(
     if report["project_id"] is None:
         return report
     project = get_project(session, project_id=report["project_id"])
+    job: Job | None
     try:
         if report["action"] == "START_TRAINING":  # closes the open round, or a plain retrain
             has_round = rounds.open_round(session, project_id=project.id) is not None
@@ -145,8 +146,8 @@ def _signed(session: Session, settings: Settings, kind: str, image_id: int, exp:
         if image is None
         else link_signing.refusal(settings, image.project_id, kind, image_id, exp, sig)
     )
-    if why is not None:
-        raise HTTPException(status_code=403, detail=why)
+    if why is not None or image is None:
+        raise HTTPException(status_code=403, detail=why or "wrong or revoked link signature")
     return image
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from backend.api.deps import IdPath, SessionDep
 from backend.api.schemas import ModelVersionDetail, ModelVersionOut, SeriesPoint
@@ -12,27 +13,31 @@ from backend.services.projects import get_project
 router = APIRouter(tags=["model versions"])
 
 
-def mv_out(mv: ModelVersion, detail: bool = False) -> ModelVersionOut:
-    base = {
-        "id": mv.id,
-        "project_id": mv.project_id,
-        "round_id": mv.round_id,
-        "name": mv.name,
-        "regime": mv.regime,
-        "profile": mv.profile,
-        "artifact_sha256": mv.artifact_sha256,
-        "thresholds": mv.thresholds,
-        "metrics": mv.metrics,
-        "is_active": mv.is_active,
-        "created_at": mv.created_at,
-        "n_labels": len(mv.label_ids or []),
-    }
-    if detail:
-        return ModelVersionDetail(**base, config=mv.config, label_ids=list(mv.label_ids or []))
-    return ModelVersionOut(**base)
+def mv_out(mv: ModelVersion) -> ModelVersionOut:
+    """A model version as the API lists it."""
+    return ModelVersionOut(
+        id=mv.id,
+        project_id=mv.project_id,
+        round_id=mv.round_id,
+        name=mv.name,
+        regime=mv.regime,
+        profile=mv.profile,
+        artifact_sha256=mv.artifact_sha256,
+        thresholds=mv.thresholds,
+        metrics=mv.metrics,
+        is_active=mv.is_active,
+        created_at=mv.created_at,
+        n_labels=len(mv.label_ids or []),
+    )
 
 
-def _get(session, model_version_id: int) -> ModelVersion:
+def mv_detail(mv: ModelVersion) -> ModelVersionDetail:
+    """A model version with its config and training-label snapshot."""
+    extra = {"config": mv.config, "label_ids": [int(i) for i in mv.label_ids or []]}
+    return ModelVersionDetail.model_validate({**mv_out(mv).model_dump(), **extra})
+
+
+def _get(session: Session, model_version_id: int) -> ModelVersion:
     mv = session.get(ModelVersion, model_version_id)
     if mv is None:
         raise NotFoundError(f"model version {model_version_id} not found")
@@ -49,7 +54,7 @@ def list_model_versions(project_id: IdPath, session: SessionDep) -> list[ModelVe
 @router.get("/model-versions/{model_version_id}")
 def get_model_version(model_version_id: IdPath, session: SessionDep) -> ModelVersionDetail:
     """Config, metrics, thresholds and the training-label snapshot (label ids)."""
-    return mv_out(_get(session, model_version_id), detail=True)
+    return mv_detail(_get(session, model_version_id))
 
 
 @router.post("/model-versions/{model_version_id}/activate")

@@ -12,8 +12,7 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 @router.post("", status_code=201)
 def create_project(body: ProjectCreate, session: SessionDep) -> ProjectOut:
     """Create a project (409 when the name is taken)."""
-    settings = svc.ProjectSettings(**body.model_dump(exclude={"name"}))
-    return ProjectOut.model_validate(svc.create_project(session, name=body.name, settings=settings))
+    return ProjectOut.model_validate(svc.create_project(session, name=body.name, settings=body))
 
 
 @router.get("")
@@ -29,5 +28,4 @@ def get_project(project_id: IdPath, session: SessionDep) -> ProjectOut:
 @router.patch("/{project_id}")
 def update_project(project_id: IdPath, body: ProjectUpdate, session: SessionDep) -> ProjectOut:
     """Change image size, backbone, profile or label costs."""
-    settings = svc.ProjectSettings(**body.model_dump())
-    return ProjectOut.model_validate(svc.update_project(session, project_id=project_id, settings=settings))
+    return ProjectOut.model_validate(svc.update_project(session, project_id=project_id, settings=body))

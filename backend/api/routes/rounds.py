@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from backend.api.deps import MAX_ID, MAX_SEED, IdPath, SessionDep, SettingsDep
 from backend.api.routes.jobs import job_out
+from backend.domain.enums import AskPolicy
 from backend.services import rounds
 from backend.services.projects import get_project
 
@@ -22,8 +23,8 @@ class StartRound(BaseModel):
     strategy: str | None = Field(
         default=None, description=f"One of: {', '.join(rounds.STRATEGY_NAMES)} (default: the project's)."
     )
-    ask: Literal["auto", "verdict", "mask", "staged"] = Field(
-        default="auto",
+    ask: AskPolicy = Field(
+        default=AskPolicy.AUTO,
         description="Which labels to ask for: auto (verdicts and masks), verdict, mask, or staged (verdicts until "
         "the evaluation image AP stops rising by a point per round, then auto).",
     )

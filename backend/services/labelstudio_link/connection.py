@@ -116,7 +116,7 @@ def overlay_jpeg(session: Session, image: Image) -> bytes | None:
             select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id == image.id)
         ).first()
     )
-    return None if pred is None else verdict_overlay(pred, mv, image)
+    return None if pred is None or mv is None else verdict_overlay(pred, mv, image)
 
 
 def image_link(settings: Settings, image: Image, root: Path | None) -> tuple[str, Path | None]:

@@ -31,6 +31,7 @@ from backend.db.tables import (
     Prediction,
     Project,
 )
+from backend.domain.enums import AskKind
 from backend.errors import ServiceError
 from backend.jobs.runner import JobContext
 from backend.services.labels import (
@@ -58,9 +59,8 @@ from labelstudio.events import (
 
 
 # ---- in: answers, exactly once ------------------------------------------------------------
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
+def _utc(t: datetime) -> datetime:
+    """``t`` in UTC (a naive time is taken as UTC, as SQLite returns stored times)."""
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
@@ -125,11 +125,13 @@ def ingest_record(session: Session, project: Project, rec: AnnotationRecord) -> 
     if task is None:
         return Outcome(rec.annotation_id, "rejected", f"task {rec.task_id} is not a task defectloop created")
     image = session.get(Image, task.image_id)
+    if image is None:
+        return Outcome(rec.annotation_id, "rejected", f"task {rec.task_id}: its image {task.image_id} is gone")
     try:  # read before touching the database, so a bad answer stores nothing
         answer = (
             None
             if rec.was_cancelled
-            else parse_result(rec.result, image.height, image.width, with_mask=task.ask == "mask")
+            else parse_result(rec.result, image.height, image.width, with_mask=task.ask is AskKind.MASK)
         )
         provenance = (
             None
@@ -183,7 +185,8 @@ def ingest_deletion(session: Session, project: Project, ls_project_id: int, anno
     if created or row.label_id is None or row.image_id is None:
         return Outcome(annotation_id, "retracted", "nothing stored for it yet")
     before = current_label(session, image_id=row.image_id)
-    after = settle_current(session, session.get(Image, row.image_id))
+    image = session.get(Image, row.image_id)
+    after = settle_current(session, image) if image is not None else None
     if before is not None and after is not None and before.id == after.id:
         return Outcome(annotation_id, "retracted", "a more recent answer was already current")
     return Outcome(annotation_id, "retracted", "", after.id if after is not None else None)
@@ -274,8 +277,11 @@ def handle_webhook(session: Session, body: Any) -> dict[str, Any]:
     if event.action not in (*ANNOTATION_ACTIONS, TRAINING_ACTION):
         return {"action": event.action, "project_id": None, "outcomes": [], "note": "event not used"}
     project = project_for_ls(session, event.ls_project_id)
+    ls_id = project.ls_project_id
+    if ls_id is None:  # project_for_ls found the project by it: never the case
+        raise PayloadError("the event names no Label Studio project")
     outcomes = [ingest_record(session, project, r) for r in event.records]
-    outcomes += [ingest_deletion(session, project, event.ls_project_id, a) for a in event.deleted]
+    outcomes += [ingest_deletion(session, project, ls_id, a) for a in event.deleted]
     return {"action": event.action, "project_id": project.id, "outcomes": [o.__dict__ for o in outcomes]}
 
 
@@ -291,13 +297,15 @@ def sync_project(session: Session, settings: Settings, project: Project) -> dict
 def apply_export(session: Session, project: Project, export: Export) -> dict[str, Any]:
     """Store what an export of the project's Label Studio project holds (see :func:`sync_project`)."""
     ls_id = project.ls_project_id
+    if ls_id is None:
+        raise ServiceError(f"project {project.name!r} has no Label Studio project yet: push a batch first")
     known = {t.ls_task_id: t for t in session.scalars(select(LsTask).where(LsTask.ls_project_id == ls_id))}
     adopted = 0
     for tid, image_id in export.tasks.items():
         if tid in known or image_id is None:
             continue
         image = session.get(Image, image_id)
-        ask = export.asks.get(tid, "verdict")
+        ask = AskKind(export.asks.get(tid, AskKind.VERDICT))
         taken = session.scalars(
             select(LsTask).where(LsTask.ls_project_id == ls_id, LsTask.image_id == image_id, LsTask.ask == ask)
         ).first()
@@ -348,12 +356,14 @@ def sync_before_retrain(session: Session, settings: Settings, project: Project) 
 def run_sync_job(ctx: JobContext) -> dict[str, Any]:
     """The reconcile sync as a job (``defectloop labelstudio sync``, the API)."""
     ctx.progress(0.1, "exporting annotations from Label Studio", force=True)
-    with ctx.read_sessions() as s:
+    with ctx.reads() as s:
         project = s.get(Project, ctx.project_id)
+        if project is None:
+            raise ServiceError(f"project {ctx.project_id} is gone")
         ls_id, name = project.ls_project_id, project.name
     if ls_id is None:
         raise ServiceError(f"project {name!r} has no Label Studio project yet: push a batch first")
     export = studio(ctx.settings).export_annotations(ls_id)  # no database lock held while Label Studio answers
     ctx.progress(0.6, "storing the answers", force=True)
     with ctx.sessions.begin() as s:
-        return apply_export(s, s.get(Project, ctx.project_id), export)
+        return apply_export(s, s.get_one(Project, ctx.project_id), export)

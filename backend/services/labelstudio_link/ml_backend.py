@@ -16,6 +16,7 @@ from backend.db.tables import (
     Prediction,
     Project,
 )
+from backend.domain.enums import AskKind
 from backend.services.labelstudio_link.ingest import project_for_ls, task_record
 from backend.services.labelstudio_link.proposals import Proposal, stored_proposal
 from backend.services.model_versions import active_model_version
@@ -29,8 +30,7 @@ from labelstudio.conversions import (
 from labelstudio.events import (
     ls_project_ref,
 )
-from ml.assist import AssistError, Click, assist_mask
-from ml.images import read_image
+from ml import AssistError, Click, assist_mask, read_image
 
 
 # ---- Label Studio calling us: the ML backend ----------------------------------------------
@@ -39,7 +39,7 @@ class TaskRef:
     """A task Label Studio asks about: its image (None: not one of this project's) and what it asks."""
 
     image: Image | None
-    ask: str
+    ask: AskKind
 
 
 def task_refs(
@@ -61,7 +61,7 @@ def task_refs(
         else:
             iid = data.get("defectloop_image_id")
             image = session.get(Image, iid) if isinstance(iid, int) and 0 < iid < 2**63 else None
-            ask = data.get("ask") if data.get("ask") in ("verdict", "mask") else "verdict"
+            ask = AskKind(data["ask"]) if data.get("ask") in tuple(AskKind) else AskKind.VERDICT
         out.append(TaskRef(image if image is not None and image.project_id == project.id else None, ask))
     return out
 
@@ -71,7 +71,7 @@ _PREDICTORS: dict[int, Any] = {}
 
 def cached_predictor(mv: ModelVersion, device: str) -> Any:
     """``mv``'s loaded predictor, kept for the next call (one version at a time)."""
-    from ml.artifact import load_model
+    from ml import load_model
 
     if mv.id not in _PREDICTORS:
         _PREDICTORS.clear()
@@ -110,7 +110,7 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
             )
         )
     }
-    wants_mask = {r.image.id for r in refs if r.image is not None and r.ask == "mask"}
+    wants_mask = {r.image.id for r in refs if r.image is not None and r.ask is AskKind.MASK}
     proposals: dict[int, Proposal] = {
         im.id: stored_proposal(stored[im.id], mv, im, refined=im.id in wants_mask) for im in images if im.id in stored
     }
@@ -123,7 +123,7 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
             results.append({"result": [], "score": 0.0, "model_version": mv.name})
             continue
         p = proposals[r.image.id]
-        mask = p.mask if r.ask == "mask" else None
+        mask = p.mask if r.ask is AskKind.MASK else None
         results.append({"result": prediction_result(p.is_defective, mask), "score": p.score, "model_version": mv.name})
     return {"results": results}
 

@@ -15,10 +15,7 @@ from backend.db.tables import (
     Prediction,
 )
 from backend.services.anomaly_maps import pixel_threshold, read_map, region
-from ml.errors import DataError
-from ml.images import read_image
-from ml.overlay import heatmap_overlay
-from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
+from ml import DEFAULT_METHOD, DataError, RefineMethod, heatmap_overlay, read_image, refine_mask
 
 
 # ---- out: a ranked, pre-annotated batch ---------------------------------------------------

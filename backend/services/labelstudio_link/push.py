@@ -18,6 +18,7 @@ from backend.db.tables import (
     Prediction,
     Project,
 )
+from backend.domain.enums import AskKind
 from backend.errors import NotFoundError, ServiceError
 from backend.services.anomaly_maps import has_map
 from backend.services.labels import (
@@ -76,7 +77,7 @@ def push_batch(
     project: Project,
     image_ids: list[int],
     *,
-    asks: dict[int, str] | None = None,
+    asks: dict[int, AskKind] | None = None,
     include_labelled: bool = False,
 ) -> PushReport:
     """Create tasks for ``image_ids`` in this (rank) order, each pre-annotated with the
@@ -96,7 +97,7 @@ def push_batch(
     st = studio(settings)
     ls_id = setup_project(session, settings, project, st)
     report = PushReport()
-    in_ls: dict[int, set[str]] = {}
+    in_ls: dict[int, set[AskKind]] = {}
     for image_id, asked in session.execute(
         select(LsTask.image_id, LsTask.ask).where(LsTask.ls_project_id == ls_id, LsTask.image_id.in_(image_ids))
     ):
@@ -117,10 +118,11 @@ def push_batch(
     proposals: dict[int, np.ndarray | None] = {}  # the mask each task shows (mask asks only)
     folders: set[Path] = set()
     for rank, image_id in enumerate(image_ids, start=1):
-        ask = (asks or {}).get(image_id, "verdict")
-        if ask not in ("verdict", "mask"):
-            raise ServiceError(f"asks[{image_id}]: expected 'verdict' or 'mask', got {ask!r}")
-        upgrade = ask == "mask" and in_ls.get(image_id) == {"verdict"}
+        wanted = (asks or {}).get(image_id, AskKind.VERDICT)
+        if wanted not in tuple(AskKind):
+            raise ServiceError(f"asks[{image_id}]: expected 'verdict' or 'mask', got {wanted!r}")
+        ask = AskKind(wanted)
+        upgrade = ask is AskKind.MASK and in_ls.get(image_id) == {AskKind.VERDICT}
         if image_id in in_ls and not upgrade:
             report.already_in_labelstudio.append(image_id)
             continue
@@ -135,12 +137,14 @@ def push_batch(
             folders.add(folder)
         result = score = shown = overlay = None
         if mv is not None and image_id in preds:
-            prop = stored_proposal(preds[image_id], mv, image, refined=ask == "mask")
+            prop = stored_proposal(preds[image_id], mv, image, refined=ask is AskKind.MASK)
             shown = (
-                prop.mask if ask == "mask" and prop.is_defective and prop.mask is not None and prop.mask.any() else None
+                prop.mask
+                if ask is AskKind.MASK and prop.is_defective and prop.mask is not None and prop.mask.any()
+                else None
             )
             result, score = prediction_result(prop.is_defective, shown), prop.score
-            if ask == "verdict" and prop.is_defective and has_map(preds[image_id]):
+            if ask is AskKind.VERDICT and prop.is_defective and has_map(preds[image_id]):
                 overlay = overlay_link(settings, image)
             report.with_prediction += 1
         proposals[image_id] = shown
