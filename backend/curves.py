@@ -104,9 +104,9 @@ def cost_to_hold(points: Sequence[dict[str, Any]], target: float, metric: str = 
 
 def band(runs: Sequence[Run], key: str) -> list[dict[str, float | None]]:
     """Per round index: mean, min and max of ``key`` over the runs that reached that round."""
-    out = []
+    out: list[dict[str, float | None]] = []
     for i in range(max((len(r.points) for r in runs), default=0)):
-        vals = [v for r in runs if i < len(r.points) and _finite(v := point_row(r.points[i])[key])]
+        vals = [float(v) for r in runs if i < len(r.points) and _finite(v := point_row(r.points[i])[key])]
         out.append(
             {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
             if vals

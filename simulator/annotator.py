@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data import Sample
+from ml import Sample
 from simulator.errors import SimulationError
 
 
@@ -49,7 +49,7 @@ class SimulatedAnnotator:
 
         Raises SimulationError for a task showing an image without ground truth here."""
         from labelstudio.conversions import brush_result, choice_result, validate_result
-        from ml.images import read_mask
+        from ml import read_mask
 
         image_id = data.get("defectloop_image_id")
         if not isinstance(image_id, int) or image_id not in self.truth:

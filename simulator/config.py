@@ -8,8 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml.data import Dataset, Sample, SplitPlan, assign_splits, load_dataset
-from ml.errors import DataError
+from ml import DataError, Dataset, Sample, SplitPlan, assign_splits, load_dataset
 from simulator.annotator import AnnotatorModel
 
 

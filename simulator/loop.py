@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.client import ClientError
-from ml.data import Sample
+from ml import Sample
 from simulator.annotator import SimulatedAnnotator
 from simulator.config import SimConfig, run_key
 from simulator.environment import Environment

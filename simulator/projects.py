@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.client import HttpClient
-from ml.data import Sample
+from ml import Sample
 from simulator.config import SimConfig
 from simulator.environment import Environment
 from simulator.errors import SimulationError

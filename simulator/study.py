@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.curves import X_AXES, Run, curves_json, plot, summary_markdown
-from ml.data import Dataset, Sample
+from ml import Dataset, Sample
 from simulator.config import SimConfig, files_root, prepare_data
 from simulator.environment import environment
 from simulator.loop import finished_run, run_one
@@ -24,10 +24,8 @@ def reference(
 ) -> dict[str, float]:
     """Test metrics of a model trained (in this process) on the whole pool with every label;
     cached per seed under ``out/reference`` and reused while ``cfg.reference_key()`` holds."""
-    from ml.artifact import load_model
-    from ml.evaluate import evaluate
-    from ml.pipeline import train_and_save
-    from ml.train import TrainConfig
+    from ml import TrainConfig, load_model, train_and_save
+    from ml import evaluate_model as evaluate
 
     path = cfg.out / "reference" / f"seed{seed}.json"
     try:
@@ -82,7 +80,7 @@ def simulate(cfg: SimConfig, say: Say = print) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import Progress
 
-    from ml.acquisition import STRATEGIES
+    from ml import STRATEGIES
 
     unknown = [s for s in cfg.strategies if s not in STRATEGIES]
     if unknown:

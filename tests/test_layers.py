@@ -176,3 +176,25 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert not cycles, cycles
+
+
+def test_the_service_uses_ml_through_its_public_api() -> None:
+    """backend/, simulator/ and migrations/ import ml's names from ``ml`` itself (its curated
+    ``__all__``), never from its submodules, so ml can move code inside without breaking them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for pkg in ("backend", "simulator", "migrations"):
+        for p in (root / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(p.read_text())):
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0
+                    else [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else []
+                )
+                offenders += [f"{p.relative_to(root)}:{node.lineno} {n}" for n in names if n.startswith("ml.")]
+    assert not offenders, "\n".join(offenders)

@@ -55,7 +55,7 @@ def main() -> None:
     from pydantic import ValidationError
 
     from backend.settings import Settings
-    from ml.images import set_max_pixels
+    from ml import set_max_pixels
 
     try:
         set_max_pixels(Settings().max_image_pixels)

@@ -22,11 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ml.artifact import read_config
-from ml.assist import AssistError, Click, assist_mask
-from ml.errors import DataError
-from ml.images import read_image
-from ml.overlay import mask_png
+from ml import AssistError, Click, DataError, assist_mask, mask_png, read_config, read_image
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def demo_cmd(
     from backend.services.labelstudio_link import home, start_local
     from backend.settings import Settings
     from labelstudio import server
-    from ml.demo_data import DemoSpec, generate
+    from ml import DemoSpec, generate
 
     out = (workdir or _default_dir()).resolve()
     if stop:

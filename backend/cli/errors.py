@@ -44,7 +44,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from backend.client import ClientError
     from backend.errors import ServiceError
     from labelstudio.server import ServerError
-    from ml.errors import DefectloopError
+    from ml import DefectloopError
     from simulator.errors import SimulationError
 
     return (

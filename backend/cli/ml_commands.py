@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from backend.cli.errors import echo_error
 from backend.cli.progress import ProgressReporter
+from ml import ProfileName
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -37,7 +38,9 @@ def train(
         str | None, typer.Option(help="Weights file for the backbone ('random' only for tests).")
     ] = None,
     image_size: Annotated[tuple[int, int], typer.Option(help="Input height and width.")] = (256, 256),
-    profile: Annotated[str, typer.Option(help="fast (default) or paper (300 epochs, as published).")] = "fast",
+    profile: Annotated[
+        ProfileName, typer.Option(help="fast (default) or paper (300 epochs, as published).")
+    ] = ProfileName.FAST,
     epochs: Annotated[
         int | None, typer.Option(help="Train exactly this many epochs (overrides the profile, lifts its step cap).")
     ] = None,
@@ -59,15 +62,17 @@ def train(
 ) -> None:
     """Train SuperSimpleNet on split=train; calibrate thresholds on split=val (or a holdout)."""
     _tune()
-    from ml.data import describe, load_dataset
-    from ml.pipeline import train_and_save
-    from ml.regimes import Regime
-    from ml.supersimplenet.features import DEFAULT_BACKBONE, get_backbone_spec
-    from ml.train import TrainConfig
+    from ml import (
+        DEFAULT_BACKBONE,
+        TrainConfig,
+        describe,
+        get_backbone_spec,
+        load_dataset,
+        parse_regime,
+        train_and_save,
+    )
 
-    if regime != "auto" and regime not in {r.value for r in Regime}:
-        raise ValueError(f"--regime must be auto, unsupervised, weak, mixed or full, got {regime!r}")
-    chosen: Regime | Literal["auto"] = "auto" if regime == "auto" else Regime(regime)
+    chosen = parse_regime(regime)
     cfg = TrainConfig(
         backbone=backbone or DEFAULT_BACKBONE,
         backbone_weights=backbone_weights or "pretrained",
@@ -113,10 +118,8 @@ def evaluate(
 ) -> None:
     """Image AUROC / AP / F1 and pixel AUROC / AUPRO / AP on one split."""
     _tune()
-    from ml.artifact import load_model
-    from ml.data import load_dataset
-    from ml.errors import DataError
-    from ml.evaluate import evaluate as run_eval
+    from ml import DataError, load_dataset, load_model
+    from ml import evaluate_model as run_eval
 
     loaded = load_model(model_dir, device=device, backbone_weights=backbone_weights)
     samples = list(load_dataset(data_dir).select(split).samples)
@@ -200,7 +203,7 @@ def demo_data(
 ) -> None:
     """Generate the demo dataset: textured surfaces with scratches, spots and cracks."""
     _tune()
-    from ml.demo_data import DemoSpec, generate
+    from ml import DemoSpec, generate
 
     if not 0.0 <= mask_fraction <= 1.0:
         raise ValueError(f"--mask-fraction must be within [0, 1], got {mask_fraction}")
@@ -224,7 +227,7 @@ def split(
 ) -> None:
     """Write a seeded split (and optionally thinned training labels) as a new labels CSV."""
     _tune()
-    from ml.data import SplitPlan, assign_splits, describe, load_dataset, write_labels_csv
+    from ml import SplitPlan, assign_splits, describe, load_dataset, write_labels_csv
 
     if val < 0 or test < 0 or val + test >= 1:
         raise ValueError("--val and --test must be >= 0 and sum to less than 1")

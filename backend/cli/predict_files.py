@@ -9,11 +9,7 @@ from pathlib import Path
 import cv2
 
 from backend.cli.progress import ProgressReporter
-from ml.artifact import load_model
-from ml.data import IMAGE_SUFFIXES
-from ml.errors import DataError
-from ml.images import read_image
-from ml.overlay import heatmap_overlay, mask_png
+from ml import IMAGE_SUFFIXES, DataError, heatmap_overlay, load_model, mask_png, read_image
 
 UNCERTAINTY_KEYS = ("score_margin", "score_entropy", "map_max", "map_score_disagreement", "map_uncertain_fraction")
 

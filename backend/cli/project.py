@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from backend.cli.errors import CommandError
+from ml import ProfileName
 
 if TYPE_CHECKING:
     from backend.client import ClientError, WorkbenchClient
@@ -33,7 +34,7 @@ def create(
     name: Annotated[str, typer.Argument(help="Project name (unique).")],
     image_size: Annotated[tuple[int, int] | None, typer.Option(help="Model input height and width.")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone for this project's models.")] = None,
-    profile: Annotated[str | None, typer.Option(help="fast or paper.")] = None,
+    profile: Annotated[ProfileName | None, typer.Option(help="fast or paper.")] = None,
     cost_image: Annotated[float | None, typer.Option(help="Cost units of an image-level label.")] = None,
     cost_mask: Annotated[float | None, typer.Option(help="Cost units of a mask label.")] = None,
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from backend.cli.project import client, follow, running_job
+from ml import AskPolicy
 
 
 def round_cmd(
@@ -24,13 +25,13 @@ def round_cmd(
         ),
     ] = None,
     ask: Annotated[
-        str,
+        AskPolicy,
         typer.Option(
             help=(
                 "auto (verdicts and masks), verdict, mask, or staged (verdicts until image AP stops rising, then auto)."
             )
         ),
-    ] = "auto",
+    ] = AskPolicy.AUTO,
     close: Annotated[bool, typer.Option("--close", help="Close the open round: sync its answers and retrain.")] = False,
     force: Annotated[
         bool, typer.Option("--force", help="With --close: retrain even when the round has no answers.")

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ml import AskPolicy
+
 
 def _pair(text: str, what: str) -> tuple[float, float]:
     try:
@@ -63,14 +65,14 @@ def simulate_cmd(
         ),
     ] = 0,
     ask: Annotated[
-        str,
+        AskPolicy,
         typer.Option(
             help=(
                 "auto (the strategy decides verdict or mask), verdict, mask, or staged (verdicts until image AP "
                 "stops rising by a point per round, then auto)."
             )
         ),
-    ] = "auto",
+    ] = AskPolicy.AUTO,
     mask_share: Annotated[
         float, typer.Option(min=0, max=1, help="At most this share of a round's budget goes to masks.")
     ] = 0.5,
@@ -132,15 +134,12 @@ def simulate_cmd(
 
     Each strategy and seed is its own project: the test split is the fixed evaluation set, every other image starts unlabelled in the pool. Per round the service selects and pushes a batch, the simulated annotator answers each task in Label Studio from the ground truth (as asked: verdict or mask), webhooks and the sync bring the answers in, and the model retrains. Writes curves_vs_{labels,cost,annotation_seconds}.png, curves.json and summary.md: the cost each strategy needed to reach 95% and 99% of full supervision's image AP, relative to random.
     """  # noqa: E501 - typer keeps a docstring's line breaks in --help: a paragraph stays one line
-    from ml.acquisition import RUN_ASK_POLICIES
     from simulator import AnnotatorModel, SimConfig, simulate
 
     c_img, c_mask = _pair(costs, "--costs")
     t_verdict, t_mask = _pair(lead_time, "--lead-time")
     if mask_cost not in ("edit", "flat"):
         raise typer.BadParameter(f"--mask-cost: edit or flat, got {mask_cost!r}")
-    if ask not in RUN_ASK_POLICIES:
-        raise typer.BadParameter(f"--ask: one of {', '.join(RUN_ASK_POLICIES)}, got {ask!r}")
     cfg = SimConfig(
         data=data_dir,
         out=out,
