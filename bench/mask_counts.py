@@ -1,0 +1,64 @@
+"""Tables of detection and localisation against the number of training masks, seeds as ranges.
+
+Reads the JSON lines ``bench/mask_counts.sh`` (``bench/train_matrix.py``) writes and prints, per
+file, one markdown row per run name: image AUROC, image AP, image F1, pixel AUPRO and pixel AP as
+the mean over seeds with the lowest and highest seed in brackets, and the seeds counted.
+
+    python bench/mask_counts.py runs/m24/masks_magnetic-tile_before.jsonl runs/m24/masks_bsdata_before.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+METRICS = (
+    ("image_auroc", "img AUROC"),
+    ("image_ap", "img AP"),
+    ("image_f1", "img F1"),
+    ("pixel_aupro", "px AUPRO"),
+    ("pixel_ap", "px AP"),
+)
+ORDER = ("n0", "n5", "n10", "n20", "n50", "all")
+
+
+def cell(values: list[float]) -> str:
+    """``mean [min, max]`` in percent."""
+    if not values:
+        return "-"
+    pct = [100 * v for v in values]
+    mean = sum(pct) / len(pct)
+    return f"{mean:.1f} [{min(pct):.1f}, {max(pct):.1f}]" if len(pct) > 1 else f"{mean:.1f}"
+
+
+def table(path: Path) -> str:
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        rows[r["name"]].append(r)
+    names = sorted(rows, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    head = "| run | masks | regime | seeds | " + " | ".join(label for _, label in METRICS) + " |"
+    out = [f"**{path.stem}**", "", head, "|" + "---|" * (4 + len(METRICS))]
+    for name in names:
+        runs = rows[name]
+        masks = sorted({r["n_train"].get("mask", 0) for r in runs})
+        regimes = sorted({r["regime"] for r in runs})
+        vals = [cell([r["metrics"][k] for r in runs if r["metrics"].get(k) is not None]) for k, _ in METRICS]
+        seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+        out.append(
+            f"| {name} | {'/'.join(map(str, masks))} | {'/'.join(regimes)} | {seeds} | " + " | ".join(vals) + " |"
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", type=Path, nargs="+", help="JSON lines written by bench/train_matrix.py")
+    args = ap.parse_args()
+    print("\n\n".join(table(f) for f in args.files))
+
+
+if __name__ == "__main__":
+    main()
