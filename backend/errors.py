@@ -23,6 +23,10 @@ class ConflictError(ServiceError):
         self.job_id = job_id
 
 
+class RoundError(ConflictError):
+    """A round cannot start or close in the project's current state (the message says why)."""
+
+
 class ForbiddenPathError(ServiceError):
     """An import path outside the configured import roots (or escaping them by a link)."""
 

@@ -14,41 +14,37 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.tables import (
-    Image,
     Job,
     JobStatus,
-    Label,
-    LsTask,
-    MaskCostModel,
-    MaskOrigin,
     ModelVersion,
-    Prediction,
     Project,
     Round,
     RoundStatus,
-    Split,
     utcnow,
 )
 from backend.domain.jobs import TrainPayload
 from backend.domain.rounds import RoundParams
 from backend.errors import ConflictError, NotFoundError
+from backend.errors import RoundError as RoundError
 from backend.services.labels import current_labels
-from backend.services.predictions import embedding_matrix
+from backend.services.pool_candidates import DEFAULT_MIN_DEFECTS_SUPERVISED as DEFAULT_MIN_DEFECTS_SUPERVISED
+from backend.services.pool_candidates import DEFAULT_PSEUDO_NORMAL_FRACTION as DEFAULT_PSEUDO_NORMAL_FRACTION
+from backend.services.pool_candidates import candidates as candidates
+from backend.services.pool_candidates import pseudo_normals as pseudo_normals
+from backend.services.pool_candidates import require_active, setting_or, unlabelled_pool
+from backend.services.round_metrics import audit as audit
+from backend.services.round_metrics import curve_point as curve_point
+from backend.services.round_metrics import label_cost as label_cost
 from backend.settings import Settings
-from ml import STRATEGIES, AskKind, AskPolicy, Candidates, Costs, Regime, staged_ask
+from ml import STRATEGIES, AskKind, AskPolicy, Costs, Regime, staged_ask
 from ml import select as acquire
 
 STRATEGY_NAMES = tuple(STRATEGIES)
 OPEN = (RoundStatus.PLANNED, RoundStatus.ANNOTATING, RoundStatus.TRAINING)
-
-
-class RoundError(ConflictError):
-    """A round cannot start or close in the project's current state (the message says why)."""
 
 
 def _reconcile(session: Session, rnd: Round) -> Round:
@@ -82,14 +78,6 @@ def _next_index(session: Session, project_id: int) -> int:
     return 0 if last is None else last + 1
 
 
-def _unlabelled_pool(session: Session, project_id: int) -> list[int]:
-    labelled = {lb.image_id for lb in current_labels(session, project_id=project_id)}
-    pool = session.scalars(
-        select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
-    )
-    return [i for i in pool if i not in labelled]
-
-
 # Whether refinement helps was measured with bench/pseudo_normal.py (docs/RESULTS.md).
 DEFAULT_BOOTSTRAP_REFINE_FRACTION = 0.5
 
@@ -107,12 +95,12 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
     retry = len(existing) == 1 and existing[0].status is RoundStatus.FAILED  # a failed bootstrap runs again
     if existing and not retry:
         raise RoundError(f"project {project.id} has rounds already: the bootstrap is round 0")
-    pool = _unlabelled_pool(session, project.id)
+    pool = unlabelled_pool(session, project.id)
     if not pool:
         raise RoundError("the pool holds no unlabelled image: import the line's images first")
     rnd = existing[0] if retry else Round(project_id=project.id, index=0, strategy="bootstrap", budget=0)
     rnd.status, rnd.message, rnd.started_at = RoundStatus.TRAINING, "", utcnow()
-    keep = _or(project.train_defaults.bootstrap_refine_fraction, DEFAULT_BOOTSTRAP_REFINE_FRACTION)
+    keep = setting_or(project.train_defaults.bootstrap_refine_fraction, DEFAULT_BOOTSTRAP_REFINE_FRACTION)
     rnd.params = RoundParams(seed=seed, pseudo_normal=len(pool), refine_keep=keep)
     session.add(rnd)
     session.flush()
@@ -131,60 +119,6 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
     )
     rnd.params = rnd.params.model_copy(update={"job_id": job.id})
     return rnd, job
-
-
-def _active(session: Session, project_id: int) -> ModelVersion:
-    from backend.services.model_versions import active_model_version
-
-    mv = active_model_version(session, project_id)
-    if mv is None:
-        raise RoundError("no active model version: run the bootstrap round first (defectloop round PROJECT)")
-    return mv
-
-
-def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candidates:
-    """The pool as the active ModelVersion scored it, with what is labelled already.
-
-    Raises RoundError while pool images still lack a prediction of ``mv`` (scoring running).
-    """
-    pool = list(
-        session.scalars(
-            select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
-        )
-    )
-    preds = {p.image_id: p for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))}
-    missing = [i for i in pool if i not in preds]
-    if missing:
-        raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
-    current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
-    mask_asked = set(
-        session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == AskKind.MASK))
-    )
-    ids = np.array(pool, np.int64)
-    u = [preds[i].uncertainty for i in pool]
-    upgradable = np.array([i in current and _upgradable(current[i], i in mask_asked) for i in pool], bool)
-    labelled = np.array([i in current for i in pool], bool) & ~upgradable
-    emb = embedding_matrix([preds[i] for i in pool])
-    lab_emb = emb[labelled | upgradable] if len(pool) else np.zeros((0, emb.shape[1]), np.float32)
-    return Candidates(
-        ids=ids,
-        scores=np.array([preds[i].score for i in pool], float),
-        map_max=np.array([x.get("map_max", 0.0) for x in u], float),
-        map_entropy=np.array([x.get("map_region_entropy", 0.0) for x in u], float),
-        embeddings=emb,
-        labelled=labelled,
-        upgradable=upgradable,
-        image_threshold=float(mv.thresholds.get("image", 0.5)),
-        pixel_threshold=float(mv.thresholds.get("pixel", 0.5)),
-        labelled_embeddings=lab_emb,
-    )
-
-
-def _upgradable(label: Label, mask_asked: bool) -> bool:
-    """A defective verdict without a mask, whose mask was never asked for in Label Studio
-    (an image answered there with a verdict gets a second task that asks for the mask; a
-    mask task answered without one is not asked again)."""
-    return bool(label.is_defective) and label.mask_png is None and not mask_asked
 
 
 def resolve_ask(session: Session, *, project_id: int, ask: AskPolicy) -> AskPolicy:
@@ -221,7 +155,7 @@ def start_round(
         raise ConflictError(
             f"round {r.index} is still {r.status.value}: close it first (defectloop round {project.name} --close)"
         )
-    mv = _active(session, project.id)
+    mv = require_active(session, project.id)
     index = _next_index(session, project.id)
     strategy = strategy or project.strategy
     budget = float(project.round_budget if budget is None else budget)
@@ -348,7 +282,7 @@ def close_round(
             f"Studio first, or retrain anyway with `defectloop round {project.name} --close --force` (API: force=true)"
         )
     pseudo = pseudo_normals(session, project=project)
-    min_defects = int(_or(project.train_defaults.min_defects_supervised, DEFAULT_MIN_DEFECTS_SUPERVISED))
+    min_defects = int(setting_or(project.train_defaults.min_defects_supervised, DEFAULT_MIN_DEFECTS_SUPERVISED))
     job = request_retrain(
         session,
         settings,
@@ -366,44 +300,6 @@ def close_round(
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
     rnd.params = rnd.params.model_copy(update={"job_id": job.id})
     return rnd, job
-
-
-DEFAULT_PSEUDO_NORMAL_FRACTION = 0.5
-
-
-def _or(value: float | None, default: float) -> float:
-    """A project's training setting, or its default when unset (0 is a setting: it turns a rule off)."""
-    return default if value is None else value
-
-
-# Rounds train UNSUPERVISED until the labels hold this many defective images
-# (ml.regimes.loop_regime; the crossover measured in docs/RESULTS.md, "Few labelled defects").
-DEFAULT_MIN_DEFECTS_SUPERVISED = 20
-
-
-def pseudo_normals(session: Session, *, project: Project) -> list[int]:
-    """The unlabelled pool images the active model scores lowest: the lowest
-    ``train_defaults.pseudo_normal_fraction`` (default 0.5; 0 turns it off) of the
-    *unlabelled* pool.
-
-    They join the round's training as normal samples (pseudo-labels, never Labels), so a
-    supervised round still sees the line's normal variation, not only the few answered images.
-    The share is taken of what is still unlabelled, not of the whole pool: labelling removes
-    images (most of them normal) from the pool while its hidden defects stay, so a fixed count
-    would take a growing share of the unlabelled images, and with it more of their defects
-    (docs/RESULTS.md, "Pseudo-normals in later rounds").
-    """
-    fraction = float(_or(project.train_defaults.pseudo_normal_fraction, DEFAULT_PSEUDO_NORMAL_FRACTION))
-    mv = _active(session, project.id) if fraction > 0 else None
-    if mv is None:
-        return []
-    pool = set(_unlabelled_pool(session, project.id))
-    scored = sorted(
-        (p.score, p.image_id)
-        for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
-        if p.image_id in pool
-    )
-    return sorted(i for _, i in scored[: int(fraction * len(pool))])
 
 
 def answered(session: Session, *, round_: Round) -> int:
@@ -431,78 +327,6 @@ def after_labels(session: Session, settings: Settings, *, project_id: int) -> Jo
         return auto_close(session, settings, project=session.get_one(Project, project_id))
     except ConflictError:
         return None
-
-
-def label_cost(label: Label, project: Project) -> float:
-    """What one label cost in the project's units: a verdict ``cost_image_label``; a mask
-    ``cost_mask_label`` under the flat model, and under the edit model a verdict's cost plus the
-    share of the mask the annotator changed (``Label.mask_edit``; unknown, e.g. imported: all of
-    it) of the difference."""
-    if not (label.is_defective and label.mask_png is not None):
-        return project.cost_image_label
-    if project.mask_cost_model is MaskCostModel.FLAT or label.mask_edit is None:
-        return project.cost_mask_label
-    extra = max(project.cost_mask_label - project.cost_image_label, 0.0)
-    return project.cost_image_label + extra * min(max(label.mask_edit, 0.0), 1.0)
-
-
-def curve_point(session: Session, *, project: Project, mv: ModelVersion, round_: Round) -> dict[str, Any]:
-    """The round's point on the label-efficiency curves: labels by kind, cost units (and the
-    mask cost model used), annotation time, regime, test metrics, and the proposal audit of its
-    answers."""
-    labels = list(session.scalars(select(Label).where(Label.id.in_(mv.label_ids))))
-    normal = sum(1 for lb in labels if not lb.is_defective)
-    masks = sum(1 for lb in labels if lb.is_defective and lb.mask_png is not None)
-    image_level = sum(1 for lb in labels if lb.is_defective and lb.mask_png is None)
-    cost = float(sum(label_cost(lb, project) for lb in labels))
-    return {
-        "round": round_.index,
-        "strategy": round_.strategy,
-        "model_version": mv.name,
-        "regime": mv.regime,
-        "ask": round_.params.policy(),  # what this round asked for (None: round 0)
-        "labels": {"normal": normal, "image": image_level, "mask": masks, "total": len(labels)},
-        "cost": cost,
-        "cost_model": MaskCostModel(project.mask_cost_model).value,
-        "annotation_seconds": float(sum(lb.lead_time or 0.0 for lb in labels)),
-        "pseudo_normal": round_.params.pseudo_normal or 0,
-        "metrics": {k: v for k, v in (mv.metrics or {}).items() if isinstance(v, int | float | str)},
-        "audit": audit(session, round_=round_),
-    }
-
-
-def audit(session: Session, *, round_: Round) -> dict[str, Any]:
-    """How much annotators changed the proposals of this round's batch: verdict flips over the
-    answered images, and over the mask answers (masks answered on tasks that asked for one) the
-    mean IoU of answer and proposal where a proposal was shown, and the shares accepted
-    unchanged, edited and drawn without a proposal."""
-    asks = [i for i, _ in round_.params.asks]
-    mv = session.get(ModelVersion, round_.params.model_version_id or -1)
-    if not asks or mv is None:
-        return {"answered": 0}
-    current = {lb.image_id: lb for lb in current_labels(session, project_id=round_.project_id, image_ids=asks)}
-    preds = {
-        p.image_id: p
-        for p in session.scalars(
-            select(Prediction).where(Prediction.model_version_id == mv.id, Prediction.image_id.in_(list(current)))
-        )
-    }
-    flips = sum(int(bool(lb.is_defective) != bool(preds[i].decision)) for i, lb in current.items() if i in preds)
-    n = sum(1 for i in current if i in preds)
-    mask_answers = [lb for lb in current.values() if lb.mask_origin is not None]
-    origins = {o.value: sum(1 for lb in mask_answers if lb.mask_origin is o) for o in MaskOrigin}
-    ious = [lb.proposal_iou for lb in mask_answers if lb.proposal_iou is not None]
-    m = len(mask_answers)
-    return {
-        "asked": len(asks),
-        "answered": n,
-        "verdict_flips": flips,
-        "flip_rate": flips / n if n else None,
-        "mask_answers": m,
-        "mask_iou_mean": float(np.mean(ious)) if ious else None,
-        "masks_compared": len(ious),
-        **{f"masks_{o}": (k / m if m else None) for o, k in origins.items()},
-    }
 
 
 def finish_round(

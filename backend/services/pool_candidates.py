@@ -1,0 +1,116 @@
+"""The pool a round works on: the candidates it chooses from (scored by the active model version,
+with what is labelled already and which defective verdicts may still be asked for their mask)
+and the pseudo-normal images it trains on."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Image, Label, LsTask, ModelVersion, Prediction, Project, Split
+from backend.errors import RoundError
+from backend.services.labels import current_labels
+from backend.services.model_versions import active_model_version
+from backend.services.predictions import embedding_matrix
+from ml import AskKind, Candidates
+
+
+def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candidates:
+    """The pool as the active ModelVersion scored it, with what is labelled already.
+
+    Raises RoundError while pool images still lack a prediction of ``mv`` (scoring running).
+    """
+    pool = list(
+        session.scalars(
+            select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
+        )
+    )
+    preds = {p.image_id: p for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))}
+    missing = [i for i in pool if i not in preds]
+    if missing:
+        raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
+    current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
+    mask_asked = set(
+        session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == AskKind.MASK))
+    )
+    ids = np.array(pool, np.int64)
+    u = [preds[i].uncertainty for i in pool]
+    upgradable = np.array([i in current and _upgradable(current[i], i in mask_asked) for i in pool], bool)
+    labelled = np.array([i in current for i in pool], bool) & ~upgradable
+    emb = embedding_matrix([preds[i] for i in pool])
+    lab_emb = emb[labelled | upgradable] if len(pool) else np.zeros((0, emb.shape[1]), np.float32)
+    return Candidates(
+        ids=ids,
+        scores=np.array([preds[i].score for i in pool], float),
+        map_max=np.array([x.get("map_max", 0.0) for x in u], float),
+        map_entropy=np.array([x.get("map_region_entropy", 0.0) for x in u], float),
+        embeddings=emb,
+        labelled=labelled,
+        upgradable=upgradable,
+        image_threshold=float(mv.thresholds.get("image", 0.5)),
+        pixel_threshold=float(mv.thresholds.get("pixel", 0.5)),
+        labelled_embeddings=lab_emb,
+    )
+
+
+def _upgradable(label: Label, mask_asked: bool) -> bool:
+    """A defective verdict without a mask, whose mask was never asked for in Label Studio
+    (an image answered there with a verdict gets a second task that asks for the mask; a
+    mask task answered without one is not asked again)."""
+    return bool(label.is_defective) and label.mask_png is None and not mask_asked
+
+
+def unlabelled_pool(session: Session, project_id: int) -> list[int]:
+    """The pool images without a current label, in id order."""
+    labelled = {lb.image_id for lb in current_labels(session, project_id=project_id)}
+    pool = session.scalars(
+        select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
+    )
+    return [i for i in pool if i not in labelled]
+
+
+def require_active(session: Session, project_id: int) -> ModelVersion:
+    """The active model version (RoundError: none yet)."""
+    mv = active_model_version(session, project_id)
+    if mv is None:
+        raise RoundError("no active model version: run the bootstrap round first (defectloop round PROJECT)")
+    return mv
+
+
+DEFAULT_PSEUDO_NORMAL_FRACTION = 0.5
+
+
+def setting_or(value: float | None, default: float) -> float:
+    """A project's training setting, or its default when unset (0 is a setting: it turns a rule off)."""
+    return default if value is None else value
+
+
+# Rounds train UNSUPERVISED until the labels hold this many defective images
+# (ml.regimes.loop_regime; the crossover measured in docs/RESULTS.md, "Few labelled defects").
+DEFAULT_MIN_DEFECTS_SUPERVISED = 20
+
+
+def pseudo_normals(session: Session, *, project: Project) -> list[int]:
+    """The unlabelled pool images the active model scores lowest: the lowest
+    ``train_defaults.pseudo_normal_fraction`` (default 0.5; 0 turns it off) of the
+    *unlabelled* pool.
+
+    They join the round's training as normal samples (pseudo-labels, never Labels), so a
+    supervised round still sees the line's normal variation, not only the few answered images.
+    The share is taken of what is still unlabelled, not of the whole pool: labelling removes
+    images (most of them normal) from the pool while its hidden defects stay, so a fixed count
+    would take a growing share of the unlabelled images, and with it more of their defects
+    (docs/RESULTS.md, "Pseudo-normals in later rounds").
+    """
+    fraction = float(setting_or(project.train_defaults.pseudo_normal_fraction, DEFAULT_PSEUDO_NORMAL_FRACTION))
+    mv = require_active(session, project.id) if fraction > 0 else None
+    if mv is None:
+        return []
+    pool = set(unlabelled_pool(session, project.id))
+    scored = sorted(
+        (p.score, p.image_id)
+        for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
+        if p.image_id in pool
+    )
+    return sorted(i for _, i in scored[: int(fraction * len(pool))])
