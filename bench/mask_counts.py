@@ -53,11 +53,48 @@ def table(path: Path) -> str:
     return "\n".join(out)
 
 
+def plot(files: list[Path], out: Path) -> None:
+    """Image AP and pixel AP against the number of training masks, one line per file, the seeds'
+    range as a band (the count axis is symmetric-log, so 0 and all masks fit)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for path in files:
+        by_count: dict[int, list[dict]] = defaultdict(list)
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            by_count[int(r["n_train"].get("mask", 0))].append(r)
+        counts = sorted(by_count)
+        for ax, key in zip(axes, ("image_ap", "pixel_ap"), strict=True):
+            vals = [[100 * r["metrics"][key] for r in by_count[c] if r["metrics"].get(key) is not None] for c in counts]
+            mean = [sum(v) / len(v) for v in vals]
+            ax.plot(counts, mean, marker="o", label=path.stem)
+            ax.fill_between(counts, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
+    for ax, title in zip(axes, ("image AP (detection)", "pixel AP (localisation)"), strict=True):
+        ax.set_xscale("symlog", linthresh=5)
+        ticks = [0, 5, 10, 20, 50, 100, 200]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("defective training images with a mask")
+        ax.set_ylabel("%")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", type=Path, nargs="+", help="JSON lines written by bench/train_matrix.py")
+    ap.add_argument("--plot", type=Path, default=None, help="also write a PNG: AP against mask count, seeds as bands")
     args = ap.parse_args()
     print("\n\n".join(table(f) for f in args.files))
+    if args.plot is not None:
+        plot(args.files, args.plot)
 
 
 if __name__ == "__main__":
