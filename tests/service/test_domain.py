@@ -93,3 +93,16 @@ def test_a_new_project_takes_the_one_schema_defaults(migrated: Engine) -> None:
             if name != "auto_round_labels":
                 assert getattr(p, name) == getattr(DEFAULT_SETTINGS, name), name
         assert isinstance(p.train_defaults, TrainDefaults) and p.profile is ProfileName.FAST
+
+
+def test_a_round_written_with_a_retired_key_still_loads(migrated: Engine) -> None:
+    sessions = session_factory(migrated)
+    with sessions.begin() as s:
+        project = Project(name="p")
+        s.add(project)
+        s.flush()
+        s.add(Round(project_id=project.id, index=0, strategy="bootstrap", budget=0, params=RoundParams(seed=1)))
+    with migrated.begin() as c:
+        c.execute(text("""UPDATE round SET params = '{"seed": 1, "retired": true}'"""))
+    with sessions() as s:
+        assert s.query(Round).one().params == RoundParams(seed=1)
