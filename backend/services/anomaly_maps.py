@@ -53,15 +53,17 @@ def write_map(data_dir: Path, model_version_id: int, image_id: int, pred_map: np
 
 def has_map(prediction: Prediction) -> bool:
     """Whether ``prediction``'s map is on disk."""
-    return bool(prediction.anomaly_map_path) and Path(str(prediction.anomaly_map_path)).is_file()
+    path = prediction.anomaly_map_path
+    return bool(path) and Path(str(path)).is_file()
 
 
 def read_map(prediction: Prediction, height: int, width: int) -> np.ndarray | None:
     """The stored map of ``prediction`` as float32 ``(height, width)`` in [0, 1], resized bilinearly
     when it was stored at another size (None: no map on disk, or not a readable PNG)."""
-    if not prediction.anomaly_map_path or not has_map(prediction):
+    path = prediction.anomaly_map_path
+    if not path or not Path(path).is_file():
         return None
-    amap = cv2.imread(prediction.anomaly_map_path, cv2.IMREAD_GRAYSCALE)
+    amap = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if amap is None:
         return None
     if amap.shape != (height, width):

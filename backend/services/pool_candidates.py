@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, Label, LsTask, ModelVersion, Prediction, Project, Split
 from backend.errors import RoundError
+from backend.services.anomaly_maps import pixel_threshold
 from backend.services.labels import current_labels
 from backend.services.model_versions import active_model_version
 from backend.services.predictions import embedding_matrix
@@ -49,7 +50,7 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
         labelled=labelled,
         upgradable=upgradable,
         image_threshold=float(mv.thresholds.get("image", 0.5)),
-        pixel_threshold=float(mv.thresholds.get("pixel", 0.5)),
+        pixel_threshold=pixel_threshold(mv),
         labelled_embeddings=lab_emb,
     )
 
