@@ -5,6 +5,12 @@ file, one markdown row per run name: image AUROC, image AP, image F1, pixel AUPR
 the mean over seeds with the lowest and highest seed in brackets, and the seeds counted.
 
     python bench/mask_counts.py runs/m24/masks_magnetic-tile_before.jsonl runs/m24/masks_bsdata_before.jsonl
+
+``--gather OUT`` first writes OUT from chosen runs of other files, each argument
+``FILE:NAME=AS,...`` (the run NAME's rows, renamed AS), then tables OUT: how a curve is put
+together from runs measured in separate matrices (e.g. the counts at a new default):
+
+    python bench/mask_counts.py --gather after.jsonl before.jsonl:n0=n0 perlin.jsonl:n5-p4=n5,n20-p4=n20
 """
 
 from __future__ import annotations
@@ -24,6 +30,19 @@ METRICS = (
 ORDER = ("n0", "n5", "n10", "n20", "n50", "all")
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file, the first of each (run, seed) only (a matrix run twice
+    over one file appends the same run again; with one thread the rows are identical)."""
+    seen: set[tuple[str, int]] = set()
+    rows = []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if (r["name"], r["seed"]) not in seen:
+            seen.add((r["name"], r["seed"]))
+            rows.append(r)
+    return rows
+
+
 def cell(values: list[float]) -> str:
     """``mean [min, max]`` in percent."""
     if not values:
@@ -35,8 +54,7 @@ def cell(values: list[float]) -> str:
 
 def table(path: Path) -> str:
     rows: dict[str, list[dict]] = defaultdict(list)
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for r in read_rows(path):
         rows[r["name"]].append(r)
     names = sorted(rows, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
     head = "| run | masks | regime | seeds | " + " | ".join(label for _, label in METRICS) + " |"
@@ -64,8 +82,7 @@ def plot(files: list[Path], out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for path in files:
         by_count: dict[int, list[dict]] = defaultdict(list)
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
+        for r in read_rows(path):
             by_count[int(r["n_train"].get("mask", 0))].append(r)
         counts = sorted(by_count)
         for ax, key in zip(axes, ("image_ap", "pixel_ap"), strict=True):
@@ -87,11 +104,39 @@ def plot(files: list[Path], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def gather(out: Path, specs: list[str]) -> None:
+    """Write ``out`` with the rows of ``FILE:NAME=AS,...`` specs, each run renamed."""
+    lines = []
+    for spec in specs:
+        src, _, body = spec.rpartition(":")
+        items = body.split(",")
+        if not src or not all("=" in item for item in items):
+            raise SystemExit(f"--gather: {spec!r} is not FILE:NAME=AS,...")
+        names = dict(item.split("=", 1) for item in items)
+        rows = [r for r in read_rows(Path(src)) if r["name"] in names]
+        missing = set(names) - {r["name"] for r in rows}
+        if missing:
+            raise SystemExit(f"--gather: {src} has no run named {', '.join(sorted(missing))}")
+        lines += [json.dumps({**r, "name": names[r["name"]], "measured_as": r["name"]}) for r in rows]
+    out.write_text("".join(f"{line}\n" for line in lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", type=Path, nargs="+", help="JSON lines written by bench/train_matrix.py")
+    ap.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        help="JSON lines written by bench/train_matrix.py (with --gather: FILE:NAME=AS,...)",
+    )
     ap.add_argument("--plot", type=Path, default=None, help="also write a PNG: AP against mask count, seeds as bands")
+    ap.add_argument(
+        "--gather", type=Path, default=None, help="write this file from the FILE:NAME=AS,... arguments, then table it"
+    )
     args = ap.parse_args()
+    if args.gather is not None:
+        gather(args.gather, [str(f) for f in args.files])
+        args.files = [args.gather]
     print("\n\n".join(table(f) for f in args.files))
     if args.plot is not None:
         plot(args.files, args.plot)

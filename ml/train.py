@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,8 @@ import torch
 
 from ml.errors import TrainingError
 from ml.feature_cache import VARIANTS, CachedSet, build_cache
-from ml.regimes import AUTO, Regime, RegimeSettings, apply_regime, derive_regime
+from ml.images import read_mask
+from ml.regimes import AUTO, Regime, RegimeSettings, apply_regime, derive_regime, perlin_for_masks
 from ml.samples import Sample
 from ml.splits import holdout_split as holdout_split
 from ml.supersimplenet.anomaly_generator import feature_noise, synthetic_masks
@@ -208,7 +209,12 @@ def train_heads(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 out = model(x, noise=noise, stop_grad=settings.stop_grad)
             loss = supersimplenet_loss(
-                out.pred_map.float(), out.pred_score.float(), tmap.to(device), tlabel.to(device), pw.to(device)
+                out.pred_map.float(),
+                out.pred_score.float(),
+                tmap.to(device),
+                tlabel.to(device),
+                pw.to(device),
+                settings.seg_weight,
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -254,6 +260,17 @@ def build_extractor(cfg: TrainConfig, device: torch.device) -> FeatureExtractor:
     return ext.eval()
 
 
+def sized_to_masks(
+    cfg: TrainConfig, regime: Regime, settings: RegimeSettings, samples: Sequence[Sample]
+) -> RegimeSettings:
+    """``settings`` with a MIXED or FULL run's Perlin threshold chosen from the size of its known
+    defects (:func:`ml.regimes.perlin_for_masks`), unless ``cfg`` sets one."""
+    if cfg.perlin_threshold is not None or regime not in (Regime.MIXED, Regime.FULL):
+        return settings
+    areas = [float(read_mask(s.mask).mean()) for s in samples if s.label == 1 and s.pixels_known and s.mask]
+    return replace(settings, perlin_threshold=perlin_for_masks(areas, settings.perlin_threshold))
+
+
 def feature_stats(cache: CachedSet, max_rows: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std ``(C,)`` of the cached training features (up to ``max_rows`` rows,
     evenly spaced); TrainingError for an empty cache."""
@@ -290,7 +307,7 @@ def fit(
     device = resolve_device(cfg.device)
     regime = derive_regime(train_samples) if cfg.regime == AUTO else Regime(cfg.regime)
     samples = apply_regime(list(train_samples), regime)
-    settings = cfg.regime_settings(regime)
+    settings = sized_to_masks(cfg, regime, cfg.regime_settings(regime), samples)
     prof = cfg.profile_spec()
     extractor = build_extractor(cfg, device)
     t0 = time.perf_counter()

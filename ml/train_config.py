@@ -31,9 +31,13 @@ class TrainConfig:
     head_lr: float | None = None  # overrides the profile's
     perlin_threshold: float | None = None  # overrides the regime default
     distance_weighting: bool | None = None  # overrides the regime default
+    stop_grad: bool | None = None  # overrides the regime default
+    seg_weight: float | None = None  # overrides the regime default
     dt_w_pos: float = 3.0
     dt_power: float = 2.0
     holdout_fraction: float = 0.2  # used for thresholds when there is no val split
+    calibration: str = "auto"  # without a val split: "auto", "holdout" or "crossfit" (ml.calibration)
+    crossfit_folds: int = 3  # folds of a cross-fitted calibration
 
     def profile_spec(self) -> Profile:
         """The named profile with this config's overrides (learning rates, epochs); TrainingError
@@ -63,6 +67,10 @@ class TrainConfig:
             s = replace(s, perlin_threshold=self.perlin_threshold)
         if self.distance_weighting is not None:
             s = replace(s, distance_weighting=self.distance_weighting)
+        if self.stop_grad is not None:
+            s = replace(s, stop_grad=self.stop_grad)
+        if self.seg_weight is not None:
+            s = replace(s, seg_weight=self.seg_weight)
         return s
 
     def to_json(self) -> dict:

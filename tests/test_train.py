@@ -1,6 +1,7 @@
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,16 @@ from ml.data import load_dataset
 from ml.errors import TrainingError
 from ml.feature_cache import CachedSet, mask_to_feature_grid
 from ml.regimes import REGIME_DEFAULTS, Regime, apply_regime, derive_regime
-from ml.train import PROFILES, Profile, TrainConfig, effective_epochs, epoch_order, fit, holdout_split
+from ml.train import (
+    PROFILES,
+    Profile,
+    TrainConfig,
+    effective_epochs,
+    epoch_order,
+    fit,
+    holdout_split,
+    sized_to_masks,
+)
 
 TINY = {"backbone_weights": "random", "image_size": (64, 64), "seed": 0}
 
@@ -38,12 +48,39 @@ def test_each_regime_is_derived_trains_and_the_loss_falls(tiny_demo: Path, regim
     assert derive_regime(samples) is regime
     trained = fit(samples, TrainConfig(**TINY, epochs=12))
     assert trained.regime is regime
-    assert trained.settings == TrainConfig(**TINY).regime_settings(regime)
+    cfg = TrainConfig(**TINY)
+    assert trained.settings == sized_to_masks(cfg, regime, cfg.regime_settings(regime), samples)
     if trained.settings.standardize:  # standardised features: the model holds their statistics
         assert trained.model.feature_mean.abs().sum() > 0
     losses = trained.losses
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+
+
+def test_supervised_regimes_size_their_synthetic_anomalies_to_the_masks(tmp_path: Path) -> None:
+    from ml.regimes import PERLIN_SMALL_DEFECTS, perlin_for_masks
+    from ml.samples import Sample
+
+    assert perlin_for_masks([], 0.4) == 0.4  # no mask: the regime's default
+    assert perlin_for_masks([0.003, 0.004], 0.4) == PERLIN_SMALL_DEFECTS  # bsdata-like pits
+    assert perlin_for_masks([0.003, 0.2], 0.4) == 0.4  # magnetic-tile-like: some large defects
+    small, large = np.zeros((100, 100), np.uint8), np.zeros((100, 100), np.uint8)
+    small[10:13, 10:13] = 255  # 0.09% of the image
+    large[20:60, 20:60] = 255  # 16%
+    cv2.imwrite(str(tmp_path / "small.png"), small)
+    cv2.imwrite(str(tmp_path / "large.png"), large)
+    normal = Sample(tmp_path / "n.png", 0)
+    pits = [normal, Sample(tmp_path / "a.png", 1, tmp_path / "small.png", True), Sample(tmp_path / "b.png", 1)]
+    cfg = TrainConfig()
+    for regime in (Regime.MIXED, Regime.FULL):
+        base = cfg.regime_settings(regime)
+        assert sized_to_masks(cfg, regime, base, pits).perlin_threshold == PERLIN_SMALL_DEFECTS
+        mixed = [*pits, Sample(tmp_path / "c.png", 1, tmp_path / "large.png", True)]
+        assert sized_to_masks(cfg, regime, base, mixed).perlin_threshold == base.perlin_threshold == 0.4
+        forced = TrainConfig(perlin_threshold=0.5)  # an explicit threshold always wins
+        assert sized_to_masks(forced, regime, forced.regime_settings(regime), pits).perlin_threshold == 0.5
+    weak = cfg.regime_settings(Regime.WEAK)
+    assert sized_to_masks(cfg, Regime.WEAK, weak, pits) == weak  # WEAK never reads a mask
 
 
 def test_noise_scale_and_score_follow_backbone_and_regime() -> None:

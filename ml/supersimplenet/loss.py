@@ -49,12 +49,16 @@ def supersimplenet_loss(
     gt_map: torch.Tensor,
     gt_label: torch.Tensor,
     pixel_weight: torch.Tensor,
+    seg_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Total loss. ``pred_map``/``gt_map``/``pixel_weight`` ``(B, 1, h, w)``; ``pred_score``/``gt_label`` ``(B,)``."""
+    """Total loss ``seg_weight * segmentation + classification``.
+
+    ``pred_map``/``gt_map``/``pixel_weight`` ``(B, 1, h, w)``; ``pred_score``/``gt_label`` ``(B,)``.
+    """
     seg = truncated_l1(pred_map, gt_map, pixel_weight)
     if (pixel_weight > 0).any():
         seg = seg + focal_loss(pred_map, gt_map, pixel_weight)
-    return seg + focal_loss(pred_score, gt_label)
+    return seg_weight * seg + focal_loss(pred_score, gt_label)
 
 
 def distance_weights(mask: np.ndarray, w_pos: float = 3.0, power: float = 2.0) -> np.ndarray:
