@@ -11,7 +11,9 @@ the deadline, so a time-limited machine returns what it finished.
         --run full-fast:regime=full,profile=fast --run full-paper:regime=full,profile=paper \\
         --run few10:defects=10,masks=1,noise_sigma=0.5,standardize_features=1
 
-A run spec is ``NAME:key=value,...``. Keys: ``defects`` and ``masks`` (label thinning) and
+A run spec is ``NAME:key=value,...``. Keys: ``defects`` and ``masks`` (label thinning),
+``noval=1`` (drop the val split, so thresholds come from the training labels: a holdout or
+cross-fitting, ``calibration=...``) and
 any ``ml.train.TrainConfig`` field (``regime``, ``profile``, ``epochs``, ``noise_sigma``,
 ``standardize_features``, ``image_score``, ``perlin_threshold``, ``backbone``, ...).
 
@@ -42,6 +44,8 @@ from ml.predict import Predictor
 from ml.train import PROFILES, Profile, TrainConfig
 
 THINNING = ("defects", "masks")
+#: ``noval=1`` drops the val split, as in a loop round: thresholds then come from the training labels
+DATASET_KEYS = (*THINNING, "noval")
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 _PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
 
@@ -74,9 +78,11 @@ _FALSE = ("0", "false", "no", "off")
 
 def parse_value(key: str, text: str) -> object:
     """A run-spec value typed like the TrainConfig field it sets."""
-    if key in THINNING or key in ("epochs", "seed"):
+    if key in DATASET_KEYS or key in ("epochs", "seed"):
         return int(text)
     kind = str(_FIELDS[key].type)
+    if kind == "int":
+        return int(text)
     if "bool" in kind:
         if text.lower() in _TRUE:
             return True
@@ -93,8 +99,8 @@ def parse_run(spec: str) -> tuple[str, dict[str, object]]:
     opts: dict[str, object] = {}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
-        if key not in THINNING and key not in _FIELDS:
-            raise SystemExit(f"run {name!r}: unknown key {key!r} (TrainConfig fields, defects, masks)")
+        if key not in DATASET_KEYS and key not in _FIELDS:
+            raise SystemExit(f"run {name!r}: unknown key {key!r} (TrainConfig fields, defects, masks, noval)")
         opts[key] = parse_value(key, value)
     return name, opts
 
@@ -147,7 +153,7 @@ def main() -> None:
                 print(f"deadline reached: {name} seed {seed} not started", flush=True)
                 continue
             thin = {k: opts[k] for k in THINNING if k in opts}
-            cfg_opts = {k: v for k, v in opts.items() if k not in THINNING}
+            cfg_opts = {k: v for k, v in opts.items() if k not in DATASET_KEYS}
             ds = full
             if thin:
                 plan = SplitPlan(
@@ -156,6 +162,8 @@ def main() -> None:
                     train_masks=thin.get("masks"),
                 )
                 ds = assign_splits(full, plan)
+            if opts.get("noval"):
+                ds = replace(ds, samples=tuple(s for s in ds.samples if s.split != "val"))
             cfg = TrainConfig(
                 image_size=tuple(args.image_size),
                 seed=seed,
@@ -180,8 +188,19 @@ def main() -> None:
                 "seed": seed,
                 "options": opts,
                 "regime": tr.regime.value,
-                "settings": {k: getattr(tr.settings, k) for k in ("noise_sigma", "standardize", "image_score")},
+                "settings": {
+                    k: getattr(tr.settings, k)
+                    for k in (
+                        "noise_sigma",
+                        "standardize",
+                        "image_score",
+                        "perlin_threshold",
+                        "stop_grad",
+                        "seg_weight",
+                    )
+                },
                 "n_train": tr.n_train,
+                "calibration": summary.calibration_source.value,
                 "profile": asdict(cfg.profile_spec()),
                 "epochs": len(tr.losses),
                 "loss_first_last": [tr.losses[0], tr.losses[-1]],

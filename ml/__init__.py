@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
     )
     from ml.artifact import load_model, read_config
     from ml.assist import AssistError, Click, assist_mask
+    from ml.calibration import calibration_source
+    from ml.calibration_choice import CalibrationChoice, CalibrationSource
     from ml.data import (
         IMAGE_SUFFIXES,
         describe,
@@ -98,6 +100,9 @@ __all__ = [
     "write_labels_csv",
     "DemoSpec",
     "generate",
+    "CalibrationChoice",
+    "CalibrationSource",
+    "calibration_source",
     # images
     "image_size",
     "read_image",
@@ -169,6 +174,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ml.errors": ("DataError", "DefectloopError", "TrainingError"),
     "ml.samples": ("PSEUDO_COLUMN", "Dataset", "Sample"),
     "ml.splits": ("SplitPlan", "assign_splits"),
+    "ml.calibration": ("calibration_source",),
+    "ml.calibration_choice": ("CalibrationChoice", "CalibrationSource"),
     "ml.data": (
         "IMAGE_SUFFIXES",
         "describe",

@@ -1,23 +1,24 @@
 """Train, calibrate, choose the mask method and save in one call: what the CLI and the service run.
 
-Thresholds are calibrated on the dataset's ``val`` split; without one, a seeded,
-label-stratified holdout of the training split (``TrainConfig.holdout_fraction``) is set
-aside for calibration and not trained on.
+Thresholds are calibrated on the dataset's ``val`` split. Without one, while labelled
+defects are scarce, on cross-fitted predictions of every training label
+(:mod:`ml.calibration`); otherwise on a seeded, label-stratified holdout of the training
+split (``TrainConfig.holdout_fraction``) that is not trained on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ml.artifact import save_model
-from ml.data import Dataset, Sample, load_sample_mask
+from ml.calibration import CalibrationChoice, CalibrationSource, calibration_source, crossfit, mask_cases
+from ml.data import Dataset, Sample
 from ml.errors import TrainingError
 from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
-from ml.images import read_image
 from ml.predict import Predictor, Thresholds
 from ml.refine import MethodChoice, choose_method
 from ml.regimes import Regime
@@ -36,7 +37,7 @@ class TrainSummary:
     model_dir: Path
     trained: TrainedModel
     thresholds: Thresholds
-    calibration_source: str  # "val" or "holdout"
+    calibration_source: CalibrationSource
     n_train: int
     n_calibration: int
     val_metrics: dict | None
@@ -79,7 +80,8 @@ def train_and_save(
     should_stop: Callable[[], bool] | None = None,
     refine_keep: float | None = None,
 ) -> TrainSummary:
-    """Train on split=train, calibrate on split=val (or a holdout), write ``out_dir``.
+    """Train on split=train, calibrate on split=val (without one: cross-fitted predictions or a
+    holdout, :func:`ml.calibration.calibration_source`), write ``out_dir``.
 
     ``refine_keep``: when the model is UNSUPERVISED, retrain once on that fraction of the
     training images it scores lowest (:func:`refine_unsupervised`); None: no refinement.
@@ -88,51 +90,49 @@ def train_and_save(
     val = list(dataset.select("val").samples)
     if not train:
         raise TrainingError(f"{dataset.source}: no rows with split=train")
-    source = "val"
-    if not val:
+    source = calibration_source(train, cfg, has_val=bool(val))
+    if source is CalibrationSource.HOLDOUT:
         train, val = holdout_split(
             train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != Regime.UNSUPERVISED
         )
-        source = "holdout"
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)
     if refine_keep is not None and trained.regime is Regime.UNSUPERVISED:
         trained, train = refine_unsupervised(trained, train, refine_keep, progress, should_stop)
     predictor = Predictor(trained.extractor, trained.model, cfg.image_size, image_score=trained.settings.image_score)
-    cal = val
-    outputs = run_samples(predictor, cal, progress=(lambda d, t: progress("calibrate", d, t, {})) if progress else None)
-    thresholds = calibrate_outputs(outputs, mode=threshold_mode, seed=cfg.seed)
-    if source == "holdout":
-        thresholds = Thresholds(
-            thresholds.image,
-            thresholds.pixel,
-            thresholds.image_method,
-            thresholds.pixel_method,
-            (*thresholds.notes, f"no val split: calibrated on a {cfg.holdout_fraction:.0%} holdout of train"),
+    notes: tuple[str, ...] = ()
+    if source is CalibrationSource.CROSSFIT:
+        cross = crossfit(train, trained, progress, should_stop)
+        outputs, cases = cross.outputs, cross.mask_cases
+        notes = (
+            f"no val split: calibrated on {cross.folds}-fold cross-fitted predictions of every training label",
+            *cross.notes,
         )
-    val_metrics = metrics_from_outputs(outputs, thresholds.image) if len(cal) else None
-    choice = choose_mask_method(
-        predictor, cal, thresholds.pixel, progress=(lambda d, t: progress("masks", d, t, {})) if progress else None
-    )
+    else:
+        outputs = run_samples(
+            predictor, val, progress=(lambda d, t: progress("calibrate", d, t, {})) if progress else None
+        )
+        cases = mask_cases(predictor, val)
+        if source is CalibrationSource.HOLDOUT:
+            notes = (f"no val split: calibrated on a {cfg.holdout_fraction:.0%} holdout of train",)
+            if cfg.calibration == CalibrationChoice.CROSSFIT:
+                notes += (
+                    f"cross-fitting was asked for, but it needs a model that trains on defects, "
+                    f"{cfg.crossfit_folds} labelled defects and {2 * cfg.crossfit_folds} labelled normals",
+                )
+    thresholds = calibrate_outputs(outputs, mode=threshold_mode, seed=cfg.seed)
+    thresholds = replace(thresholds, notes=(*thresholds.notes, *notes))
+    n_cal = len(outputs.labels)  # cross-fitted: every labelled training image, pseudo-labels not
+    val_metrics = metrics_from_outputs(outputs, thresholds.image) if n_cal else None
+    if progress:
+        progress("masks", 0, 1, {})
+    choice = choose_method(cases, thresholds.pixel)
+    if progress:
+        progress("masks", 1, 1, {})
     model_dir = save_model(out_dir, trained, thresholds, train, val_metrics, choice)
-    return TrainSummary(model_dir, trained, thresholds, source, len(train), len(cal), val_metrics, choice)
+    return TrainSummary(model_dir, trained, thresholds, source, len(train), n_cal, val_metrics, choice)
 
 
-def choose_mask_method(
-    predictor: Predictor,
-    samples: list[Sample],
-    pixel_threshold: float,
-    progress: Callable[[int, int], None] | None = None,
-) -> MethodChoice:
+def choose_mask_method(predictor: Predictor, samples: list[Sample], pixel_threshold: float) -> MethodChoice:
     """Choose how this model's proposals are made (``ml.refine.choose_method``) on the
-    calibration samples that are defective with a known mask, at their own resolution."""
-    cases = []
-    masked = [s for s in samples if s.label == 1 and s.pixels_known]
-    for k, s in enumerate(masked, start=1):
-        if progress:
-            progress(k, len(masked))
-        image = read_image(s.image)
-        truth = load_sample_mask(s, image.shape[:2])
-        if truth is None or not truth.any():
-            continue
-        cases.append((image, predictor.predict([image], refine=False)[0].pred_map, truth))
-    return choose_method(cases, pixel_threshold)
+    samples that are defective with a known mask, at their own resolution."""
+    return choose_method(mask_cases(predictor, samples), pixel_threshold)

@@ -261,13 +261,14 @@ def refine_mask(
     return out if out.any() else region
 
 
-#: fewer validation defects with masks than this: no choice, the default method
+#: fewer calibration defects with masks than this: no choice, the default method
 MIN_CHOICE_SAMPLES = 5
 
 
 @dataclass(frozen=True)
 class MethodChoice:
-    """The mask method chosen on validation defects, and every candidate's mean IoU there."""
+    """The mask method chosen on calibration defects (val split, holdout or cross-fitted), and
+    every candidate's mean IoU there."""
 
     method: RefineMethod
     mean_iou: dict[str, float]
@@ -288,7 +289,7 @@ def choose_method(
             DEFAULT_METHOD,
             {},
             len(cases),
-            f"{len(cases)} validation defects with masks (< {MIN_CHOICE_SAMPLES}): the default",
+            f"{len(cases)} calibration defects with masks (< {MIN_CHOICE_SAMPLES}): the default",
         )
     scores: dict[str, float] = {}
     for m in candidates:
@@ -299,4 +300,4 @@ def choose_method(
             ious.append(float(np.logical_and(mask, truth).sum() / union) if union else 1.0)
         scores[m.value] = float(np.mean(ious))
     best = max(scores, key=lambda k: (scores[k], k == DEFAULT_METHOD.value))
-    return MethodChoice(RefineMethod(best), scores, len(cases), f"best mean IoU on {len(cases)} validation defects")
+    return MethodChoice(RefineMethod(best), scores, len(cases), f"best mean IoU on {len(cases)} calibration defects")

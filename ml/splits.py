@@ -132,3 +132,24 @@ def holdout_split(
         hold += [group[i] for i in order[:n_hold]]
         train += [group[i] for i in order[n_hold:]]
     return train, hold
+
+
+def crossfit_folds(samples: Sequence[Sample], k: int, seed: int) -> list[list[Sample]]:
+    """``k`` seeded folds for cross-fitted calibration, each label kind (normal, mask,
+    image-level) dealt round-robin so that every fold holds its share of each.
+
+    Pseudo-labels are in no fold: they always train (see :func:`holdout_split`). Every
+    sample that is not pseudo is in exactly one fold. ValueError for ``k`` below 2.
+    """
+    if k < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, got {k}")
+    rng = np.random.default_rng(seed + 104729)
+    folds: list[list[Sample]] = [[] for _ in range(k)]
+    truth = [s for s in samples if not s.is_pseudo]
+    start = 0
+    for kind in ("normal", "mask", "image"):
+        group = [s for s in truth if s.label_kind == kind]
+        for j, i in enumerate(rng.permutation(len(group))):
+            folds[(start + j) % k].append(group[int(i)])
+        start = (start + len(group)) % k  # the next kind fills the folds the last one left short
+    return folds

@@ -4,6 +4,7 @@ keep their contracts."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,30 @@ def test_compare_studies_reads_a_study_and_its_flat_copy_alike(monkeypatch: pyte
         compare_studies.load_runs("h", live, "hybrid", rounds=None)
 
 
+def test_mask_counts_gathers_runs_renamed_once_per_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import mask_counts
+
+    def row(name: str, seed: int, ap: float) -> str:
+        return json.dumps(
+            {"name": name, "seed": seed, "n_train": {"mask": 5}, "regime": "mixed", "metrics": {"image_ap": ap}}
+        )
+
+    src = tmp_path / "src.jsonl"
+    src.write_text(
+        "\n".join([row("n5-p4", 0, 0.9), row("n5-p4", 0, 0.9), row("n5-p4", 1, 0.8), row("x", 0, 0.1)]) + "\n"
+    )
+    out = tmp_path / "after.jsonl"
+    mask_counts.gather(out, [f"{src}:n5-p4=n5"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["name"], r["seed"], r["measured_as"]) for r in rows] == [("n5", 0, "n5-p4"), ("n5", 1, "n5-p4")]
+    assert "| n5 | 5 | mixed | 0,1 |" in mask_counts.table(out)
+    with pytest.raises(SystemExit, match="no run named nope"):
+        mask_counts.gather(out, [f"{src}:nope=n0"])
+    with pytest.raises(SystemExit, match="is not FILE:NAME=AS"):
+        mask_counts.gather(out, [f"{src}:n5-p4"])
+
+
 def test_train_matrix_run_specs_are_typed_and_typos_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(BENCH))
     import train_matrix
@@ -88,5 +113,10 @@ def test_train_matrix_run_specs_are_typed_and_typos_stop(monkeypatch: pytest.Mon
         train_matrix.parse_run("a:standardize_features=ture")
     with pytest.raises(SystemExit, match="unknown key 'epoch'"):
         train_matrix.parse_run("a:epoch=3")
+    # int fields and the dataset keys are ints, calibration a string
+    assert train_matrix.parse_run("b:crossfit_folds=2,noval=1,calibration=crossfit,seg_weight=0.3") == (
+        "b",
+        {"crossfit_folds": 2, "noval": 1, "calibration": "crossfit", "seg_weight": 0.3},
+    )
     name, profile = train_matrix.parse_profile("p:base=paper,epochs=6,adaptor_lr=1e-3")
     assert (name, profile.epochs, profile.adaptor_lr, profile.upscale) == ("p", 6, 1e-3, 2)

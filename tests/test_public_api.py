@@ -55,6 +55,13 @@ def test_import_ml_loads_neither_torch_nor_numpy() -> None:
     assert _fresh("import sys; from ml import Sample, DataError; print('torch' in sys.modules)") == "False"
 
 
+def test_the_service_and_the_command_line_start_without_torch() -> None:
+    """The API process and `defectloop --help` import their modules at startup; torch loads only
+    in the code that trains or predicts (a job, a command that runs a model)."""
+    code = "import sys, backend.api.app, backend.cli.app; print('torch' in sys.modules)"
+    assert _fresh(code) == "False"
+
+
 def test_evaluate_model_is_the_function_whichever_is_imported_first() -> None:
     """``ml.evaluate`` is the submodule; the function is exported as ``evaluate_model``."""
     out = _fresh("import ml.evaluate; from ml import evaluate_model; print(evaluate_model is ml.evaluate.evaluate)")

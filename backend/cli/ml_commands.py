@@ -15,7 +15,7 @@ import typer
 
 from backend.cli.errors import echo_error
 from backend.cli.progress import ProgressReporter
-from ml import ProfileName
+from ml import CalibrationChoice, ProfileName
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -55,12 +55,20 @@ def train(
             help="Distance-transform weights on mask pixels (default: the regime's).",
         ),
     ] = None,
+    calibration: Annotated[
+        CalibrationChoice,
+        typer.Option(
+            help="Without a val split: auto (cross-fit while fewer than 50 labelled defects train, "
+            "else a 20% holdout), holdout or crossfit."
+        ),
+    ] = CalibrationChoice.AUTO,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train SuperSimpleNet on split=train; calibrate thresholds on split=val (or a holdout)."""
+    """Train SuperSimpleNet on split=train; calibrate thresholds on split=val (without one: on
+    cross-fitted predictions or a holdout of the training labels, see --calibration)."""
     _tune()
     from ml import (
         DEFAULT_BACKBONE,
@@ -84,6 +92,7 @@ def train(
         device=device,
         perlin_threshold=perlin_threshold,
         distance_weighting=distance_weighting,
+        calibration=calibration.value,
     )
     cfg.profile_spec()
     get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data
@@ -98,7 +107,10 @@ def train(
         f"({summary.trained.n_train}), features {summary.trained.feature_seconds:.0f}s, "
         f"heads {summary.trained.train_seconds:.0f}s"
     )
-    typer.echo(f"thresholds: image {t.image:.4f} ({t.image_method}), pixel {t.pixel:.4f} ({t.pixel_method})")
+    typer.echo(
+        f"thresholds ({summary.calibration_source.value}, {summary.n_calibration} images): "
+        f"image {t.image:.4f} ({t.image_method}), pixel {t.pixel:.4f} ({t.pixel_method})"
+    )
     for note in t.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"model written to {summary.model_dir}")

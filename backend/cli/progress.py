@@ -25,6 +25,7 @@ _TITLES = {
     "refine_score": "scoring to refine",
     "refine_features": "features (refined)",
     "refine_train": "training (refined)",
+    "crossfit": "cross-fitting",
 }
 
 

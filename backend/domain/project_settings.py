@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.domain.enums import MaskCostModel
-from ml import STRATEGIES, ProfileName
+from ml import STRATEGIES, CalibrationChoice, ProfileName
 
 
 def _no_bool(value: Any) -> Any:
@@ -61,6 +61,13 @@ class TrainDefaults(BaseModel):
         ]
         | None
     ) = None
+
+    calibration: CalibrationChoice | None = Field(
+        default=None,
+        description="How a retrain without val labels fits its thresholds: auto (default; cross-fitted "
+        "predictions while fewer than 50 labelled defects train, which costs three extra trainings, else a "
+        "20% holdout), holdout or crossfit.",
+    )
 
     _numbers = field_validator("*", mode="before")(_no_bool)
 

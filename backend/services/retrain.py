@@ -41,11 +41,19 @@ REFINED_STAGES = {
     "refine_train": (0.57, 0.9),
     **{k: v for k, v in STAGES.items() if k in ("calibrate", "masks", "evaluate")},
 }
+# a cross-fitted calibration trains the kept model, then one model per fold
+CROSSFIT_STAGES = {
+    "features": (0.0, 0.05),
+    "train": (0.05, 0.22),
+    "crossfit": (0.22, 0.9),
+    **{k: v for k, v in STAGES.items() if k in ("calibrate", "masks", "evaluate")},
+}
 
 
-def job_fraction(stage: str, done: int, total: int, *, refined: bool = False) -> float:
+def job_fraction(stage: str, done: int, total: int, *, refined: bool = False, crossfit: bool = False) -> float:
     """Where a training stage's ``done`` of ``total`` puts the whole train job (0..1)."""
-    lo, hi = (REFINED_STAGES if refined else STAGES).get(stage, (0.0, 1.0))
+    stages = CROSSFIT_STAGES if crossfit else REFINED_STAGES if refined else STAGES
+    lo, hi = stages.get(stage, (0.0, 1.0))
     return lo + (hi - lo) * done / max(total, 1)
 
 
@@ -72,7 +80,17 @@ def run_train_job(ctx: JobContext) -> dict:
 
 
 def _train(ctx: JobContext, payload: TrainPayload) -> dict:
-    from ml import AUTO, RegimeChoice, TrainConfig, load_model, loop_regime, train_and_save
+    from ml import (
+        AUTO,
+        CalibrationChoice,
+        CalibrationSource,
+        RegimeChoice,
+        TrainConfig,
+        calibration_source,
+        load_model,
+        loop_regime,
+        train_and_save,
+    )
     from ml import evaluate_model as evaluate
 
     data_dir = ctx.settings.data_dir
@@ -106,6 +124,7 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
             regime=regime,
             epochs=project.train_defaults.epochs,
             perlin_threshold=project.train_defaults.perlin_threshold,
+            calibration=(project.train_defaults.calibration or CalibrationChoice.AUTO).value,
         )
     if not snapshot.train:
         raise TrainingError("no labelled images in the train split yet: label some, then retrain")
@@ -114,12 +133,13 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
 
     refine = payload.refine_keep
     round_id = payload.round_id
+    crossfits = calibration_source(snapshot.train, cfg, has_val=bool(snapshot.val)) is CalibrationSource.CROSSFIT
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         msg = f"{stage.replace('_', ' ')} {done}/{total}"
         if "loss" in info:
             msg += f", loss {info['loss']:.4f}, ETA {info.get('eta_s', 0):.0f} s"
-        ctx.progress(job_fraction(stage, done, total, refined=bool(refine)), msg)
+        ctx.progress(job_fraction(stage, done, total, refined=bool(refine), crossfit=crossfits), msg)
         ctx.check_cancel()
 
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")

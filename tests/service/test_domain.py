@@ -78,6 +78,12 @@ def test_project_settings_validate_once_naming_the_field() -> None:
         ProjectSettings(profile="slow")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="strategy"):
         ProjectSettings(strategy="psychic")
+    with pytest.raises(ValidationError, match="train_defaults.calibration"):
+        ProjectSettings(train_defaults={"calibration": "folds"})  # type: ignore[arg-type]
+    assert TrainDefaults(calibration="holdout").model_dump(mode="json") == {  # type: ignore[arg-type]
+        **TrainDefaults().model_dump(mode="json"),
+        "calibration": "holdout",
+    }
     ok = ProjectSettings(profile="paper", train_defaults={"min_defects_supervised": 0})  # type: ignore[arg-type]
     assert ok.profile is ProfileName.PAPER and ok.train_defaults == TrainDefaults(min_defects_supervised=0)
     assert set(ok.given()) == {"profile", "train_defaults"}
