@@ -62,20 +62,22 @@ def test_supervised_regimes_size_their_synthetic_anomalies_to_the_masks(tmp_path
     from ml.samples import Sample
 
     assert perlin_for_masks([], 0.4) == 0.4  # no mask: the regime's default
-    assert perlin_for_masks([0.003, 0.004], 0.4) == PERLIN_SMALL_DEFECTS  # bsdata-like pits
-    assert perlin_for_masks([0.003, 0.2], 0.4) == 0.4  # magnetic-tile-like: some large defects
+    assert perlin_for_masks([0.003, 0.004, 0.002, 0.005, 0.003], 0.4) == PERLIN_SMALL_DEFECTS  # bsdata-like pits
+    assert perlin_for_masks([0.003, 0.004, 0.002, 0.005], 0.4) == 0.4  # four masks say too little
+    assert perlin_for_masks([0.003, 0.2, 0.002, 0.005, 0.003], 0.4) == 0.4  # magnetic-tile-like: some large
     small, large = np.zeros((100, 100), np.uint8), np.zeros((100, 100), np.uint8)
     small[10:13, 10:13] = 255  # 0.09% of the image
     large[20:60, 20:60] = 255  # 16%
     cv2.imwrite(str(tmp_path / "small.png"), small)
     cv2.imwrite(str(tmp_path / "large.png"), large)
     normal = Sample(tmp_path / "n.png", 0)
-    pits = [normal, Sample(tmp_path / "a.png", 1, tmp_path / "small.png", True), Sample(tmp_path / "b.png", 1)]
+    pits = [normal, Sample(tmp_path / "b.png", 1)]
+    pits += [Sample(tmp_path / f"a{i}.png", 1, tmp_path / "small.png", True) for i in range(5)]
     cfg = TrainConfig()
     for regime in (Regime.MIXED, Regime.FULL):
         base = cfg.regime_settings(regime)
         assert sized_to_masks(cfg, regime, base, pits).perlin_threshold == PERLIN_SMALL_DEFECTS
-        mixed = [*pits, Sample(tmp_path / "c.png", 1, tmp_path / "large.png", True)]
+        mixed = [*pits, *(Sample(tmp_path / f"c{i}.png", 1, tmp_path / "large.png", True) for i in range(2))]
         assert sized_to_masks(cfg, regime, base, mixed).perlin_threshold == base.perlin_threshold == 0.4
         forced = TrainConfig(perlin_threshold=0.5)  # an explicit threshold always wins
         assert sized_to_masks(forced, regime, forced.regime_settings(regime), pits).perlin_threshold == 0.5
