@@ -15,12 +15,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Image, LabelSource, Project, Split
+from backend.db.tables import Image, LabelSource, Project, Split, utcnow
 from backend.errors import ForbiddenPathError
 from backend.services.labels import LabelError, LabelIn, add_label
 from ml import (
@@ -188,11 +189,101 @@ def _candidate(data: bytes, name: str, *, uri: str) -> Prepared:
     return Candidate(name, uri, hashlib.sha256(data).hexdigest(), w, h)
 
 
-def store_prepared(session: Session, *, project: Project, items: Sequence[Prepared]) -> list[ImportResult]:
-    """Register checked files (duplicates by content are reported, not stored). Each file gets
-    a savepoint, so a concurrent importer of the same content costs only that file; an error
-    raised here leaves the caller's transaction to roll back as a whole."""
-    return [item if isinstance(item, ImportResult) else _store(session, project, item) for item in items]
+#: Files without a label are registered this many at a time (one INSERT per chunk).
+IMPORT_CHUNK = 1000
+
+
+def store_prepared(
+    session: Session, *, project: Project, items: Sequence[Prepared], chunk: int = IMPORT_CHUNK
+) -> list[ImportResult]:
+    """Register checked files (duplicates by content are reported, not stored), in order.
+
+    Files without a label (a line's pool) are inserted ``chunk`` at a time, one statement per
+    chunk that skips content already stored (by this import, an earlier one or a concurrent
+    one: such files are reported as duplicates of the stored image); a file with a label gets
+    its own savepoint. Either way a concurrent importer of the same content costs only those
+    files, and an error raised here leaves the caller's transaction to roll back as a whole.
+    """
+    results: list[ImportResult | None] = [None] * len(items)
+    run: list[tuple[int, Candidate]] = []
+
+    def flush_run() -> None:
+        for pos, res in _store_unlabelled(session, project, run).items():
+            results[pos] = res
+        run.clear()
+
+    for pos, item in enumerate(items):
+        if isinstance(item, ImportResult):
+            results[pos] = item
+        elif item.is_defective is None:
+            run.append((pos, item))
+            if len(run) >= chunk:
+                flush_run()
+        else:  # what came before is stored first, so duplicates resolve in file order
+            flush_run()
+            results[pos] = _store(session, project, item)
+    flush_run()
+    return [r for r in results if r is not None]
+
+
+def _insert_skipping_stored(session: Session) -> Any:
+    """``INSERT INTO image ... ON CONFLICT (project_id, sha256) DO NOTHING`` for this database,
+    or None where the dialect has no such statement."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(Image).on_conflict_do_nothing(index_elements=["project_id", "sha256"])
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(Image).on_conflict_do_nothing(index_elements=["project_id", "sha256"])
+    return None
+
+
+def _store_unlabelled(
+    session: Session, project: Project, run: Sequence[tuple[int, Candidate]]
+) -> dict[int, ImportResult]:
+    """Register unlabelled files with one INSERT (and one SELECT for those already stored);
+    their results by position. The first file of each content is imported, the others are
+    duplicates of it, as one by one."""
+    insert_stmt = _insert_skipping_stored(session) if run else None
+    if insert_stmt is None:
+        return {pos: _store(session, project, c) for pos, c in run}
+    first: dict[str, int] = {}
+    for pos, c in run:
+        first.setdefault(c.sha256, pos)
+    by_pos = dict(run)
+    now = utcnow()
+    rows = [
+        {
+            "project_id": project.id,
+            "uri": by_pos[pos].uri,
+            "sha256": sha,
+            "width": by_pos[pos].width,
+            "height": by_pos[pos].height,
+            "split": by_pos[pos].split,
+            "added_at": now,
+        }
+        for sha, pos in first.items()
+    ]
+    inserted = {
+        sha: image_id for image_id, sha in session.execute(insert_stmt.values(rows).returning(Image.id, Image.sha256))
+    }
+    stored = [sha for sha in first if sha not in inserted]
+    existing: dict[str, int] = {}
+    for start in range(0, len(stored), IMPORT_CHUNK):
+        part = stored[start : start + IMPORT_CHUNK]
+        q = select(Image.sha256, Image.id).where(Image.project_id == project.id, Image.sha256.in_(part))
+        existing.update({sha: image_id for sha, image_id in session.execute(q)})
+    out: dict[int, ImportResult] = {}
+    for pos, c in run:
+        if first[c.sha256] == pos and c.sha256 in inserted:
+            out[pos] = ImportResult(c.name, "imported", None, inserted[c.sha256])
+        else:
+            image_id = inserted.get(c.sha256, existing.get(c.sha256))
+            out[pos] = ImportResult(c.name, "duplicate", f"same content as image {image_id}", image_id)
+    return out
 
 
 def _store(session: Session, project: Project, c: Candidate) -> ImportResult:

@@ -106,3 +106,54 @@ def test_parallel_imports_of_the_same_files_lose_and_duplicate_nothing(migrated:
         n = s.scalar(select(func.count(Image.id)))
     assert n == 44
     assert sum(r.status == "imported" for r in results) == 44
+
+
+def _comparable(session, results) -> list[tuple]:
+    """Results with image ids replaced by the stored image's content, so two projects compare."""
+    sha = dict(session.execute(select(Image.id, Image.sha256)).all())
+    out = []
+    for r in results:
+        reason = r.reason
+        if r.status == "duplicate":
+            reason = reason.replace(f"image {r.image_id}", f"image {sha[r.image_id]}")
+        out.append((r.file, r.status, reason, sha.get(r.image_id)))
+    return out
+
+
+def test_chunked_import_equals_one_file_at_a_time(migrated: Engine, tiny_demo: Path, tmp_path: Path) -> None:
+    """Unlabelled files go in one INSERT per chunk; labelled files, duplicates (within the import,
+    across chunks, already stored) and rejections interleaved with them end as one by one."""
+    import cv2
+
+    from backend.services import images as svc
+
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(folder / f"p{i}.png"), rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
+    for name in ("p5_same_as_p1.png", "p6_same_as_p1.png"):
+        (folder / name).write_bytes((folder / "p1.png").read_bytes())
+    (folder / "p7_broken.png").write_text("not an image")
+    roots = [tiny_demo.parent, tmp_path]
+    pool = svc.prepare_path(folder, roots)
+    dataset = svc.prepare_path(tiny_demo, roots, labels="test")  # labelled test images, then the rest unlabelled
+    items = [*pool[:3], *dataset[:2], *pool[3:], *dataset[2:], *pool]  # interleaved, then every pool file again
+    Session = session_factory(migrated)
+    compared = []
+    for name, store in (
+        ("chunked", lambda s, p: svc.store_prepared(s, project=p, items=items, chunk=2)),
+        ("one chunk", lambda s, p: svc.store_prepared(s, project=p, items=items)),
+        ("one by one", lambda s, p: [i if isinstance(i, svc.ImportResult) else svc._store(s, p, i) for i in items]),
+    ):
+        with Session.begin() as s:
+            project = create_project(s, name=name)
+            svc.store_prepared(s, project=project, items=pool[4:5])  # stored before the import
+            results = store(s, project)
+            assert [r.file for r in results] == [i.file if isinstance(i, svc.ImportResult) else i.name for i in items]
+            compared.append(_comparable(s, results))
+            n_labels = s.scalar(select(func.count(Label.id)).join(Image).where(Image.project_id == project.id))
+            assert n_labels == sum(1 for i in items if getattr(i, "is_defective", None) is not None)
+    assert compared[0] == compared[1] == compared[2]
+    statuses = [status for _, status, _, _ in compared[0]]
+    assert statuses.count("imported") == 4 + len(dataset) and statuses.count("rejected") == 2
