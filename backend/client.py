@@ -100,7 +100,9 @@ class HttpClient:
         """Every image of the project (of one split: pool, train, val or test), by id."""
         out: list[Json] = []
         while True:
-            params: Json = {"offset": len(out), "limit": 1000, **({"split": split} if split else {})}
+            params: Json = {"limit": 1000, **({"split": split} if split else {})}
+            if out:
+                params["after_id"] = out[-1]["id"]
             page = self._call("GET", f"/projects/{project_id}/images", params=params)
             out += page
             if len(page) < 1000:

@@ -27,8 +27,16 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
             select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
         )
     )
-    preds = {p.image_id: p for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))}
-    missing = [i for i in pool if i not in preds]
+    # the columns selection needs, not Prediction rows: no ORM object per pool image
+    scored = {
+        image_id: (score, uncertainty or {}, embedding)
+        for image_id, score, uncertainty, embedding in session.execute(
+            select(Prediction.image_id, Prediction.score, Prediction.uncertainty, Prediction.embedding).where(
+                Prediction.model_version_id == mv.id
+            )
+        )
+    }
+    missing = [i for i in pool if i not in scored]
     if missing:
         raise RoundError(f"{len(missing)} pool images are not scored by {mv.name} yet: wait for the pool scoring job")
     current = {lb.image_id: lb for lb in current_labels(session, project_id=project_id)}
@@ -36,16 +44,16 @@ def candidates(session: Session, *, project_id: int, mv: ModelVersion) -> Candid
         session.scalars(select(LsTask.image_id).where(LsTask.project_id == project_id, LsTask.ask == AskKind.MASK))
     )
     ids = np.array(pool, np.int64)
-    u = [preds[i].uncertainty for i in pool]
+    rows = [scored[i] for i in pool]
     upgradable = np.array([i in current and _upgradable(current[i], i in mask_asked) for i in pool], bool)
     labelled = np.array([i in current for i in pool], bool) & ~upgradable
-    emb = embedding_matrix([preds[i] for i in pool])
+    emb = embedding_matrix([r[2] for r in rows])
     lab_emb = emb[labelled | upgradable] if len(pool) else np.zeros((0, emb.shape[1]), np.float32)
     return Candidates(
         ids=ids,
-        scores=np.array([preds[i].score for i in pool], float),
-        map_max=np.array([x.get("map_max", 0.0) for x in u], float),
-        map_entropy=np.array([x.get("map_region_entropy", 0.0) for x in u], float),
+        scores=np.array([r[0] for r in rows], float),
+        map_max=np.array([r[1].get("map_max", 0.0) for r in rows], float),
+        map_entropy=np.array([r[1].get("map_region_entropy", 0.0) for r in rows], float),
         embeddings=emb,
         labelled=labelled,
         upgradable=upgradable,
@@ -110,8 +118,10 @@ def pseudo_normals(session: Session, *, project: Project) -> list[int]:
         return []
     pool = set(unlabelled_pool(session, project.id))
     scored = sorted(
-        (p.score, p.image_id)
-        for p in session.scalars(select(Prediction).where(Prediction.model_version_id == mv.id))
-        if p.image_id in pool
+        (score, image_id)
+        for score, image_id in session.execute(
+            select(Prediction.score, Prediction.image_id).where(Prediction.model_version_id == mv.id)
+        )
+        if image_id in pool
     )
     return sorted(i for _, i in scored[: int(fraction * len(pool))])

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backend.db.tables import Prediction
-
 _DTYPE = np.dtype("<f4")
 
 
@@ -22,11 +20,12 @@ def decode_embedding(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=_DTYPE).astype(np.float32)
 
 
-def embedding_matrix(predictions: Sequence[Prediction]) -> np.ndarray:
-    """float32 ``(N, C)``: one row per prediction, in order. Predictions without an embedding, or
-    whose lengths disagree, give ``(N, 1)`` zeros (selection then ignores diversity)."""
-    rows = [decode_embedding(p.embedding) if p.embedding else None for p in predictions]
-    sizes = {r.shape[0] for r in rows if r is not None}
-    if not rows or any(r is None for r in rows) or len(sizes) != 1:
-        return np.zeros((len(rows), 1), np.float32)
-    return np.stack([r for r in rows if r is not None])
+def embedding_matrix(embeddings: Sequence[bytes | None]) -> np.ndarray:
+    """float32 ``(N, C)``: one row per stored embedding (``Prediction.embedding``), in order.
+    Missing embeddings, or lengths that disagree, give ``(N, 1)`` zeros (selection then ignores
+    diversity)."""
+    sizes = {len(e) for e in embeddings if e}
+    if not embeddings or any(not e for e in embeddings) or len(sizes) != 1:
+        return np.zeros((len(embeddings), 1), np.float32)
+    flat = np.frombuffer(b"".join(e for e in embeddings if e), dtype=_DTYPE)
+    return flat.reshape(len(embeddings), -1).astype(np.float32)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
-from backend.api.deps import IdPath, SessionDep, SettingsDep
+from backend.api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
 from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, ImportSummary
 from backend.db.tables import Image, Split
 from backend.errors import NotFoundError
@@ -67,11 +67,20 @@ def list_images(
     split: Split | None = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after_id: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_ID, description="Only images with a larger id: the last id of the previous page."),
+    ] = None,
 ) -> list[ImageOut]:
+    """The project's images by id, ``limit`` at a time. Page with ``after_id`` (the last id of the
+    previous page): each page costs the same however deep it lies, where ``offset`` pages cost
+    more the further they go (the database skips every row before them)."""
     get_project(session, project_id=project_id)
     q = select(Image).where(Image.project_id == project_id)
     if split is not None:
         q = q.where(Image.split == split)
+    if after_id is not None:
+        q = q.where(Image.id > after_id)
     rows = session.scalars(q.order_by(Image.id).offset(offset).limit(limit))
     return [ImageOut.model_validate(r) for r in rows]
 
