@@ -24,6 +24,14 @@ def job_handlers() -> Handlers:
     return {JobKind.TRAIN: run_train_job, JobKind.PREDICT: run_predict_job, JobKind.SYNC: run_sync_job}
 
 
+def preload() -> None:
+    """Import what jobs run (this table's services and the model code they load), so an RQ
+    worker's forked work horses start with it (``backend.jobs.rq_executor.work``)."""
+    from ml import evaluate_model, load_model, train_and_save  # noqa: F401 - imported for the horses
+
+    job_handlers()
+
+
 def run_rq_job(job_id: int) -> str:
     """What an RQ worker runs for a job id (``backend.jobs.dispatch.RQ_ENTRY``)."""
     return rq_run(job_id, job_handlers())

@@ -62,9 +62,10 @@ def worker(
         settings = settings.model_copy(update={"device": device})
         os.environ["DEFECTLOOP_DEVICE"] = device  # RQ runs each job in a child that reads its settings anew
     if settings.redis_url:
+        from backend.handlers import preload
         from backend.jobs.rq_executor import work
 
-        work(settings, burst=burst)
+        work(settings, burst=burst, preload=preload)
     else:
         from backend.handlers import job_handlers
         from backend.jobs.worker import worker_loop

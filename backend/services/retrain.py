@@ -198,14 +198,16 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
 POOL_CHUNK = 500
 
 
-def enqueue_pool_scoring(session: Session, *, project_id: int, model_version_id: int) -> list[int]:
-    """One predict job per chunk of pool images, so several workers can share a large pool."""
+def enqueue_pool_scoring(
+    session: Session, *, project_id: int, model_version_id: int, chunk: int = POOL_CHUNK
+) -> list[int]:
+    """One predict job per ``chunk`` pool images, so several workers can share a large pool."""
     pool = list(
         session.scalars(
             select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
         )
     )
-    chunks = [pool[i : i + POOL_CHUNK] for i in range(0, len(pool), POOL_CHUNK)] or [[]]
+    chunks = [pool[i : i + chunk] for i in range(0, len(pool), chunk)] or [[]]
     jobs = [
         enqueue(
             session,
