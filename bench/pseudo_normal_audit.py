@@ -41,7 +41,7 @@ def audit(out: Path, data: Path) -> list[dict]:
     )
     for pid, payload, job_created in jobs.fetchall():
         p = json.loads(payload)
-        ids = p.get("pseudo_normal_ids") or []
+        ids = p.get("pseudo_normal_ids") or _described(db, pid, p.get("pseudo_normal"))
         if p.get("round_id") is None or not ids:
             continue
         index = rounds.get(p["round_id"])
@@ -58,6 +58,24 @@ def audit(out: Path, data: Path) -> list[dict]:
             )
         rows.append(row)
     return rows
+
+
+def _described(db: Path, project_id: int, described: dict | None) -> list[int]:
+    """The ids a job's described pseudo-normal pool (``TrainPayload.pseudo_normal``) names,
+    resolved as the job resolved them."""
+    if not described:
+        return []
+    from backend.db.engine import make_engine, read_session_factory
+    from backend.domain.jobs import PseudoNormalPool
+    from backend.services.pool_candidates import resolve_pseudo_normals
+
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with read_session_factory(engine)() as s:
+            pool = PseudoNormalPool.model_validate(described)
+            return resolve_pseudo_normals(s, project_id=project_id, pool=pool)
+    finally:
+        engine.dispose()
 
 
 def _whole_pool_rule(con: sqlite3.Connection, pid: int, index: int, before: str, count: int) -> list[int]:

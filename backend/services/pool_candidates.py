@@ -5,10 +5,11 @@ and the pseudo-normal images it trains on."""
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Image, Label, LsTask, ModelVersion, Prediction, Project, Split
+from backend.domain.jobs import PoolRule, PseudoNormalPool
 from backend.errors import RoundError
 from backend.services.anomaly_maps import pixel_threshold
 from backend.services.labels import current_labels
@@ -72,11 +73,76 @@ def _upgradable(label: Label, mask_asked: bool) -> bool:
 
 def unlabelled_pool(session: Session, project_id: int) -> list[int]:
     """The pool images without a current label, in id order."""
-    labelled = {lb.image_id for lb in current_labels(session, project_id=project_id)}
-    pool = session.scalars(
-        select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
+    return list(session.scalars(_unlabelled_ids(project_id).order_by(Image.id)))
+
+
+def _unlabelled_ids(project_id: int, *, max_image_id: int | None = None, max_label_id: int | None = None) -> Select:
+    """``SELECT image.id`` of the project's pool images whose current label is absent or a
+    retraction; with cutoffs, as they stood when the newest image and label had those ids
+    (one statement with no list of ids in it, whatever the pool's size)."""
+    newest = (
+        select(func.max(Label.id))
+        .join(Image, Image.id == Label.image_id)
+        .where(Image.project_id == project_id)
+        .group_by(Label.image_id)
     )
-    return [i for i in pool if i not in labelled]
+    if max_label_id is not None:
+        newest = newest.where(Label.id <= max_label_id)
+    labelled = select(Label.image_id).where(Label.id.in_(newest), Label.retracted.is_(False))
+    q = select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL, Image.id.not_in(labelled))
+    return q if max_image_id is None else q.where(Image.id <= max_image_id)
+
+
+def _cutoffs(session: Session, project_id: int) -> tuple[int, int]:
+    """The newest image id and label id of the project now (0 where none)."""
+    max_image = session.scalar(select(func.max(Image.id)).where(Image.project_id == project_id))
+    max_label = session.scalar(
+        select(func.max(Label.id)).join(Image, Image.id == Label.image_id).where(Image.project_id == project_id)
+    )
+    return int(max_image or 0), int(max_label or 0)
+
+
+def unlabelled_pool_query(session: Session, *, project_id: int) -> PseudoNormalPool:
+    """The unlabelled pool as it stands now, as a description a job resolves later to the same ids."""
+    max_image, max_label = _cutoffs(session, project_id)
+    return PseudoNormalPool(rule=PoolRule.UNLABELLED, max_image_id=max_image, max_label_id=max_label)
+
+
+def count_pseudo_normals(session: Session, *, project_id: int, pool: PseudoNormalPool) -> int:
+    """How many images :func:`resolve_pseudo_normals` gives, counted in the database."""
+    unlabelled = _unlabelled_ids(project_id, max_image_id=pool.max_image_id, max_label_id=pool.max_label_id)
+    n = int(session.scalar(select(func.count()).select_from(unlabelled.subquery())) or 0)
+    if pool.rule is PoolRule.UNLABELLED:
+        return n
+    return len(_lowest_scored(session, project_id=project_id, pool=pool, unlabelled=n))
+
+
+def resolve_pseudo_normals(session: Session, *, project_id: int, pool: PseudoNormalPool) -> list[int]:
+    """The image ids ``pool`` describes, in id order (see :class:`PseudoNormalPool`); the
+    same ids whenever it is resolved, since images and labels are only ever appended."""
+    unlabelled = _unlabelled_ids(project_id, max_image_id=pool.max_image_id, max_label_id=pool.max_label_id)
+    if pool.rule is PoolRule.UNLABELLED:
+        return list(session.scalars(unlabelled.order_by(Image.id)))
+    n = int(session.scalar(select(func.count()).select_from(unlabelled.subquery())) or 0)
+    return sorted(_lowest_scored(session, project_id=project_id, pool=pool, unlabelled=n))
+
+
+def _lowest_scored(session: Session, *, project_id: int, pool: PseudoNormalPool, unlabelled: int) -> list[int]:
+    """The ``int(fraction * unlabelled)`` unlabelled pool images ``pool.model_version_id``
+    scored lowest (ties by id; unscored images are never among them)."""
+    if pool.model_version_id is None or pool.fraction is None:
+        raise ValueError("a lowest-scored pseudo-normal pool names its model version and fraction")
+    keep = int(pool.fraction * unlabelled)
+    if keep <= 0:
+        return []
+    ids = _unlabelled_ids(project_id, max_image_id=pool.max_image_id, max_label_id=pool.max_label_id)
+    q = (
+        select(Prediction.image_id)
+        .where(Prediction.model_version_id == pool.model_version_id, Prediction.image_id.in_(ids))
+        .order_by(Prediction.score, Prediction.image_id)
+        .limit(keep)
+    )
+    return list(session.scalars(q))
 
 
 def require_active(session: Session, project_id: int) -> ModelVersion:
@@ -100,10 +166,10 @@ def setting_or(value: float | None, default: float) -> float:
 DEFAULT_MIN_DEFECTS_SUPERVISED = 20
 
 
-def pseudo_normals(session: Session, *, project: Project) -> list[int]:
-    """The unlabelled pool images the active model scores lowest: the lowest
-    ``train_defaults.pseudo_normal_fraction`` (default 0.5; 0 turns it off) of the
-    *unlabelled* pool.
+def pseudo_normals_query(session: Session, *, project: Project) -> PseudoNormalPool | None:
+    """The pseudo-normal images of a round's retrain, described for its job: the unlabelled pool
+    images the active model scores lowest, the lowest ``train_defaults.pseudo_normal_fraction``
+    (default 0.5; 0 turns it off: None) of the *unlabelled* pool.
 
     They join the round's training as normal samples (pseudo-labels, never Labels), so a
     supervised round still sees the line's normal variation, not only the few answered images.
@@ -115,13 +181,18 @@ def pseudo_normals(session: Session, *, project: Project) -> list[int]:
     fraction = float(setting_or(project.train_defaults.pseudo_normal_fraction, DEFAULT_PSEUDO_NORMAL_FRACTION))
     mv = require_active(session, project.id) if fraction > 0 else None
     if mv is None:
-        return []
-    pool = set(unlabelled_pool(session, project.id))
-    scored = sorted(
-        (score, image_id)
-        for score, image_id in session.execute(
-            select(Prediction.score, Prediction.image_id).where(Prediction.model_version_id == mv.id)
-        )
-        if image_id in pool
+        return None
+    max_image, max_label = _cutoffs(session, project.id)
+    return PseudoNormalPool(
+        rule=PoolRule.LOWEST_SCORED,
+        max_image_id=max_image,
+        max_label_id=max_label,
+        model_version_id=mv.id,
+        fraction=fraction,
     )
-    return sorted(i for _, i in scored[: int(fraction * len(pool))])
+
+
+def pseudo_normals(session: Session, *, project: Project) -> list[int]:
+    """The ids :func:`pseudo_normals_query` describes, now, in id order."""
+    pool = pseudo_normals_query(session, project=project)
+    return [] if pool is None else resolve_pseudo_normals(session, project_id=project.id, pool=pool)

@@ -15,11 +15,13 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from backend.db.batches import in_chunks
 from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project, Split
 from backend.domain.jobs import PredictPayload, TrainPayload
 from backend.jobs.queue import enqueue
 from backend.jobs.runner import JobCancelled, JobContext
 from backend.services.anomaly_maps import write_map
+from backend.services.pool_candidates import resolve_pseudo_normals
 from backend.services.predictions import encode_embedding
 from backend.services.rounds import fail_round, finish_round
 from backend.services.snapshot import take_snapshot
@@ -97,12 +99,15 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
     work = ctx.workdir  # removed when the job ends, or by the reaper when its worker dies
     with ctx.reads() as s:
         project = s.get_one(Project, ctx.project_id)
+        pseudo_ids = payload.pseudo_normal_ids  # listed by jobs queued before pools were described
+        if payload.pseudo_normal is not None:
+            pseudo_ids = tuple(resolve_pseudo_normals(s, project_id=ctx.project_id, pool=payload.pseudo_normal))
         snapshot = take_snapshot(
             s,
             project_id=ctx.project_id,
             folder=work / "masks",
-            label_ids=list(payload.label_ids) if payload.label_ids is not None else None,
-            pseudo_normal_ids=list(payload.pseudo_normal_ids) if payload.pseudo_normal_ids is not None else None,
+            label_ids=payload.label_ids,
+            pseudo_normal_ids=pseudo_ids,
         )
         n_versions = s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.project_id == ctx.project_id)) or 0
         regime: RegimeChoice = payload.regime or AUTO
@@ -275,11 +280,20 @@ def run_predict_job(ctx: JobContext) -> dict:
             raise TrainingError("no model version to predict with: retrain first")
         if payload.image_ids is not None:
             pool = list(payload.image_ids)
-        else:
-            pool = list(
-                s.scalars(select(Image.id).where(Image.project_id == ctx.project_id, Image.split == Split.POOL))
+            uris = {
+                image_id: uri
+                for part in in_chunks(pool)
+                for image_id, uri in s.execute(select(Image.id, Image.uri).where(Image.id.in_(part)))
+            }
+        else:  # the whole pool: one query, no list of ids bound into it
+            uris = dict(
+                s.execute(
+                    select(Image.id, Image.uri)
+                    .where(Image.project_id == ctx.project_id, Image.split == Split.POOL)
+                    .order_by(Image.id)
+                ).all()
             )
-        uris = dict(s.execute(select(Image.id, Image.uri).where(Image.id.in_(pool))).all())
+            pool = list(uris)
         mv_id, artifact = mv.id, Path(mv.artifact_path)
     if artifact_sha256(artifact) != mv.artifact_sha256:
         raise TrainingError(f"model version {mv_id}: artifact {artifact} changed on disk since registration")

@@ -34,8 +34,14 @@ from backend.services.labels import current_labels
 from backend.services.pool_candidates import DEFAULT_MIN_DEFECTS_SUPERVISED as DEFAULT_MIN_DEFECTS_SUPERVISED
 from backend.services.pool_candidates import DEFAULT_PSEUDO_NORMAL_FRACTION as DEFAULT_PSEUDO_NORMAL_FRACTION
 from backend.services.pool_candidates import candidates as candidates
+from backend.services.pool_candidates import (
+    count_pseudo_normals,
+    pseudo_normals_query,
+    require_active,
+    setting_or,
+    unlabelled_pool_query,
+)
 from backend.services.pool_candidates import pseudo_normals as pseudo_normals
-from backend.services.pool_candidates import require_active, setting_or, unlabelled_pool
 from backend.services.round_metrics import audit as audit
 from backend.services.round_metrics import curve_point as curve_point
 from backend.services.round_metrics import label_cost as label_cost
@@ -95,13 +101,14 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
     retry = len(existing) == 1 and existing[0].status is RoundStatus.FAILED  # a failed bootstrap runs again
     if existing and not retry:
         raise RoundError(f"project {project.id} has rounds already: the bootstrap is round 0")
-    pool = unlabelled_pool(session, project.id)
-    if not pool:
+    pool = unlabelled_pool_query(session, project_id=project.id)  # described, not listed: any pool size
+    n_pool = count_pseudo_normals(session, project_id=project.id, pool=pool)
+    if not n_pool:
         raise RoundError("the pool holds no unlabelled image: import the line's images first")
     rnd = existing[0] if retry else Round(project_id=project.id, index=0, strategy="bootstrap", budget=0)
     rnd.status, rnd.message, rnd.started_at = RoundStatus.TRAINING, "", utcnow()
     keep = setting_or(project.train_defaults.bootstrap_refine_fraction, DEFAULT_BOOTSTRAP_REFINE_FRACTION)
-    rnd.params = RoundParams(seed=seed, pseudo_normal=len(pool), refine_keep=keep)
+    rnd.params = RoundParams(seed=seed, pseudo_normal=n_pool, refine_keep=keep)
     session.add(rnd)
     session.flush()
     job = request_retrain(
@@ -111,7 +118,7 @@ def bootstrap(session: Session, settings: Settings, *, project: Project, seed: i
         skip_sync=True,
         payload=TrainPayload(
             round_id=rnd.id,
-            pseudo_normal_ids=tuple(pool),
+            pseudo_normal=pool,
             regime=Regime.UNSUPERVISED,
             seed=seed,
             refine_keep=keep or None,
@@ -281,7 +288,8 @@ def close_round(
             f"round {rnd.index} has no answers yet, so there is nothing new to train on: answer its tasks in Label "
             f"Studio first, or retrain anyway with `defectloop round {project.name} --close --force` (API: force=true)"
         )
-    pseudo = pseudo_normals(session, project=project)
+    pseudo = pseudo_normals_query(session, project=project)
+    n_pseudo = 0 if pseudo is None else count_pseudo_normals(session, project_id=project.id, pool=pseudo)
     min_defects = int(setting_or(project.train_defaults.min_defects_supervised, DEFAULT_MIN_DEFECTS_SUPERVISED))
     job = request_retrain(
         session,
@@ -291,12 +299,12 @@ def close_round(
         payload=TrainPayload(
             round_id=rnd.id,
             seed=rnd.params.seed,
-            pseudo_normal_ids=tuple(pseudo),
+            pseudo_normal=pseudo,
             min_defects_supervised=min_defects,
             sync=sync_counts(sync) if sync else None,
         ),
     )
-    rnd.params = rnd.params.model_copy(update={"pseudo_normal": len(pseudo), "min_defects_supervised": min_defects})
+    rnd.params = rnd.params.model_copy(update={"pseudo_normal": n_pseudo, "min_defects_supervised": min_defects})
     rnd.status, rnd.message = RoundStatus.TRAINING, f"retraining (job {job.id})"
     rnd.params = rnd.params.model_copy(update={"job_id": job.id})
     return rnd, job

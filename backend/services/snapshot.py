@@ -6,12 +6,14 @@ written as PNG files into a snapshot folder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.batches import in_chunks
 from backend.db.tables import Image, Label, LabelSource, Split
 from backend.services.labels import current_labels
 from ml import PSEUDO_COLUMN, Sample
@@ -39,8 +41,8 @@ def take_snapshot(
     *,
     project_id: int,
     folder: Path,
-    label_ids: list[int] | None = None,
-    pseudo_normal_ids: list[int] | None = None,
+    label_ids: Sequence[int] | None = None,
+    pseudo_normal_ids: Sequence[int] | None = None,
 ) -> Snapshot:
     """The training set from the frozen ``label_ids`` (default: the current labels), masks
     written under ``folder``. Labels written after the freeze are not in it.
@@ -48,12 +50,24 @@ def take_snapshot(
     A labelled pool image is training data (that is how annotated images enter training).
     ``pseudo_normal_ids``: unlabelled pool images presumed normal; they join training as
     normal samples marked ``pseudo`` and never count as labels (an image with a label in
-    the snapshot keeps its label)."""
+    the snapshot keeps its label). Either list may be as long as the pool: it is read
+    :data:`backend.db.batches.IN_CHUNK` ids at a time."""
     folder.mkdir(parents=True, exist_ok=True)
     if label_ids is None:
         label_ids = freeze_label_ids(session, project_id=project_id)
-    labels = list(session.scalars(select(Label).where(Label.id.in_(label_ids)).order_by(Label.image_id)))
-    images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_([lb.image_id for lb in labels])))}
+    labels = sorted(
+        (
+            lb
+            for part in in_chunks(sorted(label_ids))
+            for lb in session.scalars(select(Label).where(Label.id.in_(part)))
+        ),
+        key=lambda lb: (lb.image_id, lb.id),
+    )
+    images = {
+        img.id: img
+        for part in in_chunks(sorted({lb.image_id for lb in labels}))
+        for img in session.scalars(select(Image).where(Image.id.in_(part)))
+    }
     by_split: dict[Split, list[Sample]] = {Split.TRAIN: [], Split.VAL: [], Split.TEST: []}
     used: list[int] = []
     for lb in labels:
@@ -66,26 +80,23 @@ def take_snapshot(
             used.append(lb.id)
     if pseudo_normal_ids:
         labelled = {lb.image_id for lb in labels}
-        pool = session.scalars(
-            select(Image)
-            .where(
-                Image.id.in_([i for i in pseudo_normal_ids if i not in labelled]),
-                Image.project_id == project_id,
-                Image.split == Split.POOL,
-            )
-            .order_by(Image.id)
-        )
+        wanted = sorted({i for i in pseudo_normal_ids if i not in labelled})
         by_split[Split.TRAIN] += [
             Sample(
-                image=Path(img.uri),
+                image=Path(uri),
                 label=0,
                 mask=None,
                 has_mask=True,
                 split="train",
-                row=img.id,
-                extra=(("image_id", str(img.id)), (PSEUDO_COLUMN, "normal")),
+                row=image_id,
+                extra=(("image_id", str(image_id)), (PSEUDO_COLUMN, "normal")),
             )
-            for img in pool
+            for part in in_chunks(wanted)  # ascending ids, each chunk in id order: the whole in id order
+            for image_id, uri in session.execute(
+                select(Image.id, Image.uri)
+                .where(Image.id.in_(part), Image.project_id == project_id, Image.split == Split.POOL)
+                .order_by(Image.id)
+            )
         ]
     return Snapshot(by_split[Split.TRAIN], by_split[Split.VAL], by_split[Split.TEST], sorted(used))
 
