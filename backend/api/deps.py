@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.settings import Settings
 
@@ -50,6 +51,19 @@ def get_read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+@dataclass(frozen=True)
+class SessionFactories:
+    """Sessions that may write, and sessions that only read (on SQLite: never wait for a writer)."""
+
+    writes: sessionmaker[Session]
+    reads: sessionmaker[Session]
+
+
+def get_session_factories(request: Request) -> SessionFactories:
+    """The app's session factories, for a route that commits as it goes (a chunked import)."""
+    return SessionFactories(writes=request.app.state.sessions, reads=request.app.state.read_sessions)
+
+
 def require_token(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     expected: str | None = request.app.state.settings.api_token
     if expected is None:  # local development mode (bound to 127.0.0.1 only)
@@ -66,3 +80,4 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionFactoriesDep = Annotated[SessionFactories, Depends(get_session_factories)]

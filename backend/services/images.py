@@ -1,10 +1,14 @@
 """Importing images: server folders (under the import roots) and uploaded files.
 
 Every file gets a result: imported, duplicate (same sha256 already in the project) or
-rejected with its reason. Files are read and checked first, without the database (no lock is
-held while they decode); then they are registered in the caller's transaction, so an import
-that fails stores nothing (on SQLite too: see backend.db.engine). Labels found in a labels.csv or an
-MVTec layout come in as Labels with source=import.
+rejected with its reason. A folder is imported :data:`IMPORT_CHUNK` files at a time: a
+chunk's files are hashed, those whose content is stored already are reported as duplicates
+without being decoded, the others are read and checked without the database (no lock is held
+while they decode), then the chunk is registered. :func:`import_path` registers every chunk
+in the caller's transaction (an error stores nothing); :func:`import_path_in_chunks` commits
+each chunk as it goes, so an import that is interrupted keeps the chunks it finished, and
+running it again skips what is stored and finishes the rest. Only one chunk's files are held
+at a time. Labels found in a labels.csv or an MVTec layout come in as Labels with source=import.
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.tables import Image, LabelSource, Project, Split, utcnow
 from backend.errors import ForbiddenPathError
@@ -83,6 +88,20 @@ class Candidate:
 
 Prepared = Candidate | ImportResult  # an ImportResult here is a file already rejected
 
+#: An import reads, checks and registers this many files at a time (files without a label: one
+#: INSERT per chunk); :func:`import_path_in_chunks` commits each chunk.
+IMPORT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One file of an import, listed but not yet read: ``prepare`` reads and checks it (no
+    database); ``source`` is the file whose bytes it stores (None: rejected from the listing)."""
+
+    name: str
+    source: Path | None
+    prepare: Callable[[], Prepared]
+
 
 def import_path(
     session: Session,
@@ -91,19 +110,94 @@ def import_path(
     path: Path,
     roots: Sequence[Path],
     labels: str = "all",
+    chunk: int = IMPORT_CHUNK,
 ) -> list[ImportResult]:
     """Import a folder of images, a labels.csv folder or an MVTec-layout folder from the server
-    (see :func:`prepare_path`); all-or-nothing: an error stores nothing."""
-    return store_prepared(session, project=project, items=prepare_path(path, roots, labels))
+    (see :func:`list_import`) in the caller's transaction: an error stores nothing. Files are read
+    ``chunk`` at a time and registered before the next chunk is read."""
+    results: list[ImportResult] = []
+    for part in _batches(list_import(path, roots, labels), chunk):
+        results += store_prepared(session, project=project, items=prepare_new(session, project.id, part), chunk=chunk)
+    return results
+
+
+def import_path_in_chunks(
+    sessions: sessionmaker[Session],
+    *,
+    project_id: int,
+    path: Path,
+    roots: Sequence[Path],
+    labels: str = "all",
+    chunk: int = IMPORT_CHUNK,
+    reads: sessionmaker[Session] | None = None,
+    after_chunk: Callable[[int, int], None] | None = None,
+) -> list[ImportResult]:
+    """:func:`import_path`, committing each chunk of ``chunk`` files in its own transaction.
+
+    An import interrupted after some chunks keeps them; run again, it reports their files as
+    duplicates of the stored images (without decoding them) and imports the rest, so the
+    project ends as one uninterrupted import leaves it. A failing chunk stores nothing of its
+    own. ``reads`` (default ``sessions``): sessions for the check of what is stored, which
+    takes no write lock on SQLite; ``after_chunk(done, total)``: called after each commit with
+    the files done and listed. The listing (no file read) is done first: ForbiddenPathError
+    and DataError (an unreadable labels.csv) raise before anything is stored.
+    """
+    pending = list_import(path, roots, labels)
+    results: list[ImportResult] = []
+    for part in _batches(pending, chunk):
+        with (reads or sessions).begin() as s:
+            items = prepare_new(s, project_id, part)  # only the hashes' lookup holds the session
+        with sessions.begin() as s:
+            results += store_prepared(s, project=s.get_one(Project, project_id), items=items, chunk=chunk)
+        if after_chunk is not None:
+            after_chunk(len(results), len(pending))
+    return results
+
+
+def _batches(items: Sequence[Pending], size: int) -> Iterator[Sequence[Pending]]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
+
+
+def prepare_new(session: Session, project_id: int, part: Sequence[Pending]) -> list[Prepared]:
+    """Read and check the files of ``part`` (see :func:`Pending`), except those whose content the
+    project stores already: they are reported as duplicates of the stored image without being
+    decoded (what registering them would report). One query per call."""
+    hashes: dict[int, str] = {}
+    for pos, p in enumerate(part):
+        if p.source is not None:
+            try:
+                hashes[pos] = file_sha256(p.source)
+            except OSError:
+                continue  # prepare reports it
+    stored: dict[str, int] = {}
+    if hashes:
+        q = select(Image.sha256, Image.id).where(
+            Image.project_id == project_id, Image.sha256.in_(sorted(set(hashes.values())))
+        )
+        stored = {sha: image_id for sha, image_id in session.execute(q)}
+    out: list[Prepared] = []
+    for pos, p in enumerate(part):
+        image_id = stored.get(hashes.get(pos, ""))
+        if image_id is not None:
+            out.append(ImportResult(p.name, "duplicate", f"same content as image {image_id}", image_id))
+        else:
+            out.append(p.prepare())
+    return out
 
 
 def prepare_path(path: Path, roots: Sequence[Path], labels: str = "all") -> list[Prepared]:
-    """Read and check every file of an import, without the database (so a long import holds
-    no lock while it decodes).
+    """Read and check every file of an import at once, without the database (see :func:`list_import`)."""
+    return [p.prepare() for p in list_import(path, roots, labels)]
+
+
+def list_import(path: Path, roots: Sequence[Path], labels: str = "all") -> list[Pending]:
+    """The files of an import in the order they are registered, none of them read yet.
 
     ``labels`` (datasets only): ``all`` imports every label; ``test`` only the test split's
     (the fixed evaluation set), every other image going into the pool unlabelled; ``none``
-    puts every image into the pool unlabelled.
+    puts every image into the pool unlabelled. ForbiddenPathError for a path outside ``roots``;
+    DataError for a dataset whose labels.csv cannot be parsed.
     """
     if labels not in ("all", "test", "none"):
         raise ValueError(f"labels must be all, test or none, got {labels!r}")
@@ -111,26 +205,34 @@ def prepare_path(path: Path, roots: Sequence[Path], labels: str = "all") -> list
     if is_dataset(real):
         dataset = read_dataset(real)
         if labels == "all":
-            return prepare_samples(dataset.samples, roots)
+            return list_samples(dataset.samples, roots)
         test = [s for s in dataset.samples if s.split == "test"] if labels == "test" else []
         rest = [s for s in dataset.samples if labels == "none" or s.split != "test"]
-        return prepare_samples(test, roots) + prepare_samples(rest, roots, with_labels=False)
+        return list_samples(test, roots) + list_samples(rest, roots, with_labels=False)
     if real.is_file():
         files = [real]
     else:
         files = sorted(p for p in real.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    out: list[Prepared] = []
-    for f in files:
-        if not _under_roots(f, roots):
-            out.append(ImportResult(str(f), "rejected", "links outside the import roots"))
-            continue
-        try:
-            data = f.read_bytes()
-        except OSError as e:
-            out.append(ImportResult(str(f), "rejected", f"unreadable: {e}"))
-            continue
-        out.append(_candidate(data, str(f), uri=str(f)))
-    return out
+    return [_pending_file(f, roots) for f in files]
+
+
+def _pending_file(f: Path, roots: Sequence[Path]) -> Pending:
+    if not _under_roots(f, roots):
+        return Pending(str(f), None, _known(ImportResult(str(f), "rejected", "links outside the import roots")))
+    return Pending(str(f), f, partial(_read_file, f))
+
+
+def _known(result: ImportResult) -> Callable[[], Prepared]:
+    """A file's result decided from the listing, as a ``Pending.prepare``."""
+    return lambda: result
+
+
+def _read_file(f: Path) -> Prepared:
+    try:
+        data = f.read_bytes()
+    except OSError as e:
+        return ImportResult(str(f), "rejected", f"unreadable: {e}")
+    return _candidate(data, str(f), uri=str(f))
 
 
 def import_samples(
@@ -147,17 +249,24 @@ def import_samples(
 
 
 def prepare_samples(samples: Sequence[Sample], roots: Sequence[Path], *, with_labels: bool = True) -> list[Prepared]:
-    """Check dataset samples (no database). A row naming an image an earlier row named is
+    """Check dataset samples (no database), every one at once (see :func:`list_samples`)."""
+    return [p.prepare() for p in list_samples(samples, roots, with_labels=with_labels)]
+
+
+def list_samples(samples: Sequence[Sample], roots: Sequence[Path], *, with_labels: bool = True) -> list[Pending]:
+    """Dataset samples to import, none read yet. A row naming an image an earlier row named is
     rejected as ``train`` reports it ("duplicate of row N"), whatever its label says."""
     seen: dict[Path, int] = {}
-    out: list[Prepared] = []
+    out: list[Pending] = []
     for s in samples:
         key = s.image.resolve()
         if key in seen:
-            out.append(ImportResult(str(s.image), "rejected", f"row {s.row}: duplicate of row {seen[key]}"))
+            rejected = ImportResult(str(s.image), "rejected", f"row {s.row}: duplicate of row {seen[key]}")
+            out.append(Pending(str(s.image), None, _known(rejected)))
             continue
         seen[key] = s.row
-        out.append(_prepare_sample(s, roots, with_labels=with_labels))
+        source = s.image if _under_roots(s.image, roots) else None  # never read outside the roots, not even to hash
+        out.append(Pending(str(s.image), source, partial(_prepare_sample, s, roots, with_labels=with_labels)))
     return out
 
 
@@ -187,10 +296,6 @@ def _candidate(data: bytes, name: str, *, uri: str) -> Prepared:
         return ImportResult(name, "rejected", str(e).removeprefix(f"{name}: "))
     h, w = arr.shape[:2]
     return Candidate(name, uri, hashlib.sha256(data).hexdigest(), w, h)
-
-
-#: Files without a label are registered this many at a time (one INSERT per chunk).
-IMPORT_CHUNK = 1000
 
 
 def store_prepared(

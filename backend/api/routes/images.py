@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
-from backend.api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
+from backend.api.deps import MAX_ID, IdPath, SessionDep, SessionFactoriesDep, SettingsDep
 from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, ImportSummary
 from backend.db.tables import Image, Split
 from backend.errors import NotFoundError
@@ -30,12 +30,26 @@ def _summary(results: list[svc.ImportResult]) -> ImportSummary:
 
 
 @router.post("/import")
-def import_images(project_id: IdPath, body: ImportRequest, session: SessionDep, settings: SettingsDep) -> ImportSummary:
+def import_images(
+    project_id: IdPath, body: ImportRequest, sessions: SessionFactoriesDep, settings: SettingsDep
+) -> ImportSummary:
     """Import a server folder (plain images, labels.csv or MVTec layout) under an import root.
-    All-or-nothing: an import that fails stores nothing."""
-    prepared = svc.prepare_path(Path(body.path), settings.import_roots, body.labels)  # decoded before the lock
-    project = get_project(session, project_id=project_id)
-    return _summary(svc.store_prepared(session, project=project, items=prepared))
+
+    Files are read, checked and stored a chunk at a time (1,000), each chunk committed when
+    stored: an import interrupted part-way keeps the chunks it finished, and the same import
+    run again reports them as duplicates (without decoding them again) and imports the rest.
+    A chunk that fails stores nothing of its own."""
+    with sessions.reads.begin() as s:
+        get_project(s, project_id=project_id)
+    results = svc.import_path_in_chunks(
+        sessions.writes,
+        project_id=project_id,
+        path=Path(body.path),
+        roots=settings.import_roots,
+        labels=body.labels,
+        reads=sessions.reads,
+    )
+    return _summary(results)
 
 
 @router.post("/upload")
