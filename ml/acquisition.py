@@ -140,27 +140,50 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+#: Rows of ``points`` per block in :func:`k_center_greedy`: a ``(rows, C)`` float64 scratch
+#: block stays in the CPU cache while a pick's distances are computed.
+KCENTER_BLOCK_ROWS = 2048
+
+
+def _distances(points: np.ndarray, q: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """``out[n] = ||points[n] - q||`` ``(N,)``, bit for bit what ``np.linalg.norm(points - q, axis=1)``
+    gives (the same subtraction, squares and per-row sum), a block of rows at a time through
+    ``scratch`` ``(rows, C)`` instead of an ``(N, C)`` temporary per step."""
+    rows = len(scratch)
+    for start in range(0, len(points), rows):
+        stop = min(start + rows, len(points))
+        block = scratch[: stop - start]
+        np.subtract(points[start:stop], q, out=block)
+        np.multiply(block, block, out=block)
+        np.add.reduce(block, axis=1, out=out[start:stop])
+    return np.sqrt(out, out=out)
+
+
 def k_center_greedy(
     points: np.ndarray, k: int, rng: np.random.Generator, centers: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-center on ``points`` ``(N, C)``: each pick is the point farthest from every
     center so far (``centers`` ``(M, C)`` are covered already). Returns the indices in pick
-    order and each pick's distance to its nearest earlier center (the coverage it adds)."""
+    order and each pick's distance to its nearest earlier center (the coverage it adds).
+
+    Memory: ``points`` and a few ``(N,)`` arrays, whatever ``M`` and ``k``; time ``O((M + k) N C)``."""
+    points = np.ascontiguousarray(points, np.float64)
     n = len(points)
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, np.int64), np.zeros(0)
     dist = np.full(n, np.inf)
+    new = np.empty(n)
+    scratch = np.empty((min(KCENTER_BLOCK_ROWS, n), points.shape[1]))
     if centers is not None and len(centers):
-        for start in range(0, len(centers), 256):  # chunked: (N, 256) distances at a time
-            d = np.linalg.norm(points[:, None, :] - centers[None, start : start + 256, :], axis=2)
-            dist = np.minimum(dist, d.min(axis=1))
+        for center in np.asarray(centers, np.float64):
+            np.minimum(dist, _distances(points, center, new, scratch), out=dist)
     picks, gains = [], []
     for _ in range(k):
         i = int(rng.integers(n)) if np.isinf(dist).all() else int(np.argmax(dist))
         gains.append(0.0 if np.isinf(dist[i]) else float(dist[i]))
         picks.append(i)
-        dist = np.minimum(dist, np.linalg.norm(points - points[i], axis=1))
+        np.minimum(dist, _distances(points, points[i].copy(), new, scratch), out=dist)
         dist[i] = -1.0  # never picked twice
     return np.asarray(picks, np.int64), np.asarray(gains)
 

@@ -132,6 +132,42 @@ def test_k_center_starts_from_covered_centers() -> None:
     assert len(set(picks.tolist())) == 2
 
 
+def _k_center_before(
+    points: np.ndarray, k: int, rng: np.random.Generator, centers: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """k_center_greedy as it was: an (N, C) temporary per pick, an (N, 256, C) one for the centers."""
+    n = len(points)
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    dist = np.full(n, np.inf)
+    if centers is not None and len(centers):
+        for start in range(0, len(centers), 256):
+            d = np.linalg.norm(points[:, None, :] - centers[None, start : start + 256, :], axis=2)
+            dist = np.minimum(dist, d.min(axis=1))
+    picks, gains = [], []
+    for _ in range(k):
+        i = int(rng.integers(n)) if np.isinf(dist).all() else int(np.argmax(dist))
+        gains.append(0.0 if np.isinf(dist[i]) else float(dist[i]))
+        picks.append(i)
+        dist = np.minimum(dist, np.linalg.norm(points - points[i], axis=1))
+        dist[i] = -1.0
+    return np.asarray(picks, np.int64), np.asarray(gains)
+
+
+@pytest.mark.parametrize(("n", "channels", "m", "seed"), [(5000, 152, 0, 0), (5000, 152, 40, 1), (3000, 24, 7, 2)])
+def test_k_center_picks_what_it_picked_before_bit_for_bit(n: int, channels: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, channels))
+    points[n // 2 :: 97] = points[1]  # exact duplicates: ties decide by index, as before
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    centers = rng.normal(size=(m, channels)) if m else None
+    new = k_center_greedy(points, 40, np.random.default_rng(seed), centers)
+    old = _k_center_before(points, 40, np.random.default_rng(seed), centers)
+    assert new[0].tolist() == old[0].tolist()
+    assert np.array_equal(new[1], old[1])  # the same distances, not merely close ones
+
+
 def test_bad_arguments_are_named() -> None:
     c = _pool()
     with pytest.raises(ValueError, match="unknown acquisition strategy 'best'"):
