@@ -9,6 +9,7 @@ backend. Callers pass plain values; SDK objects never leave this module.
 from __future__ import annotations
 
 import html
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,20 +112,26 @@ class Studio:
         p = self._call("creating the project", self.sdk.projects.create, title=title, **fields)
         return int(p.id)
 
-    def ensure_local_storage(self, ls_project_id: int, folder: Path) -> None:
-        """Let the project's tasks read files under ``folder`` (no tasks are imported from it)."""
+    def ensure_local_storages(self, ls_project_id: int, folders: Collection[Path]) -> list[Path]:
+        """Let the project's tasks read files under each of ``folders`` (no tasks are imported
+        from them): one listing of the project's storages, then one storage made per folder that
+        has none; the folders made, sorted."""
+        if not folders:
+            return []
         existing = self._call("listing storages", self.sdk.import_storage.local.list, project=ls_project_id)
-        if any(Path(s.path) == folder for s in existing):
-            return
-        self._call(
-            f"adding local-files storage {folder}",
-            self.sdk.import_storage.local.create,
-            project=ls_project_id,
-            path=str(folder),
-            regex_filter="^$",
-            use_blob_urls=True,
-            title=f"defectloop images: {folder.name}",
-        )
+        have = {Path(s.path) for s in existing if s.path}
+        made = sorted(set(folders) - have)
+        for folder in made:
+            self._call(
+                f"adding local-files storage {folder}",
+                self.sdk.import_storage.local.create,
+                project=ls_project_id,
+                path=str(folder),
+                regex_filter="^$",
+                use_blob_urls=True,
+                title=f"defectloop images: {folder.name}",
+            )
+        return made
 
     def ensure_webhook(self, ls_project_id: int, url: str) -> None:
         """One webhook per project to ``url`` for every annotation event (extra copies removed)."""

@@ -3,6 +3,7 @@ retired, and the service registered as the project's ML backend."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ from labelstudio.conversions import (
 )
 
 
-def human_labelled(session: Session, project_id: int) -> set[int]:
-    """The project's images whose current label comes from a person."""
-    return {r.image_id for r in current_labels(session, project_id=project_id) if r.source is LabelSource.HUMAN}
+def human_labelled(session: Session, project_id: int, image_ids: Collection[int] | None = None) -> set[int]:
+    """The project's images (those among ``image_ids`` only, when given) whose current label
+    comes from a person."""
+    current = current_labels(session, project_id=project_id, image_ids=image_ids)
+    return {r.image_id for r in current if r.source is LabelSource.HUMAN}
 
 
 @dataclass
@@ -102,7 +105,7 @@ def push_batch(
         select(LsTask.image_id, LsTask.ask).where(LsTask.ls_project_id == ls_id, LsTask.image_id.in_(image_ids))
     ):
         in_ls.setdefault(image_id, set()).add(asked)
-    labelled = set() if include_labelled else human_labelled(session, project.id)
+    labelled = set() if include_labelled else human_labelled(session, project.id, image_ids)
     mv = active_model_version(session, project.id)
     preds: dict[int, Prediction] = {}
     if mv is not None:
@@ -160,8 +163,7 @@ def push_batch(
                 overlay_url=overlay,
             )
         )
-    for folder in sorted(folders):
-        st.ensure_local_storage(ls_id, folder)
+    st.ensure_local_storages(ls_id, folders)  # one listing per batch, one storage per new folder
     ids = st.import_tasks(ls_id, tasks)
     for t, tid in zip(tasks, ids, strict=True):
         shown = proposals.get(t.image_id)
