@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.db.batches import in_chunks
-from backend.db.tables import Image, JobKind, ModelVersion, Prediction, Project, Split
+from backend.db.tables import Image, Job, JobKind, ModelVersion, Prediction, Project, Split
 from backend.domain.jobs import PredictPayload, TrainPayload
 from backend.jobs.queue import enqueue
 from backend.jobs.runner import JobCancelled, JobContext
@@ -203,25 +204,40 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
 POOL_CHUNK = 500
 
 
+def pool_id_chunks(session: Session, *, project_id: int, chunk: int = POOL_CHUNK) -> Iterator[list[int]]:
+    """The project's pool image ids in ascending order, ``chunk`` at a time, each chunk read by
+    keyset (ids after the previous chunk's last), so no list of the whole pool is ever held."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    last = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(Image.id)
+                .where(Image.project_id == project_id, Image.split == Split.POOL, Image.id > last)
+                .order_by(Image.id)
+                .limit(chunk)
+            )
+        )
+        if not ids:
+            return
+        yield ids
+        if len(ids) < chunk:
+            return
+        last = ids[-1]
+
+
 def enqueue_pool_scoring(
     session: Session, *, project_id: int, model_version_id: int, chunk: int = POOL_CHUNK
 ) -> list[int]:
-    """One predict job per ``chunk`` pool images, so several workers can share a large pool."""
-    pool = list(
-        session.scalars(
-            select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL).order_by(Image.id)
-        )
-    )
-    chunks = [pool[i : i + chunk] for i in range(0, len(pool), chunk)] or [[]]
-    jobs = [
-        enqueue(
-            session,
-            kind=JobKind.PREDICT,
-            project_id=project_id,
-            payload=PredictPayload(model_version_id=model_version_id, image_ids=tuple(chunk)),
-        )
-        for chunk in chunks
-    ]
+    """One predict job per ``chunk`` pool images (ascending ids; one job with no ids for an
+    empty pool), so several workers can share a large pool; the pool is read a chunk at a time."""
+
+    def job(ids: list[int]) -> Job:
+        payload = PredictPayload(model_version_id=model_version_id, image_ids=tuple(ids))
+        return enqueue(session, kind=JobKind.PREDICT, project_id=project_id, payload=payload)
+
+    jobs = [job(ids) for ids in pool_id_chunks(session, project_id=project_id, chunk=chunk)] or [job([])]
     session.flush()
     return [j.id for j in jobs]
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from backend.db import batches
 from backend.db.engine import session_factory
 from backend.db.tables import Image, Job, Label, LabelSource, ModelVersion, Prediction, Project, Split
-from backend.domain.jobs import PoolRule, PseudoNormalPool, TrainPayload
+from backend.domain.jobs import PoolRule, PredictPayload, PseudoNormalPool, TrainPayload
 from backend.services.labels import LabelIn, add_label, current_labels
 from backend.services.pool_candidates import (
     count_pseudo_normals,
@@ -24,6 +24,7 @@ from backend.services.pool_candidates import (
     unlabelled_pool_query,
 )
 from backend.services.projects import create_project
+from backend.services.retrain import enqueue_pool_scoring, pool_id_chunks
 from backend.services.rounds import bootstrap
 from backend.services.snapshot import freeze_label_ids, take_snapshot
 from backend.settings import Settings
@@ -201,3 +202,56 @@ def test_in_chunks_covers_every_id_in_order() -> None:
 def test_a_lowest_scored_pool_names_its_model_version_and_share() -> None:
     with pytest.raises(ValueError, match="fraction"):
         PseudoNormalPool(rule=PoolRule.LOWEST_SCORED, max_image_id=1, max_label_id=0, fraction=1.5)
+
+
+def _old_chunks(s: Session, project_id: int, chunk: int) -> list[list[int]]:
+    """Pool scoring's chunks as they were made from one list of every pool id."""
+    pool = list(s.scalars(select(Image.id).where(Image.project_id == project_id, Image.split == Split.POOL)))
+    pool.sort()
+    return [pool[i : i + chunk] for i in range(0, len(pool), chunk)] or [[]]
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 5, 7, 500])
+def test_pool_scoring_pages_the_pool_into_the_chunks_one_list_gave(migrated: Engine, chunk: int) -> None:
+    sessions = session_factory(migrated)
+    with sessions.begin() as s:
+        project, other = create_project(s, name="paged"), create_project(s, name="other")
+        for k in range(4):  # pool ids interleaved with test images and another project's pool
+            _bulk_pool(s, project.id, 5, offset=100 * k)
+            _bulk_pool(s, project.id, 2, split=Split.TEST, offset=100 * k + 50)
+            _bulk_pool(s, other.id, 3, offset=100 * k + 60)
+        mv = _model_version(s, project.id)
+        expected = _old_chunks(s, project.id, chunk)
+        job_ids = enqueue_pool_scoring(s, project_id=project.id, model_version_id=mv.id, chunk=chunk)
+    with sessions() as s:
+        payloads = [PredictPayload.model_validate(s.get_one(Job, j).payload) for j in job_ids]
+    assert [list(p.image_ids) for p in payloads] == expected
+    assert sum(map(len, expected)) == 20 and {p.model_version_id for p in payloads} == {mv.id}
+
+
+def test_an_empty_pool_still_gets_its_one_scoring_job(migrated: Engine) -> None:
+    with session_factory(migrated).begin() as s:
+        project = create_project(s, name="empty")
+        _bulk_pool(s, project.id, 3, split=Split.TEST)
+        mv = _model_version(s, project.id)
+        (job_id,) = enqueue_pool_scoring(s, project_id=project.id, model_version_id=mv.id, chunk=2)
+        assert PredictPayload.model_validate(s.get_one(Job, job_id).payload).image_ids == ()
+        with pytest.raises(ValueError, match="chunk"):
+            next(pool_id_chunks(s, project_id=project.id, chunk=0))
+
+
+def _model_version(s: Session, project_id: int) -> ModelVersion:
+    mv = ModelVersion(
+        project_id=project_id,
+        name="v1",
+        regime="unsupervised",
+        profile="fast",
+        config={},
+        artifact_path="-",
+        artifact_sha256="0" * 64,
+        thresholds={"image": 0.5},
+        is_active=True,
+    )
+    s.add(mv)
+    s.flush()
+    return mv
