@@ -81,12 +81,29 @@ def epoch_size(cache: CachedSet, settings: RegimeSettings) -> int:
     return 2 * n_def if settings.balanced and n_def else n_norm + n_def
 
 
-def effective_epochs(prof: Profile, samples_per_epoch: int) -> int:
-    """The profile's epochs, or as many as fill ``max_steps`` optimiser steps (at least one)."""
+def masked_share(cache: CachedSet) -> float:
+    """The share of the defective rows whose pixels are known (0 without defective rows)."""
+    defective = cache.label == 1
+    n_def = int(defective.sum())
+    return float((defective & cache.known).sum()) / n_def if n_def else 0.0
+
+
+def step_budget(prof: Profile, mask_share: float) -> int | None:
+    """The optimiser steps a fixed-budget profile gives a training set with ``mask_share`` of
+    its defects masked: ``max_steps * (1 + mask_steps * mask_share)``; None for an
+    epoch-based profile."""
     if prof.max_steps is None:
+        return None
+    return round(prof.max_steps * (1.0 + prof.mask_steps * min(max(mask_share, 0.0), 1.0)))
+
+
+def effective_epochs(prof: Profile, samples_per_epoch: int, mask_share: float = 0.0) -> int:
+    """The profile's epochs, or as many as fill its step budget (:func:`step_budget`; at least one)."""
+    budget = step_budget(prof, mask_share)
+    if budget is None:
         return prof.epochs
     steps = max(1, math.ceil(samples_per_epoch / prof.batch_size))
-    return max(1, prof.max_steps // steps)
+    return max(1, budget // steps)
 
 
 def epoch_order(cache: CachedSet, settings: RegimeSettings, rng: np.random.Generator, seen: np.ndarray) -> np.ndarray:
@@ -170,7 +187,7 @@ def train_heads(
     model.to(device).train()
     model.to(memory_format=torch.channels_last)  # faster 1x1 and kxk convs on CPU and GPU
     opt = torch.optim.AdamW(model.param_groups(prof.adaptor_lr, prof.head_lr))
-    epochs = effective_epochs(prof, epoch_size(cache, settings))
+    epochs = effective_epochs(prof, epoch_size(cache, settings), masked_share(cache))
     milestones = [int(epochs * 0.8), int(epochs * 0.9)]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.4)
     dt = _dt_weights(cache, settings, cfg)

@@ -18,7 +18,9 @@ from ml.train import (
     epoch_order,
     fit,
     holdout_split,
+    masked_share,
     sized_to_masks,
+    step_budget,
 )
 
 TINY = {"backbone_weights": "random", "image_size": (64, 64), "seed": 0}
@@ -156,6 +158,23 @@ def test_fast_profile_has_a_fixed_step_budget_and_paper_fixed_epochs() -> None:
     assert effective_epochs(fast, 100) == fast.max_steps // 4  # few samples: more epochs, same step budget
     assert effective_epochs(fast, 10_000) * (10_000 // fast.batch_size) <= fast.max_steps
     assert effective_epochs(Profile(10, 32, 1, 8, 8, 3, max_steps=1), 10_000) == 1
+
+
+def test_the_fast_step_budget_grows_with_the_share_of_masked_defects() -> None:
+    fast = PROFILES["fast"]
+    assert fast.max_steps is not None
+    cache = _cache([0] * 6 + [1] * 4)
+    cache.known[6:8] = False  # two of four defects without a mask
+    assert masked_share(cache) == 0.5
+    cache.known[6:] = False
+    assert masked_share(cache) == 0.0  # normal rows' known pixels do not count
+    assert masked_share(_cache([0] * 3)) == 0.0
+    assert step_budget(fast, 0.0) == fast.max_steps  # image labels only: the published budget
+    assert step_budget(fast, 1.0) == 2 * fast.max_steps  # every defect masked: twice
+    assert fast.max_steps < step_budget(fast, 0.25) < step_budget(fast, 0.5) < 2 * fast.max_steps
+    assert step_budget(PROFILES["paper"], 1.0) is None  # epoch-based: untouched
+    assert step_budget(replace(fast, mask_steps=0.0), 1.0) == fast.max_steps
+    assert effective_epochs(fast, 320, 1.0) == 2 * effective_epochs(fast, 320, 0.0)
 
 
 def test_learning_rates_come_from_the_profile_unless_overridden() -> None:
