@@ -14,6 +14,7 @@ from backend.db.tables import JobKind
 from backend.jobs.rq_executor import run as rq_run
 from backend.jobs.runner import Handlers
 from backend.jobs.worker import worker_loop
+from backend.services.import_job import run_import_job
 from backend.services.labelstudio_link import run_sync_job
 from backend.services.retrain import run_predict_job, run_train_job
 from backend.settings import Settings
@@ -21,7 +22,12 @@ from backend.settings import Settings
 
 def job_handlers() -> Handlers:
     """The handler of every job kind the service queues."""
-    return {JobKind.TRAIN: run_train_job, JobKind.PREDICT: run_predict_job, JobKind.SYNC: run_sync_job}
+    return {
+        JobKind.TRAIN: run_train_job,
+        JobKind.PREDICT: run_predict_job,
+        JobKind.SYNC: run_sync_job,
+        JobKind.IMPORT: run_import_job,
+    }
 
 
 def preload() -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from backend.api.deps import MAX_ID
 from backend.db.tables import MaskCostModel, MaskOrigin
-from backend.domain.enums import AskKind, ProfileName, Regime
+from backend.domain.enums import AskKind, ImportLabels, ProfileName, Regime
 from backend.domain.project_settings import ProjectSettings, TrainDefaults
 
 #: a row id in a request body (out of range: 422 naming the field)
@@ -53,9 +53,11 @@ class ProjectOut(BaseModel):
 
 
 class ImportRequest(BaseModel):
-    path: str = Field(description="A folder (or labels CSV) on the server, under an import root.")
-    labels: Literal["all", "test", "none"] = Field(
-        default="all",
+    path: str = Field(
+        min_length=1, max_length=4096, description="A folder (or labels CSV) on the server, under an import root."
+    )
+    labels: ImportLabels = Field(
+        default=ImportLabels.ALL,
         description="For a labelled dataset: import every label (all); only the test split's, the rest going "
         "into the pool unlabelled as on a new line (test); or none (every image into the pool).",
     )

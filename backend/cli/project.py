@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from backend.cli.errors import CommandError
+from backend.domain.enums import ImportLabels
 from ml import ProfileName
 
 if TYPE_CHECKING:
@@ -56,23 +57,44 @@ def import_images(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
     path: Annotated[Path, typer.Argument(help="Folder of images, labels.csv folder or MVTec layout.")],
     labels: Annotated[
-        str,
+        ImportLabels,
         typer.Option(
             help=(
                 "For a labelled dataset: all, test (only the test split keeps its labels; the rest joins the "
                 "pool unlabelled) or none."
             )
         ),
-    ] = "all",
+    ] = ImportLabels.ALL,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Follow the import job to its end with a progress bar (--no-wait: queue it for the service's "
+            "workers and print its id).",
+        ),
+    ] = True,
 ) -> None:
-    """Import images (and their labels, if any) from a folder."""
-    if labels not in ("all", "test", "none"):
-        raise ValueError(f"--labels must be all, test or none, got {labels!r}")
+    """Import images (and their labels, if any) from a folder, as a job: a chunk of 1,000 files
+    at a time, with progress; interrupted, it keeps what it stored, and run again it imports
+    the rest."""
+    from backend.client import LocalClient
+
     c = client()
-    res = c.import_path(c.find_project(project)["id"], path, labels)
-    for r in res["results"]:
-        if r["status"] == "rejected":
-            typer.echo(f"rejected: {r['file']}: {r['reason']}")
+    job = c.import_job(c.find_project(project)["id"], path, labels.value)
+    if not wait:
+        typer.echo(f"import job {job['id']} queued")
+        if isinstance(c, LocalClient):
+            typer.echo("it runs when `defectloop worker` or `defectloop serve` is running (or leave out --no-wait)")
+        return
+    if isinstance(c, LocalClient):
+        import threading
+
+        threading.Thread(target=c.run_job_here, args=(job["id"],), daemon=True).start()
+    res = follow(c, job["id"])["result"]
+    for r in res.get("rejected_files", []):
+        typer.echo(f"rejected: {r['file']}: {r['reason']}")
+    if res.get("rejected", 0) > len(res.get("rejected_files", [])):
+        typer.echo(f"(the first {len(res['rejected_files'])} of {res['rejected']} rejected files listed)")
     typer.echo(f"{res['imported']} imported, {res['duplicate']} duplicate, {res['rejected']} rejected")
 
 
@@ -119,10 +141,10 @@ def running_job(c: WorkbenchClient, e: ClientError, wait: bool) -> dict[str, Any
     return c.job(e.job_id)
 
 
-def follow(c: _Jobs, job_id: int) -> None:
+def follow(c: _Jobs, job_id: int) -> dict[str, Any]:
     """Follow a job to its end: a live bar on a terminal; elsewhere (a log, a pipe) a line per
     stage and at most one every 30 s, so a piped run is never silent for minutes. A job that
-    did not succeed ends the command with status 1."""
+    did not succeed ends the command with status 1; the job, as it ended."""
     import sys
 
     if not sys.stdout.isatty():
@@ -131,7 +153,9 @@ def follow(c: _Jobs, job_id: int) -> None:
         job = _follow_bar(c, job_id)
     if job["status"] != "succeeded":
         raise CommandError(f"job {job_id} {job['status']}: {job.get('error') or job['message']}", exit_code=1)
-    typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
+    if job["kind"] == "train":
+        typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
+    return job
 
 
 def _follow_plain(c: _Jobs, job_id: int, every_s: float = 30.0) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class JobKind(enum.StrEnum):
     PREDICT = "predict"
     EVALUATE = "evaluate"
     SYNC = "sync"
+    IMPORT = "import"  # a server folder imported chunk by chunk, with progress
 
 
 class JobStatus(enum.StrEnum):

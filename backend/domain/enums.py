@@ -25,6 +25,14 @@ class LabelSource(enum.StrEnum):
     PSEUDO = "pseudo"
 
 
+class ImportLabels(enum.StrEnum):
+    """Which labels a labelled dataset's import keeps (a plain folder has none to keep)."""
+
+    ALL = "all"  # every label of the dataset
+    TEST = "test"  # the test split's only: the rest joins the pool unlabelled, as on a new line
+    NONE = "none"  # none: every image into the pool
+
+
 class MaskOrigin(enum.StrEnum):
     """How an answered mask came to be, against the proposal its task showed."""
 

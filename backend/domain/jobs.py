@@ -6,6 +6,7 @@ import enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.domain.enums import ImportLabels
 from ml import Regime
 
 
@@ -73,6 +74,15 @@ class PredictPayload(_Payload):
 
     model_version_id: int | None = None
     image_ids: tuple[int, ...] | None = None
+
+
+class ImportPayload(_Payload):
+    """A server folder (plain images, a labels.csv folder or the MVTec layout) imported a chunk
+    at a time: ``path`` as the request gave it, checked against the worker's import roots when
+    the job runs; ``labels``: which of a dataset's labels are kept."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    labels: ImportLabels = ImportLabels.ALL
 
 
 class SyncPayload(_Payload):

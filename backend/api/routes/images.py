@@ -8,10 +8,13 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
 from backend.api.deps import MAX_ID, IdPath, SessionDep, SessionFactoriesDep, SettingsDep
-from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, ImportSummary
+from backend.api.routes.jobs import job_out
+from backend.api.schemas import ImageOut, ImportRequest, ImportResultOut, ImportSummary, JobOut
 from backend.db.tables import Image, Split
+from backend.domain.jobs import ImportPayload
 from backend.errors import NotFoundError
 from backend.services import images as svc
+from backend.services.import_job import request_import
 from backend.services.overlays import overlay_png
 from backend.services.projects import get_project
 
@@ -50,6 +53,20 @@ def import_images(
         reads=sessions.reads,
     )
     return _summary(results)
+
+
+@router.post("/import-jobs", status_code=202)
+def import_images_job(project_id: IdPath, body: ImportRequest, session: SessionDep, settings: SettingsDep) -> JobOut:
+    """Queue the same import as a job, for folders too large to wait for in one request.
+
+    The path is checked now (403 outside the import roots or missing); the job imports a
+    chunk at a time with progress (``GET /jobs/{id}``: files done of files listed), can be
+    cancelled between chunks (``POST /jobs/{id}/cancel``) and keeps the chunks it committed;
+    its result counts imported, duplicate and rejected files and lists the first 1,000
+    rejected ones with their reasons. Queued again, it imports what is still missing."""
+    get_project(session, project_id=project_id)
+    payload = ImportPayload(path=body.path, labels=body.labels)
+    return job_out(request_import(session, project_id=project_id, payload=payload, roots=settings.import_roots))
 
 
 @router.post("/upload")
