@@ -76,3 +76,42 @@ def test_embeddings_move_out_of_the_uncertainty_statistics_and_back(engine: Engi
     u = json.loads(u) if isinstance(u, str) else u
     assert u == {"map_max": 0.75, "embedding": [0.5, -1.25, 3.0]}
     downgrade(engine)
+
+
+def test_import_jobs_are_a_kind_from_0008_and_the_downgrade_removes_them(engine: Engine) -> None:
+    """0008 lets a job be of kind ``import`` (the CHECK constraint lists it); the downgrade
+    deletes import jobs and restores the older list, which refuses them again."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    def add_job(kind: str) -> None:
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "INSERT INTO job (kind, project_id, status, progress, message, payload, result, created_at) "
+                    "VALUES (:k, 1, 'queued', 0, '', '{}', '{}', CURRENT_TIMESTAMP)"
+                ),
+                {"k": kind},
+            )
+
+    upgrade(engine, "0007")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO project (id, name, image_height, image_width, backbone, profile, train_defaults, "
+                "cost_image_label, cost_mask_label, created_at) VALUES (1, 'p', 8, 8, 'b', 'fast', '{}', 1, 10, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+    with pytest.raises(IntegrityError):
+        add_job("import")
+    upgrade(engine, "0008")
+    add_job("import")
+    add_job("train")
+    downgrade(engine, "0007")
+    with engine.connect() as c:
+        assert [k for (k,) in c.execute(text("SELECT kind FROM job"))] == ["train"]
+    with pytest.raises(IntegrityError):
+        add_job("import")
+    downgrade(engine)
