@@ -29,6 +29,7 @@ class WorkbenchClient(Protocol):
     def import_job(self, project_id: int, path: Path, labels: str = "all") -> Json: ...
     def retrain(self, project_id: int) -> Json: ...
     def job(self, job_id: int) -> Json: ...
+    def health(self) -> Json: ...
     def run_job_here(self, job_id: int) -> None: ...
     def status(self, project_id: int) -> Json: ...
     def labelstudio(self, project_id: int, action: str, body: Json | None = None) -> Json: ...
@@ -175,7 +176,6 @@ class LocalClient(HttpClient):
         from backend.db.migrate import upgrade
 
         self.settings = settings.model_copy(update={"api_token": None})
-        self._configured_roots = list(settings.import_roots)
         self.engine = make_engine(settings.resolved_database_url())
         upgrade(self.engine)
         # the same routes and validation as the service, in process (no network; a loopback
@@ -185,19 +185,9 @@ class LocalClient(HttpClient):
         super().__init__(http=cast("httpx.Client", TestClient(self.app, base_url="http://127.0.0.1")))
 
     def import_path(self, project_id: int, path: Path, labels: str = "all") -> Json:
-        self._allow(path)
+        if not self.settings.import_roots:  # local use: the folder itself is the import root
+            self.app.state.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
         return super().import_path(project_id, path, labels)
-
-    def import_job(self, project_id: int, path: Path, labels: str = "all") -> Json:
-        self._allow(path)
-        return super().import_job(project_id, path, labels)
-
-    def _allow(self, path: Path) -> None:
-        """Local use: without configured import roots, the folder itself is the import root
-        (of the routes and of jobs run here)."""
-        if not self._configured_roots:
-            self.settings = self.settings.model_copy(update={"import_roots": [path.resolve()]})
-            self.app.state.settings = self.settings
 
     def run_job_here(self, job_id: int) -> None:
         """Run the job in this process, then the jobs it queued (pool scoring) for its project."""

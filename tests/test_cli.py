@@ -341,9 +341,9 @@ def test_a_followed_job_that_fails_ends_with_status_1(monkeypatch: pytest.Monkey
     assert info.value.exit_code == 1 and str(info.value) == "job 7 failed: out of memory"
 
 
-def test_import_runs_as_a_job_here_and_run_again_reports_duplicates(tmp_path: Path) -> None:
-    """Without a service, `import` queues the job on the local database and runs it in this
-    process; the rejected files are named, and a second import stores nothing new."""
+def test_a_local_import_names_rejected_files_and_run_again_reports_duplicates(tmp_path: Path) -> None:
+    """Without a service, `import` runs in this process; the rejected files are named, and a
+    second import stores nothing new."""
     import cv2
     import numpy as np
 
@@ -361,4 +361,6 @@ def test_import_runs_as_a_job_here_and_run_again_reports_duplicates(tmp_path: Pa
     again = runner.invoke(app, ["import", "line-1", str(folder)], env=env)
     assert again.exit_code == 0 and again.output.strip().endswith("0 imported, 4 duplicate, 1 rejected"), again.output
     queued = runner.invoke(app, ["import", "line-1", str(folder), "--no-wait"], env=env)
-    assert queued.exit_code == 0 and queued.output.startswith("import job 3 queued"), queued.output
+    assert queued.exit_code == 2 and queued.output.strip() == (
+        "error: --no-wait needs a service (DEFECTLOOP_SERVER_URL): a local import runs here"
+    )

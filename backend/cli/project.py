@@ -69,32 +69,44 @@ def import_images(
         bool,
         typer.Option(
             "--wait/--no-wait",
-            help="Follow the import job to its end with a progress bar (--no-wait: queue it for the service's "
-            "workers and print its id).",
+            help="With a service: follow the import job to its end with a progress bar (--no-wait: queue it "
+            "for the service's workers and print its id).",
         ),
     ] = True,
 ) -> None:
-    """Import images (and their labels, if any) from a folder, as a job: a chunk of 1,000 files
-    at a time, with progress; interrupted, it keeps what it stored, and run again it imports
-    the rest."""
+    """Import images (and their labels, if any) from a folder, 1,000 files at a time;
+    interrupted, it keeps what it stored, and run again it imports the rest.
+
+    With a service (DEFECTLOOP_SERVER_URL) the import is a job its workers run, followed here
+    with its progress; on the local data directory it runs in this process."""
     from backend.client import LocalClient
 
     c = client()
-    job = c.import_job(c.find_project(project)["id"], path, labels.value)
-    if not wait:
-        typer.echo(f"import job {job['id']} queued")
-        if isinstance(c, LocalClient):
-            typer.echo("it runs when `defectloop worker` or `defectloop serve` is running (or leave out --no-wait)")
-        return
+    pid = c.find_project(project)["id"]
     if isinstance(c, LocalClient):
-        import threading
-
-        threading.Thread(target=c.run_job_here, args=(job["id"],), daemon=True).start()
+        if not wait:
+            raise CommandError("--no-wait needs a service (DEFECTLOOP_SERVER_URL): a local import runs here")
+        res = c.import_path(pid, path, labels.value)
+        rejected = [r for r in res["results"] if r["status"] == "rejected"]
+        _print_import(res, [{"file": r["file"], "reason": r["reason"]} for r in rejected])
+        return
+    job = c.import_job(pid, path, labels.value)
+    typer.echo(f"import job {job['id']} queued")
+    if not wait:
+        return
+    health = c.health()
+    if health.get("status") == "degraded":
+        typer.echo(f"note: {health.get('detail', 'no job worker is running')}: the import waits for one")
     res = follow(c, job["id"])["result"]
-    for r in res.get("rejected_files", []):
+    _print_import(res, res.get("rejected_files", []))
+
+
+def _print_import(res: dict[str, Any], rejected: list[dict[str, Any]]) -> None:
+    """The rejected files with their reasons, then the counts."""
+    for r in rejected:
         typer.echo(f"rejected: {r['file']}: {r['reason']}")
-    if res.get("rejected", 0) > len(res.get("rejected_files", [])):
-        typer.echo(f"(the first {len(res['rejected_files'])} of {res['rejected']} rejected files listed)")
+    if res["rejected"] > len(rejected):
+        typer.echo(f"(the first {len(rejected)} of {res['rejected']} rejected files listed)")
     typer.echo(f"{res['imported']} imported, {res['duplicate']} duplicate, {res['rejected']} rejected")
 
 
@@ -152,8 +164,10 @@ def follow(c: _Jobs, job_id: int) -> dict[str, Any]:
     else:
         job = _follow_bar(c, job_id)
     if job["status"] != "succeeded":
-        raise CommandError(f"job {job_id} {job['status']}: {job.get('error') or job['message']}", exit_code=1)
-    if job["kind"] == "train":
+        # one line: the error's first (its traceback stays on the job record)
+        why = (job.get("error") or "").strip().splitlines()[:1] or [job["message"]]
+        raise CommandError(f"job {job_id} {job['status']}: {why[0]}", exit_code=1)
+    if job.get("kind", "train") == "train":
         typer.echo(f"model version {job['result'].get('model_version_id')} ({job['result'].get('regime')}) registered")
     return job
 

@@ -59,7 +59,7 @@ def resolve_import_path(path: Path, roots: Sequence[Path]) -> Path:
         raise ForbiddenPathError("path: no import roots are configured (DEFECTLOOP_IMPORT_ROOTS)")
     try:
         real = Path(path).resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
+    except (OSError, RuntimeError):  # missing, a name too long, a link loop
         raise ForbiddenPathError(f"path: {path} does not exist") from None
     for root in roots:
         if real.is_relative_to(Path(root).resolve()):

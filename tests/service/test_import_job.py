@@ -4,7 +4,9 @@ one uninterrupted import leaves."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,8 +18,10 @@ from backend.api.app import create_app
 from backend.db.engine import read_session_factory, session_factory
 from backend.db.tables import Image, Job, JobKind, JobStatus
 from backend.handlers import job_handlers
+from backend.jobs import runner
 from backend.jobs.runner import run_here
 from backend.services import images as svc
+from backend.services import import_job
 from backend.settings import Settings
 
 TOKEN = "t0ken"
@@ -100,6 +104,11 @@ def test_a_bad_path_or_labels_value_is_refused_before_a_job_exists(
     bad = c.post(f"/projects/{pid}/images/import-jobs", json={"path": str(tmp_path / "roots"), "labels": "some"})
     assert bad.status_code == 422 and "labels" in bad.text
     assert c.post("/projects/999/images/import-jobs", json={"path": str(tmp_path / "roots")}).status_code == 404
+    broken = tmp_path / "roots" / "broken-dataset"
+    broken.mkdir()
+    (broken / "labels.csv").write_text("file,label\nmissing.png,maybe\n")
+    bad_csv = c.post(f"/projects/{pid}/images/import-jobs", json={"path": str(broken)})
+    assert bad_csv.status_code == 422 and "labels.csv" in bad_csv.text, bad_csv.text
     with read_session_factory(migrated)() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == JobKind.IMPORT)) == 0
 
@@ -112,9 +121,20 @@ def test_a_cancelled_import_keeps_its_chunks_and_queued_again_imports_the_rest(
     folder = _folder(tmp_path)
     pid, whole = _project(c, "interrupted"), _project(c, "whole")
     job_id = c.post(f"/projects/{pid}/images/import-jobs", json={"path": str(folder)}).json()["id"]
-    with session_factory(migrated).begin() as s:  # as if asked while it runs: it stops after its first chunk
-        s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    monkeypatch.setattr(runner, "CHECK_S", 0.0)  # every cancellation check reads the database
+
+    def cancelled_after_the_first_chunk(*args: Any, after_chunk: Callable[[int, int], None], **kw: Any) -> Any:
+        def then_cancel(done: int, total: int) -> None:
+            with session_factory(migrated).begin() as s:  # asked while it runs
+                s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+            after_chunk(done, total)
+
+        return svc.import_path_in_chunks(*args, after_chunk=then_cancel, **kw)
+
+    monkeypatch.setattr(import_job, "import_path_in_chunks", cancelled_after_the_first_chunk)
     ended = _run(job_id, migrated, settings)
+    monkeypatch.undo()
+    monkeypatch.setattr(svc, "IMPORT_CHUNK", 3)
     assert ended["status"] is JobStatus.CANCELLED
     assert ended["progress"] == pytest.approx(3 / 9)  # the progress it had reached stays
     assert len(_stored(migrated, pid)) == 3
@@ -125,3 +145,40 @@ def test_a_cancelled_import_keeps_its_chunks_and_queued_again_imports_the_rest(
     done = c.post(f"/projects/{whole}/images/import-jobs", json={"path": str(folder)}).json()["id"]
     assert _run(done, migrated, settings)["status"] is JobStatus.SUCCEEDED
     assert _stored(migrated, pid) == _stored(migrated, whole)
+
+
+def test_the_cli_queues_the_job_on_a_service_and_follows_it_to_its_counts(
+    setup: tuple[TestClient, Settings], migrated: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`defectloop import` against a service: the job is queued, a worker (here a thread)
+    runs it, and the command prints the rejected file and the counts from the job's result."""
+    import threading
+
+    import backend.cli.project as cp
+    from backend.client import HttpClient
+    from backend.domain.enums import ImportLabels
+
+    c, settings = setup
+    folder = _folder(tmp_path)
+    _project(c, "line")
+    http = HttpClient(http=c)
+    monkeypatch.setattr(cp, "client", lambda: http)
+    monkeypatch.setattr(cp.time, "sleep", lambda _s: threading.Event().wait(0.05))
+
+    def worker() -> None:  # claims the job once it is queued
+        for _ in range(200):
+            with read_session_factory(migrated)() as s:
+                job_id = s.scalar(select(Job.id).where(Job.kind == JobKind.IMPORT))
+            if job_id is not None:
+                run_here(job_id, session_factory(migrated), settings, job_handlers())
+                return
+            threading.Event().wait(0.05)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    cp.import_images("line", folder, ImportLabels.ALL, wait=True)
+    t.join(timeout=30)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "import job 1 queued"
+    assert out[-2].startswith(f"rejected: {folder / 'p8_broken.png'}: ")
+    assert out[-1] == "7 imported, 1 duplicate, 1 rejected"

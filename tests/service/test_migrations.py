@@ -109,9 +109,13 @@ def test_import_jobs_are_a_kind_from_0008_and_the_downgrade_removes_them(engine:
     upgrade(engine, "0008")
     add_job("import")
     add_job("train")
+    with pytest.raises(IntegrityError):  # the rebuilt table kept its one-active-retrain index
+        add_job("train")
     downgrade(engine, "0007")
     with engine.connect() as c:
         assert [k for (k,) in c.execute(text("SELECT kind FROM job"))] == ["train"]
     with pytest.raises(IntegrityError):
         add_job("import")
+    with pytest.raises(IntegrityError):
+        add_job("train")
     downgrade(engine)
