@@ -25,7 +25,9 @@ What it measures, in one run on PostgreSQL and Redis:
   pushed pre-annotated to a real Label Studio (``serve`` and Label Studio's process);
 - ``list_images``: every image listed through the API, 1,000 per page after the last id
   (``list_images_offset``: by offset, as clients paged before) (``serve``);
-- ``rounds_and_curves``: the rounds view and curves.json (``serve``).
+- ``rounds_and_curves``: the rounds view and curves.json (``serve``);
+- ``import_job``: the same folder imported into a second project as a job, as `defectloop
+  import` does with a service, run by one burst RQ worker pinned to one core (the worker).
 
 Peak memory is each process's VmHWM (reset at the start of a step for long-lived processes),
 the largest over the process and its children (an RQ worker runs each job in a forked child),
@@ -419,6 +421,31 @@ def score_pool(stack: Stack, project_id: int, *, workers: int, cores: list[int],
     return step
 
 
+def import_job(stack: Stack, core: int, timeout_s: float) -> Step:
+    """The same folder imported into a second project as a job (what `defectloop import` does
+    with a service), run by one burst RQ worker pinned to ``core``; the worker's peak memory
+    and the job's counts and progress."""
+    with api(stack) as c:
+        body = {"name": "scale-import-job", "image_height": IMAGE_SIZE, "image_width": IMAGE_SIZE}
+        pid = checked(c.post("/projects", json=body))["id"]
+        job = checked(c.post(f"/projects/{pid}/images/import-jobs", json={"path": str(stack.out / "pool")}))
+    with measured(stack.pids()) as (step, watch):
+        log = (stack.out / "worker_import.log").open("ab")
+        cmd = ["taskset", "-c", str(core), sys.executable, "-m", "backend.cli", "worker", "--burst", "--device", "cpu"]
+        proc = subprocess.Popen(cmd, env=stack.env, cwd=ROOT, stdout=log, stderr=log)
+        watch.add("worker", proc.pid)
+        reap(proc, time.monotonic() + timeout_s)
+    with api(stack) as c:
+        done = checked(c.get(f"/jobs/{job['id']}"))
+    step.extra = {
+        "status": done["status"],
+        "progress": done["progress"],
+        "processing_seconds": round(job_span(stack, [job["id"]])[1], 3),
+        **{k: done["result"].get(k) for k in ("listed", "imported", "duplicate", "rejected")},
+    }
+    return step
+
+
 def select_each(stack: Stack, project_id: int) -> dict[str, Step]:
     """A round's selection with every strategy, in this process, rolled back each time."""
     from backend.db.engine import make_engine, session_factory
@@ -487,6 +514,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="Redis database for the RQ queue")
     ap.add_argument("--no-labelstudio", action="store_true", help="skip the Label Studio push")
+    ap.add_argument("--no-import-job", action="store_true", help="skip the second import, as a job")
     ap.add_argument("--keep", action="store_true", help="keep the database schema and the images")
     ap.add_argument("--step-timeout", type=float, default=3600.0, help="seconds a scoring step may take")
     ap.add_argument("--seed", type=int, default=0)
@@ -554,6 +582,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with api(stack) as c, measured(stack.pids()) as (steps["rounds_and_curves"], _):
             checked(c.get(f"/projects/{pid}/rounds"))
             checked(c.get(f"/projects/{pid}/curves.json"))
+        if not args.no_import_job:
+            steps["import_job"] = import_job(stack, cores[0], args.step_timeout)
     finally:
         stop_stack(stack, args.postgres, args.keep)
         if not args.keep:
