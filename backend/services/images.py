@@ -142,16 +142,38 @@ def import_path_in_chunks(
     the files done and listed. The listing (no file read) is done first: ForbiddenPathError
     and DataError (an unreadable labels.csv) raise before anything is stored.
     """
-    pending = list_import(path, roots, labels)
     results: list[ImportResult] = []
+    for part, done, total in import_chunks(
+        sessions, project_id=project_id, path=path, roots=roots, labels=labels, chunk=chunk, reads=reads
+    ):
+        results += part
+        if after_chunk is not None:
+            after_chunk(done, total)
+    return results
+
+
+def import_chunks(
+    sessions: sessionmaker[Session],
+    *,
+    project_id: int,
+    path: Path,
+    roots: Sequence[Path],
+    labels: str = "all",
+    chunk: int = IMPORT_CHUNK,
+    reads: sessionmaker[Session] | None = None,
+) -> Iterator[tuple[list[ImportResult], int, int]]:
+    """:func:`import_path_in_chunks` one committed chunk at a time: each chunk's results with
+    the files done so far and the files listed, so a caller that keeps only counts holds one
+    chunk's results, whatever the folder's size. The listing comes first (see there)."""
+    pending = list_import(path, roots, labels)
+    done = 0
     for part in _batches(pending, chunk):
         with (reads or sessions).begin() as s:
             items = prepare_new(s, project_id, part)  # only the hashes' lookup holds the session
         with sessions.begin() as s:
-            results += store_prepared(s, project=s.get_one(Project, project_id), items=items, chunk=chunk)
-        if after_chunk is not None:
-            after_chunk(len(results), len(pending))
-    return results
+            stored = store_prepared(s, project=s.get_one(Project, project_id), items=items, chunk=chunk)
+        done += len(part)
+        yield stored, done, len(pending)
 
 
 def _batches(items: Sequence[Pending], size: int) -> Iterator[Sequence[Pending]]:

@@ -4,7 +4,7 @@ one uninterrupted import leaves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,15 +123,13 @@ def test_a_cancelled_import_keeps_its_chunks_and_queued_again_imports_the_rest(
     job_id = c.post(f"/projects/{pid}/images/import-jobs", json={"path": str(folder)}).json()["id"]
     monkeypatch.setattr(runner, "CHECK_S", 0.0)  # every cancellation check reads the database
 
-    def cancelled_after_the_first_chunk(*args: Any, after_chunk: Callable[[int, int], None], **kw: Any) -> Any:
-        def then_cancel(done: int, total: int) -> None:
+    def cancelled_after_the_first_chunk(*args: Any, **kw: Any) -> Iterator[Any]:
+        for chunk in svc.import_chunks(*args, **kw):
             with session_factory(migrated).begin() as s:  # asked while it runs
                 s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-            after_chunk(done, total)
+            yield chunk
 
-        return svc.import_path_in_chunks(*args, after_chunk=then_cancel, **kw)
-
-    monkeypatch.setattr(import_job, "import_path_in_chunks", cancelled_after_the_first_chunk)
+    monkeypatch.setattr(import_job, "import_chunks", cancelled_after_the_first_chunk)
     ended = _run(job_id, migrated, settings)
     monkeypatch.undo()
     monkeypatch.setattr(svc, "IMPORT_CHUNK", 3)
