@@ -21,7 +21,7 @@ from backend.services.images import import_path
 from backend.services.predictions import decode_embedding
 from backend.services.retrain import enqueue_pool_scoring, register_model_version
 from backend.settings import Settings
-from ml import Regime, TrainConfig, load_dataset, train_and_save
+from ml import Regime, TrainConfig, load_dataset, load_model, train_and_save
 
 pytestmark = pytest.mark.slow  # trains a model, starts two worker processes
 
@@ -91,7 +91,11 @@ def test_two_workers_share_the_chunks_and_score_as_one_process(
     assert statuses == {JobStatus.SUCCEEDED}
     shared = _predictions(migrated, mv_id)
     assert shared.keys() == one_process.keys()
+    # the calibrated threshold is one of these images' own score, so float noise between batch
+    # layouts may put that one image on either side of it: only there may the decision differ
+    threshold = load_model(model, device="cpu").predictor.thresholds.image
     for image_id, (score, decision, embedding) in one_process.items():
         got = shared[image_id]
-        assert got[0] == pytest.approx(score, abs=1e-5) and got[1] == decision
+        assert got[0] == pytest.approx(score, abs=1e-5)
+        assert got[1] == decision or min(got[0], score) <= threshold <= max(got[0], score), (got, score, threshold)
         assert np.allclose(got[2], embedding, atol=1e-5)
