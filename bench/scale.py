@@ -26,6 +26,8 @@ What it measures, in one run on PostgreSQL and Redis:
 - ``list_images``: every image listed through the API, 1,000 per page after the last id
   (``list_images_offset``: by offset, as clients paged before) (``serve``);
 - ``rounds_and_curves``: the rounds view and curves.json (``serve``);
+- ``storage_per_image``: the prediction table's bytes per row, the embeddings' bytes and the
+  anomaly maps' bytes per image on disk, after both scorings;
 - ``import_job``: the same folder imported into a second project as a job, as `defectloop
   import` does with a service, run by one burst RQ worker pinned to one core (the worker).
 
@@ -446,6 +448,29 @@ def import_job(stack: Stack, core: int, timeout_s: float) -> Step:
     return step
 
 
+def storage(stack: Stack, project_id: int) -> dict[str, Any]:
+    """What the pool's scores cost per image: the prediction table's bytes (rows, indexes and
+    TOAST) and its embeddings' average bytes on PostgreSQL, and the anomaly-map PNGs on disk."""
+    from sqlalchemy import text
+
+    from backend.db.engine import make_engine
+
+    engine = make_engine(stack.db_url)
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT count(*) FROM prediction")).scalar_one()
+        table = c.execute(text("SELECT pg_total_relation_size('prediction')")).scalar_one()
+        emb = c.execute(text("SELECT avg(octet_length(embedding)) FROM prediction")).scalar_one()
+    engine.dispose()
+    maps = [f.stat().st_size for f in (Path(stack.env["DEFECTLOOP_DATA_DIR"]) / "maps").rglob("*.png")]
+    return {
+        "predictions": int(rows),
+        "prediction_table_bytes_per_row": round(table / max(rows, 1), 1),
+        "embedding_bytes": round(float(emb or 0), 1),
+        "anomaly_maps": len(maps),
+        "anomaly_map_bytes_mean": round(sum(maps) / max(len(maps), 1), 1),
+    }
+
+
 def select_each(stack: Stack, project_id: int) -> dict[str, Step]:
     """A round's selection with every strategy, in this process, rolled back each time."""
     from backend.db.engine import make_engine, session_factory
@@ -582,6 +607,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with api(stack) as c, measured(stack.pids()) as (steps["rounds_and_curves"], _):
             checked(c.get(f"/projects/{pid}/rounds"))
             checked(c.get(f"/projects/{pid}/curves.json"))
+        stored = storage(stack, pid)
         if not args.no_import_job:
             steps["import_job"] = import_job(stack, cores[0], args.step_timeout)
     finally:
@@ -595,6 +621,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": started,
         "command": f"python bench/scale.py --images {args.images} --out {args.out}",
         "steps": {k: v.to_json() for k, v in steps.items()},
+        "storage_per_image": stored,
         "scoring_speedup_2_workers": round(one.seconds / two.seconds, 3),
         "scoring_speedup_2_workers_processing": round(
             one.extra["processing_seconds"] / two.extra["processing_seconds"], 3
