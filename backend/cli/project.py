@@ -87,8 +87,7 @@ def import_images(
         if not wait:
             raise CommandError("--no-wait needs a service (DEFECTLOOP_SERVER_URL): a local import runs here")
         res = c.import_path(pid, path, labels.value)
-        rejected = [r for r in res["results"] if r["status"] == "rejected"]
-        _print_import(res, [{"file": r["file"], "reason": r["reason"]} for r in rejected])
+        _print_import(res, [r for r in res["results"] if r["status"] == "rejected"])
         return
     job = c.import_job(pid, path, labels.value)
     typer.echo(f"import job {job['id']} queued")

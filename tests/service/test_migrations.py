@@ -5,6 +5,12 @@ from sqlalchemy import Engine, inspect
 from backend.db.migrate import downgrade, upgrade
 from backend.db.tables import Base
 
+#: project 1, as a migration test's rows need it
+ONE_PROJECT = (
+    "INSERT INTO project (id, name, image_height, image_width, backbone, profile, train_defaults, "
+    "cost_image_label, cost_mask_label, created_at) VALUES (1, 'p', 8, 8, 'b', 'fast', '{}', 1, 10, "
+    "CURRENT_TIMESTAMP)"
+)
 TABLES = {"project", "image", "label", "round", "model_version", "prediction", "job"}
 
 
@@ -36,13 +42,7 @@ def test_embeddings_move_out_of_the_uncertainty_statistics_and_back(engine: Engi
 
     upgrade(engine, "0006")
     with engine.begin() as c:
-        c.execute(
-            text(
-                "INSERT INTO project (id, name, image_height, image_width, backbone, profile, train_defaults, "
-                "cost_image_label, cost_mask_label, created_at) VALUES (1, 'p', 8, 8, 'b', 'fast', '{}', 1, 10, "
-                "CURRENT_TIMESTAMP)"
-            )
-        )
+        c.execute(text(ONE_PROJECT))
         c.execute(
             text(
                 "INSERT INTO image (id, project_id, uri, sha256, width, height, split, added_at) "
@@ -97,13 +97,7 @@ def test_import_jobs_are_a_kind_from_0008_and_the_downgrade_removes_them(engine:
 
     upgrade(engine, "0007")
     with engine.begin() as c:
-        c.execute(
-            text(
-                "INSERT INTO project (id, name, image_height, image_width, backbone, profile, train_defaults, "
-                "cost_image_label, cost_mask_label, created_at) VALUES (1, 'p', 8, 8, 'b', 'fast', '{}', 1, 10, "
-                "CURRENT_TIMESTAMP)"
-            )
-        )
+        c.execute(text(ONE_PROJECT))
     with pytest.raises(IntegrityError):
         add_job("import")
     upgrade(engine, "0008")
