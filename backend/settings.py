@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         default=None, description="URL of a running service for the project CLI commands (default: work locally)."
     )
     device: str = Field(default="auto", description="Where workers train and predict: auto, cpu or cuda.")
+    click_head_steps: int = Field(
+        default=800,
+        ge=0,
+        le=100_000,
+        description=(
+            "Training steps of the one-click head a retrain teaches from at least 5 masks (about 12 minutes "
+            "on 2 CPU cores); a project's train_defaults.click_head_steps overrides it; 0: no head, clicks "
+            "are segmented from the image alone."
+        ),
+    )
     heartbeat_timeout_s: float = Field(
         default=30.0, gt=0, description="A running job whose worker is silent this long is marked failed."
     )

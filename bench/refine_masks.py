@@ -7,9 +7,10 @@ image's own resolution:
 - the proposal of each ``ml.refine`` method: IoU and Dice with the true mask, and the
   milliseconds the refinement adds to the model's forward pass, and the share of the mask an
   annotator would change (``edit``, as the edit cost model charges it);
-- a one-click mask (``ml.assist``, from the image around the click) with the click at the
-  innermost point of the true mask (the maximum of its distance transform): IoU, and the
-  click's milliseconds, as ``defectloop assist`` times them.
+- a one-click mask (``ml.assist``: the model's click head where it has one, else the image
+  around the click) with the click at the innermost point of the true mask (the maximum of
+  its distance transform): IoU, and the click's milliseconds, as ``defectloop assist`` times
+  them.
 
 Writes ``--out`` (JSON: per regime and method, median / mean IoU and Dice, median and p95
 ms) and prints the tables. Threads: the process's default (2 on the reference machine).
@@ -142,7 +143,7 @@ def main() -> None:
             forward_ms = 1000 * (time.perf_counter() - t0)
             for m in methods:
                 t1 = time.perf_counter()
-                mask = refine_mask(img, p.pred_map, t_px, m)
+                mask = refine_mask(img, p.pred_map, t_px, m, pred.click_head)
                 ms = 1000 * (time.perf_counter() - t1)
                 iou, dice = iou_dice(mask, gt)
                 rows[m.value].append(
@@ -151,7 +152,7 @@ def main() -> None:
             if not args.no_assist:
                 x, y = innermost(gt)
                 t1 = time.perf_counter()
-                mask = assist_mask(img, Click(x, y))
+                mask = assist_mask(img, Click(x, y), pred.click_head)
                 ms = 1000 * (time.perf_counter() - t1)
                 clicks.append({"iou": iou_dice(mask, gt)[0], "ms": ms, "forward_ms": forward_ms})
         out = {"threshold_pixel": t_px, "methods": {}}
@@ -165,6 +166,7 @@ def main() -> None:
             }
         if clicks:
             out["assist"] = {
+                "segmenter": "click_head" if pred.click_head is not None else "image",
                 "iou": stats(clicks, "iou"),
                 "ms": stats(clicks, "ms"),
                 "share_iou_ge_0.5": float(np.mean([c["iou"] >= 0.5 for c in clicks])),

@@ -29,10 +29,11 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
         select,
         staged_ask,
     )
-    from ml.artifact import load_model, read_config
+    from ml.artifact import click_head_of, load_model, read_config
     from ml.assist import AssistError, Click, assist_mask
     from ml.calibration import calibration_source
     from ml.calibration_choice import CalibrationChoice, CalibrationSource
+    from ml.click_train import MIN_MASKS as CLICK_HEAD_MIN_MASKS
     from ml.data import (
         IMAGE_SUFFIXES,
         describe,
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
         to_tensor_batch,
     )
     from ml.overlay import heatmap_overlay, mask_png
-    from ml.pipeline import choose_mask_method, refine_unsupervised, train_and_save
+    from ml.pipeline import choose_mask_method, click_head_masks, refine_unsupervised, train_and_save
     from ml.predict import Predictor
     from ml.profiles import PROFILES, Profile, ProfileName
     from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
@@ -126,6 +127,8 @@ __all__ = [
     "train_and_save",
     "refine_unsupervised",
     "choose_mask_method",
+    "click_head_masks",
+    "CLICK_HEAD_MIN_MASKS",
     # the network and its backbones
     "BACKBONES",
     "DEFAULT_BACKBONE",
@@ -140,6 +143,7 @@ __all__ = [
     "mask_to_feature_grid",
     # models on disk, inference, evaluation
     "load_model",
+    "click_head_of",
     "read_config",
     "Predictor",
     "SampleOutputs",
@@ -201,7 +205,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ml.train_config": ("TrainConfig",),
     "ml.train": ("TrainedModel", "fit"),
     "ml.regimes": ("AUTO", "Regime", "RegimeChoice", "loop_regime", "parse_regime"),
-    "ml.pipeline": ("train_and_save", "refine_unsupervised", "choose_mask_method"),
+    "ml.pipeline": ("train_and_save", "refine_unsupervised", "choose_mask_method", "click_head_masks"),
     "ml.supersimplenet.features": (
         "BACKBONES",
         "DEFAULT_BACKBONE",
@@ -212,7 +216,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ml.supersimplenet.model": ("HeadConfig", "SuperSimpleNet"),
     "ml.supersimplenet.anomaly_generator": ("feature_noise", "synthetic_masks"),
     "ml.feature_cache": ("load_preprocessed", "mask_to_feature_grid"),
-    "ml.artifact": ("load_model", "read_config"),
+    "ml.artifact": ("click_head_of", "load_model", "read_config"),
     "ml.predict": ("Predictor",),
     "ml.evaluate": ("SampleOutputs", "calibrate_outputs", "load_resized", "metrics_from_outputs", "run_samples"),
     "ml.refine": ("DEFAULT_METHOD", "RefineMethod", "refine_mask"),
@@ -234,6 +238,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
 _HOMES: dict[str, tuple[str, str]] = {
     **{name: (module, name) for module, names in _MODULES.items() for name in names},
     "evaluate_model": ("ml.evaluate", "evaluate"),
+    "CLICK_HEAD_MIN_MASKS": ("ml.click_train", "MIN_MASKS"),
 }
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name of ml as Any

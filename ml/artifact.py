@@ -9,7 +9,11 @@ Layout::
                           how it was chosen (``ml.refine``; absent in older directories: the
                           default), validation metrics,
                           training-set fingerprint (sorted image sha256s and label kinds)
-      checksum.sha256     sha256 of the two files above
+      click_head.safetensors
+                          the one-click segmenter taught by the training masks
+                          (``ml.click_head``; only when training had enough masks; its
+                          training record is config.json's ``click_head``)
+      checksum.sha256     sha256 of the files above
 
 A directory is written under a temporary name and renamed into place, so a crash never
 leaves a half-written model. Loading verifies the checksums and that the backbone weights
@@ -29,6 +33,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from ml.click_head import ClickHead, info_json, load_click_head, save_click_head
 from ml.data import Sample, file_sha256
 from ml.errors import ArtifactError, BackboneWeightsError
 from ml.predict import Predictor, Thresholds
@@ -58,10 +63,11 @@ def save_model(
     train_samples: Sequence[Sample],
     val_metrics: dict | None = None,
     mask_choice: MethodChoice | None = None,
+    click_head: ClickHead | None = None,
 ) -> Path:
     """Write the model directory atomically (replacing an existing one only on success).
     ``mask_choice``: how its predictions turn anomaly maps into masks (``ml.refine``; None: the
-    default method)."""
+    default method). ``click_head``: the one-click segmenter to keep with it (None: none)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ext = trained.extractor
@@ -95,6 +101,7 @@ def save_model(
         "mask_method_choice": None
         if mask_choice is None
         else {"mean_iou": mask_choice.mean_iou, "n": mask_choice.n, "note": mask_choice.note},
+        "click_head": None if click_head is None else info_json(click_head),
         "validation_metrics": val_metrics,
         "training": {
             "losses": trained.losses,
@@ -109,7 +116,8 @@ def save_model(
         state = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-        (tmp / CHECKSUM).write_text("".join(f"{file_sha256(tmp / n)}  {n}\n" for n in (WEIGHTS, CONFIG)))
+        files = [WEIGHTS, CONFIG, *(save_click_head(click_head, tmp) if click_head is not None else [])]
+        (tmp / CHECKSUM).write_text("".join(f"{file_sha256(tmp / n)}  {n}\n" for n in files))
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{time.time_ns()}")
             out_dir.rename(old)
@@ -130,6 +138,7 @@ class LoadedModel:
     predictor: Predictor
     config: dict
     path: Path
+    click_head: ClickHead | None = None
 
     @property
     def regime(self) -> Regime:
@@ -177,8 +186,8 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
             f"({bb['name']}: expected sha256 {bb['sha256'][:16]}..., found {extractor.weights_sha256[:16]}...); "
             "pass the original file with --backbone-weights"
         )
-    head = HeadConfig(**config["head"])
-    model = SuperSimpleNet(head)
+    heads = HeadConfig(**config["head"])
+    model = SuperSimpleNet(heads)
     try:
         model.load_state_dict(load_file(str(model_dir / WEIGHTS)), strict=True)
     except RuntimeError as e:
@@ -192,5 +201,15 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
         dev,
         image_score=config["regime_settings"].get("image_score", "head"),
         mask_method=config.get("mask_method", DEFAULT_METHOD),
+        click_head=(clicker := click_head_of(model_dir, config)),
     )
-    return LoadedModel(predictor, config, model_dir)
+    return LoadedModel(predictor, config, model_dir, clicker)
+
+
+def click_head_of(model_dir: Path, config: dict | None = None) -> ClickHead | None:
+    """The one-click segmenter kept in ``model_dir`` (None: the model has none, e.g. it was
+    trained with too few masks, or before heads existed); ``config``: its verified config.json,
+    read here when not given."""
+    config = read_config(model_dir) if config is None else config
+    info = config.get("click_head")
+    return None if not info else load_click_head(Path(model_dir), info)

@@ -1,5 +1,9 @@
 """One-click masks: the defect under an annotator's click (or inside a dragged box).
 
+With a click head (:mod:`ml.click_head`, kept in the model directory when the model was
+trained with enough masks), a click is segmented by it: measured far better than the rule
+below (docs/RESULTS.md, "One-click masks"). Without one (no masks yet), the rule:
+
 The click says *which* defect; the image says where its boundary runs. In a window of
 :data:`CLICK_WINDOW` pixels around the click (or the dragged box), the pixels that depart from
 the window's background (its median gray level) the way the clicked pixels do, darker or
@@ -21,11 +25,15 @@ neighbourhood).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ml.refine import STRONG_SHARE, WORK_SIDE, Crop, defect_evidence, gray, keep_touching, otsu
+
+if TYPE_CHECKING:  # torch loads only where a head is used
+    from ml.click_head import ClickHead
 
 #: the side (px) of the square window around a click
 CLICK_WINDOW = 128
@@ -115,14 +123,19 @@ def box_mask(image: np.ndarray, box: Crop) -> np.ndarray:
     return out
 
 
-def assist_mask(image: np.ndarray, click: Click) -> np.ndarray:
-    """The mask of the defect at ``click`` (a point or a box); AssistError for a point outside the image."""
+def assist_mask(image: np.ndarray, click: Click, head: ClickHead | None = None) -> np.ndarray:
+    """The mask of the defect at ``click`` (a point or a box); AssistError for a point outside the
+    image. ``head``: the model's click head, which segments a point (a box stays GrabCut's)."""
     h, w = image.shape[:2]
     _check(click, h, w)
     if (corner := click.corner) is not None:
         x0, x1 = sorted((int(click.x), int(corner[0])))
         y0, y1 = sorted((int(click.y), int(corner[1])))
         return box_mask(image, Crop(y0, y1 + 1, x0, x1 + 1))
+    if head is not None:
+        from ml.click_head import segment
+
+        return segment(head, image, click.x, click.y)
     cx, cy = int(click.x), int(click.y)
     half = CLICK_WINDOW // 2
     win = Crop(max(0, cy - half), min(h, cy + half), max(0, cx - half), min(w, cx + half))

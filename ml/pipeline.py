@@ -16,9 +16,12 @@ import numpy as np
 
 from ml.artifact import save_model
 from ml.calibration import CalibrationChoice, CalibrationSource, calibration_source, crossfit, mask_cases
-from ml.data import Dataset, Sample
+from ml.click_head import ClickHead
+from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head
+from ml.data import Dataset, Sample, load_sample_mask
 from ml.errors import TrainingError
 from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
+from ml.images import read_image
 from ml.predict import Predictor, Thresholds
 from ml.refine import MethodChoice, choose_method
 from ml.regimes import Regime
@@ -42,6 +45,7 @@ class TrainSummary:
     n_calibration: int
     val_metrics: dict | None
     mask_choice: MethodChoice | None = None
+    click_head: ClickHead | None = None
 
 
 def refine_unsupervised(
@@ -123,16 +127,53 @@ def train_and_save(
     thresholds = replace(thresholds, notes=(*thresholds.notes, *notes))
     n_cal = len(outputs.labels)  # cross-fitted: every labelled training image, pseudo-labels not
     val_metrics = metrics_from_outputs(outputs, thresholds.image) if n_cal else None
+    head = fit_click_head(train, cfg, progress, should_stop)
     if progress:
         progress("masks", 0, 1, {})
-    choice = choose_method(cases, thresholds.pixel)
+    choice = choose_method(cases, thresholds.pixel, head=head)
     if progress:
         progress("masks", 1, 1, {})
-    model_dir = save_model(out_dir, trained, thresholds, train, val_metrics, choice)
-    return TrainSummary(model_dir, trained, thresholds, source, len(train), n_cal, val_metrics, choice)
+    model_dir = save_model(out_dir, trained, thresholds, train, val_metrics, choice, head)
+    return TrainSummary(model_dir, trained, thresholds, source, len(train), n_cal, val_metrics, choice, head)
+
+
+def click_head_masks(samples: list[Sample]) -> list[Sample]:
+    """The samples a click head learns from: defective, with a known mask."""
+    return [s for s in samples if s.label == 1 and s.pixels_known and s.mask is not None]
+
+
+def fit_click_head(
+    train: list[Sample],
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ClickHead | None:
+    """A click head taught by the training masks at the images' own resolution (``ml.click_train``),
+    reported as the ``click_head`` stage; None when ``cfg.click_head_steps`` is 0 or fewer than
+    :data:`ml.click_train.MIN_MASKS` training images have a non-empty mask."""
+    masked = click_head_masks(train)
+    if cfg.click_head_steps <= 0 or len(masked) < MIN_MASKS:
+        return None
+    cases = []
+    for s in masked:
+        image = read_image(s.image)
+        mask = load_sample_mask(s, image.shape[:2])
+        case = click_case(image, mask) if mask is not None and mask.shape == image.shape[:2] else None
+        if case is not None:
+            cases.append(case)
+    if len(cases) < MIN_MASKS:
+        return None
+    report = (lambda d, t: progress("click_head", d, t, {})) if progress else None
+    return train_click_head(
+        cases,
+        ClickTrainConfig(steps=cfg.click_head_steps, seed=cfg.seed),
+        report,
+        should_stop,
+        pretrained=cfg.backbone_weights != "random",
+    )
 
 
 def choose_mask_method(predictor: Predictor, samples: list[Sample], pixel_threshold: float) -> MethodChoice:
     """Choose how this model's proposals are made (``ml.refine.choose_method``) on the
     samples that are defective with a known mask, at their own resolution."""
-    return choose_method(mask_cases(predictor, samples), pixel_threshold)
+    return choose_method(mask_cases(predictor, samples), pixel_threshold, head=predictor.click_head)

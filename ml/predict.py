@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ml.click_head import ClickHead
 from ml.images import resize_rgb, to_tensor_batch
 from ml.metrics import best_f1_threshold
 from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
@@ -103,14 +104,17 @@ class Predictor:
         device: torch.device | None = None,
         image_score: str = "head",
         mask_method: RefineMethod | str = DEFAULT_METHOD,
+        click_head: ClickHead | None = None,
     ) -> None:
         """``image_score``: "head" (sigmoid of the classification logit) or "map_max" (maximum
         of the blurred, sigmoid anomaly map), as the model was trained to be read.
-        ``mask_method``: how ``pred_mask`` is made from the map and the image (``ml.refine``)."""
+        ``mask_method``: how ``pred_mask`` is made from the map and the image (``ml.refine``);
+        ``click_head``: the model's click head, which the CLICK_HEAD method uses."""
         if image_score not in ("head", "map_max"):
             raise ValueError(f"image_score must be 'head' or 'map_max', got {image_score!r}")
         self.image_score = image_score
         self.mask_method = RefineMethod(mask_method)
+        self.click_head = click_head
         self.device = device or next(model.parameters()).device
         self.extractor = extractor.to(self.device).eval()
         self.model = model.to(self.device).eval()
@@ -164,7 +168,7 @@ class Predictor:
                 "map_region_entropy": _region_entropy(m, th.pixel),
             }
             full = full.astype(np.float32)
-            mask = refine_mask(im, full, th.pixel, self.mask_method) if refine else full >= th.pixel
+            mask = refine_mask(im, full, th.pixel, self.mask_method, self.click_head) if refine else full >= th.pixel
             out.append(Prediction(float(s), bool(s >= th.image), full, mask, e, unc))
         return out
 

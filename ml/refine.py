@@ -16,6 +16,9 @@ decide the boundary (which pixels):
 - ``AUTO``: CONTRAST's mask where it stands out from the rest of the region (a crisp spot,
   hole or line), else the map's blobs that reach its peak (a large, low-contrast defect,
   where contrast picks texture): measured best over all regimes and defect types.
+- ``CLICK_HEAD``: the model's click head (:mod:`ml.click_head`, taught by the training masks)
+  clicked at the peak of each of the map's blobs that reach the core: the whole defect
+  there, which may reach past the map's region. Without a head: AUTO.
 
 Every method works on a crop around the thresholded region, so its time depends on the size
 of the suspected defect, not of the image, and returns the coarse mask unchanged when the map
@@ -28,9 +31,13 @@ from __future__ import annotations
 import enum
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:  # torch loads only where a head is used
+    from ml.click_head import ClickHead
 
 #: at most this many pixels along the longer side of a crop the iterative methods work on
 WORK_SIDE = 160
@@ -48,6 +55,7 @@ class RefineMethod(enum.StrEnum):
     RANDOM_WALKER = "random_walker"
     SLIC = "slic"
     AUTO = "auto"
+    CLICK_HEAD = "click_head"
 
 
 #: the method `predict` and the Label Studio proposals use (chosen by bench/refine_masks.py)
@@ -224,16 +232,23 @@ def _slic(img: np.ndarray, pm: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def refine_mask(
-    image: np.ndarray, pred_map: np.ndarray, threshold: float, method: RefineMethod | str = DEFAULT_METHOD
+    image: np.ndarray,
+    pred_map: np.ndarray,
+    threshold: float,
+    method: RefineMethod | str = DEFAULT_METHOD,
+    head: ClickHead | None = None,
 ) -> np.ndarray:
     """A defect mask bool ``(H, W)`` for ``image`` from its anomaly map (see the module docstring).
 
     The region is ``pred_map >= threshold``; the core, where the method is surest, is the part of
     the region at or above halfway to the map's peak. Every method but COARSE keeps only the
-    region's blobs that reach the core. Pixels outside the region's crop are never
-    set. Empty region: an empty mask, for every method.
+    region's blobs that reach the core. Pixels outside the region's crop are never set, but by
+    CLICK_HEAD (``head``: the model's click head; None: CLICK_HEAD is AUTO). Empty region: an
+    empty mask, for every method.
     """
     method = RefineMethod(method)
+    if method is RefineMethod.CLICK_HEAD and head is None:
+        method = RefineMethod.AUTO
     pm = np.asarray(pred_map, dtype=np.float32)
     if image.shape[:2] != pm.shape:
         raise ValueError(f"image {image.shape[:2]} and anomaly map {pm.shape} differ in size")
@@ -245,6 +260,8 @@ def refine_mask(
     if method is RefineMethod.PEAK:
         return core
     region = keep_touching(region, core)  # the map's blobs that reach its peak; weaker ones are noise
+    if method is RefineMethod.CLICK_HEAD and head is not None:
+        return _clicked(image, pm, region, head)
     c = crop_around(region)
     reg, cor = c.of(region), c.of(core)
     if method in (RefineMethod.CONTRAST, RefineMethod.AUTO):
@@ -258,6 +275,19 @@ def refine_mask(
         part = _slic(c.of(image), c.of(pm), threshold)
     out = np.zeros_like(region)
     c.of(out)[...] = part
+    return out if out.any() else region
+
+
+def _clicked(image: np.ndarray, pm: np.ndarray, region: np.ndarray, head: ClickHead) -> np.ndarray:
+    """The head's masks clicked at the map's peak in each blob of ``region``, united."""
+    from ml.click_head import segment
+
+    n, labels = cv2.connectedComponents(region.astype(np.uint8))
+    out = np.zeros_like(region)
+    for k in range(1, n):
+        where = np.where(labels == k, pm, -np.inf)
+        y, x = np.unravel_index(int(np.argmax(where)), where.shape)
+        out |= segment(head, image, float(x), float(y))
     return out if out.any() else region
 
 
@@ -280,10 +310,14 @@ def choose_method(
     cases: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     threshold: float,
     candidates: tuple[RefineMethod, ...] = tuple(RefineMethod),
+    head: ClickHead | None = None,
 ) -> MethodChoice:
     """The candidate with the highest mean IoU over ``cases`` (image uint8 ``(H, W, 3)``, anomaly
     map float ``(H, W)``, true mask bool ``(H, W)``, each at the image's resolution); the default
-    method when there are fewer than :data:`MIN_CHOICE_SAMPLES` cases or it ties with the best."""
+    method when there are fewer than :data:`MIN_CHOICE_SAMPLES` cases or it ties with the best.
+    CLICK_HEAD is a candidate only with a ``head``."""
+    if head is None:
+        candidates = tuple(m for m in candidates if m is not RefineMethod.CLICK_HEAD)
     if len(cases) < MIN_CHOICE_SAMPLES:
         return MethodChoice(
             DEFAULT_METHOD,
@@ -295,7 +329,7 @@ def choose_method(
     for m in candidates:
         ious = []
         for image, pred_map, truth in cases:
-            mask = refine_mask(image, pred_map, threshold, m)
+            mask = refine_mask(image, pred_map, threshold, m, head)
             union = np.logical_or(mask, truth).sum()
             ious.append(float(np.logical_and(mask, truth).sum() / union) if union else 1.0)
         scores[m.value] = float(np.mean(ious))

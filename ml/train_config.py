@@ -38,6 +38,9 @@ class TrainConfig:
     holdout_fraction: float = 0.2  # used for thresholds when there is no val split
     calibration: str = "auto"  # without a val split: "auto", "holdout" or "crossfit" (ml.calibration)
     crossfit_folds: int = 3  # folds of a cross-fitted calibration
+    # steps of the one-click head's training when the training set has enough masks
+    # (ml.click_train; 0: no head, clicks use the image alone); the CLI and the service ask for 800
+    click_head_steps: int = 0
 
     def profile_spec(self) -> Profile:
         """The named profile with this config's overrides (learning rates, epochs); TrainingError

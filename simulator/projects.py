@@ -52,6 +52,8 @@ def new_project(
         "cost_mask_label": cfg.cost_mask,
         "mask_cost_model": cfg.mask_cost,
         "train_defaults": {
+            # the simulated annotator paints masks; it never clicks, so no round teaches a click head
+            "click_head_steps": 0,
             **({"epochs": cfg.epochs} if cfg.epochs else {}),
             **(
                 {"pseudo_normal_fraction": cfg.pseudo_normal_fraction} if cfg.pseudo_normal_fraction is not None else {}

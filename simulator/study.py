@@ -38,7 +38,7 @@ def reference(
     train = Dataset(
         root=ds.root, samples=tuple(replace(s, split="train") for s in pool), source=f"{ds.source} (pool, all labels)"
     )
-    tc = TrainConfig(image_size=cfg.image_size, epochs=cfg.epochs, seed=seed, device=cfg.device)
+    tc = TrainConfig(image_size=cfg.image_size, epochs=cfg.epochs, seed=seed, device=cfg.device, click_head_steps=0)
     if cfg.backbone:
         tc = replace(tc, backbone=cfg.backbone)
     model_dir = cfg.out / "reference" / f"seed{seed}-model"

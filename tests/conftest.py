@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import torch
 from ml.demo_data import DemoSpec, generate
 
 torch.set_num_threads(2)
+# services and commands the tests start teach no click head unless a test asks for one (minutes each)
+os.environ.setdefault("DEFECTLOOP_CLICK_HEAD_STEPS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,10 @@ CLICKS.csv has a header with ``file,x,y`` and optional ``x2,y2`` (a box): pixels
 original image, ``file`` relative to the CSV's folder or absolute. Each image gets
 ``DIR/<file stem>.png`` (0/255, the image's size; several rows on one image: the union of
 their masks) and ``DIR/latency.json`` holds ``p50_ms``, ``p95_ms`` and each click's
-milliseconds (the mask; reading the file excluded). The click masks come from the image
-alone (``ml.assist``: measured, the model's map did not help them); MODEL_DIR is checked and
-recorded, so a script names the model its annotators work with. A bad row (a click outside the image, a missing or
+milliseconds (the mask; reading the file excluded), timed with the model already loaded. A
+point is segmented by MODEL_DIR's click head when it has one (trained from its masks,
+``ml.click_head``), else from the image alone (``ml.assist``); latency.json records which
+(``segmenter``). A bad row (a click outside the image, a missing or
 unreadable file, a non-numeric coordinate) is one line naming the row; the others are done.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ml import AssistError, Click, DataError, assist_mask, mask_png, read_config, read_image
+from ml import AssistError, Click, DataError, assist_mask, click_head_of, mask_png, read_image
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ def read_clicks(csv_path: Path) -> tuple[list[ClickRow], list[str]]:
 
 def assist_files(model_dir: Path, clicks_csv: Path, out: Path, say_error: Callable[[str], None] = print) -> dict:
     """Run every click; write the masks and latency.json; return latency.json's content."""
-    read_config(model_dir)  # a model directory, intact (checksums)
-    assist_mask(np.zeros((8, 8, 3), np.uint8), Click(4, 4))  # warm-up, not timed
+    head = click_head_of(model_dir)  # verifies the directory (checksums) first
+    assist_mask(np.zeros((64, 64, 3), np.uint8), Click(32, 32), head)  # warm-up, not timed
     rows, errors = read_clicks(clicks_csv)
     for e in errors:
         say_error(e)
@@ -76,7 +77,7 @@ def assist_files(model_dir: Path, clicks_csv: Path, out: Path, say_error: Callab
         try:
             image = read_image(r.file)
             t0 = time.perf_counter()
-            mask = assist_mask(image, r.click)
+            mask = assist_mask(image, r.click, head)
             ms = 1000 * (time.perf_counter() - t0)
         except (DataError, AssistError, FileNotFoundError) as e:
             errors.append(f"{where}: {e}")
@@ -89,6 +90,7 @@ def assist_files(model_dir: Path, clicks_csv: Path, out: Path, say_error: Callab
     all_ms = np.array([t["ms"] for t in timings]) if timings else None
     report = {
         "model_dir": str(model_dir),
+        "segmenter": "click_head" if head is not None else "image",
         "clicks": len(timings),
         "errors": errors,
         "p50_ms": float(np.percentile(all_ms, 50)) if all_ms is not None else None,

@@ -26,6 +26,7 @@ _TITLES = {
     "refine_features": "features (refined)",
     "refine_train": "training (refined)",
     "crossfit": "cross-fitting",
+    "click_head": "teaching the click head",
 }
 
 

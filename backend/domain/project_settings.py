@@ -62,6 +62,19 @@ class TrainDefaults(BaseModel):
         | None
     ) = None
 
+    click_head_steps: (
+        Annotated[
+            int,
+            Field(
+                ge=0,
+                le=100_000,
+                description="Training steps of the one-click head a retrain teaches from the masks (at least "
+                "5 needed; default 800; 0: none, clicks are segmented from the image alone).",
+            ),
+        ]
+        | None
+    ) = None
+
     calibration: CalibrationChoice | None = Field(
         default=None,
         description="How a retrain without val labels fits its thresholds: auto (default; cross-fitted "

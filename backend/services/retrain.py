@@ -53,9 +53,21 @@ CROSSFIT_STAGES = {
 }
 
 
-def job_fraction(stage: str, done: int, total: int, *, refined: bool = False, crossfit: bool = False) -> float:
+#: with a click head to teach, the stages before it share this part of the job; the head has the rest
+#: up to choosing the mask method (which may choose the head)
+BEFORE_CLICK_HEAD = 0.6
+
+
+def job_fraction(
+    stage: str, done: int, total: int, *, refined: bool = False, crossfit: bool = False, click_head: bool = False
+) -> float:
     """Where a training stage's ``done`` of ``total`` puts the whole train job (0..1)."""
     stages = CROSSFIT_STAGES if crossfit else REFINED_STAGES if refined else STAGES
+    if click_head:  # the stages up to calibration shrink; the head trains between them and the masks
+        end = STAGES["masks"][0]
+        squeeze = BEFORE_CLICK_HEAD / end
+        stages = {k: (v if k in ("masks", "evaluate") else (v[0] * squeeze, v[1] * squeeze)) for k, v in stages.items()}
+        stages["click_head"] = (BEFORE_CLICK_HEAD, end)
     lo, hi = stages.get(stage, (0.0, 1.0))
     return lo + (hi - lo) * done / max(total, 1)
 
@@ -85,11 +97,13 @@ def run_train_job(ctx: JobContext) -> dict:
 def _train(ctx: JobContext, payload: TrainPayload) -> dict:
     from ml import (
         AUTO,
+        CLICK_HEAD_MIN_MASKS,
         CalibrationChoice,
         CalibrationSource,
         RegimeChoice,
         TrainConfig,
         calibration_source,
+        click_head_masks,
         load_model,
         loop_regime,
         train_and_save,
@@ -131,6 +145,9 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
             epochs=project.train_defaults.epochs,
             perlin_threshold=project.train_defaults.perlin_threshold,
             calibration=(project.train_defaults.calibration or CalibrationChoice.AUTO).value,
+            click_head_steps=ctx.settings.click_head_steps
+            if project.train_defaults.click_head_steps is None
+            else project.train_defaults.click_head_steps,
         )
     if not snapshot.train:
         raise TrainingError("no labelled images in the train split yet: label some, then retrain")
@@ -140,12 +157,13 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
     refine = payload.refine_keep
     round_id = payload.round_id
     crossfits = calibration_source(snapshot.train, cfg, has_val=bool(snapshot.val)) is CalibrationSource.CROSSFIT
+    heads = cfg.click_head_steps > 0 and len(click_head_masks(snapshot.train)) >= CLICK_HEAD_MIN_MASKS
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         msg = f"{stage.replace('_', ' ')} {done}/{total}"
         if "loss" in info:
             msg += f", loss {info['loss']:.4f}, ETA {info.get('eta_s', 0):.0f} s"
-        ctx.progress(job_fraction(stage, done, total, refined=bool(refine), crossfit=crossfits), msg)
+        ctx.progress(job_fraction(stage, done, total, refined=bool(refine), crossfit=crossfits, click_head=heads), msg)
         ctx.check_cancel()
 
     ds = Dataset(root=work, samples=tuple(snapshot.train + snapshot.val), source=f"project {ctx.project_id} snapshot")

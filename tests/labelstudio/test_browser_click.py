@@ -51,29 +51,28 @@ def _login(page, ls_server: LabelStudioServer) -> None:
     page.wait_for_load_state("networkidle")
 
 
-@pytest.mark.slow
-def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
-    ls_server: LabelStudioServer, service: Service, tiny_demo: Path
-) -> None:
+def _click_and_submit(
+    ls_server: LabelStudioServer,
+    service: Service,
+    model_dir: Path,
+    summary,
+    img: np.ndarray,
+    click: tuple[int, int],
+    shots: str,
+) -> np.ndarray:
+    """Push ``img`` as a mask task of a new project whose active model is ``model_dir``; in the
+    browser, turn Auto-Annotation on, click ``click`` (image pixels) with the smart point tool,
+    check a brush region appears around it, answer Defect and submit. Returns the stored mask
+    label (bool, the image's size) and the brush region seen on screen (red pixels)."""
     exe, sync_playwright = _browser()
-    from ml.data import load_dataset
-    from ml.pipeline import train_and_save
-    from ml.train import TrainConfig
-
-    model_dir = service.settings.data_dir / "models" / "browser"
-    summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
-    folder = ls_server.root / f"spot-{uuid.uuid4().hex[:6]}"
+    h, w = img.shape[:2]
+    folder = ls_server.root / f"{shots}-{uuid.uuid4().hex[:6]}"
     folder.mkdir()
-    h, w = 240, 320
-    img = np.full((h, w, 3), 150, np.uint8) + np.random.default_rng(1).integers(0, 12, (h, w, 3), dtype=np.uint8)
-    spot = np.zeros((h, w), np.uint8)
-    cv2.circle(spot, (200, 100), 16, 1, -1)
-    img[spot > 0] = 40
-    cv2.imwrite(str(folder / "spot.png"), img)
+    cv2.imwrite(str(folder / "part.png"), img)
     pid = service.http.post("/projects", json={"name": folder.name}).raise_for_status().json()["id"]
     service.http.post(f"/projects/{pid}/images/import", json={"path": str(folder)}).raise_for_status()
     (image_id,) = [im["id"] for im in service.http.get(f"/projects/{pid}/images").raise_for_status().json()]
-    activate_model(service, pid, "v-browser", model_dir, summary)
+    activate_model(service, pid, f"v-{shots}", model_dir, summary)
     push = (
         service.http.post(
             f"/projects/{pid}/labelstudio/push", json={"image_ids": [image_id], "asks": {str(image_id): "mask"}}
@@ -91,7 +90,7 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
         _login(page, ls_server)
         page.goto(f"{ls_server.info.url}/projects/{ls_pid}/data?task={task_id}")
         page.wait_for_timeout(5000)
-        _shot(page, "1-task")
+        _shot(page, f"{shots}-1-task")
         page.get_by_text("Auto-Annotation").click()
         page.get_by_text("Auto-Accept Suggestions").click()
         smart = page.locator(".lsf-tool_smart").first
@@ -109,31 +108,23 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
         }""")
         sx, sy = shown["width"] / w, shown["height"] / h
         with page.expect_response(lambda r: "interactive-annotating" in r.url, timeout=60_000) as answered:
-            page.mouse.click(shown["x"] + 200.5 * sx, shown["y"] + 100.5 * sy)
+            page.mouse.click(shown["x"] + (click[0] + 0.5) * sx, shown["y"] + (click[1] + 0.5) * sy)
         assert answered.value.status == 200
         page.wait_for_timeout(1500)
-        _shot(page, "3-click")
-        # the brush region is drawn over the spot: red there, none far from it
+        _shot(page, f"{shots}-3-click")
+        # the brush region as drawn on screen (red), mapped back to image pixels
         png = cv2.imdecode(np.frombuffer(page.screenshot(), np.uint8), cv2.IMREAD_COLOR)
         b_, g_, r_ = (png[..., i].astype(int) for i in range(3))
-        red = (r_ > 120) & (r_ > g_ + 60) & (r_ > b_ + 60)
-        yy, xx = np.mgrid[0 : png.shape[0], 0 : png.shape[1]]
-        cx, cy = shown["x"] + 200 * sx, shown["y"] + 100 * sy
-        inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= (14 * sx) ** 2
-        far = (
-            ((xx - cx) ** 2 + (yy - cy) ** 2 >= (24 * sx) ** 2)
-            & (xx >= shown["x"])
-            & (xx < shown["x"] + shown["width"])
-            & (yy >= shown["y"])
-            & (yy < shown["y"] + shown["height"])
-        )
-        assert red[inside].mean() > 0.9 and red[far].mean() < 0.01
+        red = ((r_ > 120) & (r_ > g_ + 60) & (r_ > b_ + 60)).astype(np.uint8)
+        x0, y0 = round(shown["x"]), round(shown["y"])
+        on_image = red[y0 : y0 + round(shown["height"]), x0 : x0 + round(shown["width"])]
+        seen = cv2.resize(on_image, (w, h), interpolation=cv2.INTER_NEAREST) > 0
         page.get_by_text("Verdict and mask").click()
-        page.keyboard.press("2")  # the verdict Defect (the model had said OK)
+        page.keyboard.press("2")  # the verdict Defect
         page.wait_for_timeout(300)
         page.get_by_role("button", name="Submit").click()
         page.wait_for_timeout(1000)
-        _shot(page, "4-submitted")
+        _shot(page, f"{shots}-4-submitted")
         browser.close()
 
     import time
@@ -145,9 +136,67 @@ def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
         time.sleep(0.5)
     assert lab is not None and lab["is_defective"] is True and lab["kind"] == "mask", lab
     stored = service.http.get(f"/projects/{pid}/images/{image_id}/label/mask").raise_for_status().content
-    got = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_GRAYSCALE) > 127
+    return cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_GRAYSCALE) > 127, seen
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+@pytest.mark.slow
+def test_a_click_in_labelstudio_makes_a_mask_that_is_stored(
+    ls_server: LabelStudioServer, service: Service, tiny_demo: Path
+) -> None:
+    """Without a click head (a model trained with no masks to teach one): the image rule."""
+    from ml.data import load_dataset
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    model_dir = service.settings.data_dir / "models" / "browser"
+    summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
+    assert summary.click_head is None
+    h, w = 240, 320
+    img = np.full((h, w, 3), 150, np.uint8) + np.random.default_rng(1).integers(0, 12, (h, w, 3), dtype=np.uint8)
+    spot = np.zeros((h, w), np.uint8)
+    cv2.circle(spot, (200, 100), 16, 1, -1)
+    img[spot > 0] = 40
+    got, seen = _click_and_submit(ls_server, service, model_dir, summary, img, (200, 100), "rule")
     truth = spot > 0
-    assert (got & truth).sum() / (got | truth).sum() >= 0.8
+    # the brush region was drawn over the spot, and what was submitted is stored as the mask
+    assert _iou(seen, truth) >= 0.7 and not seen[_far(truth)].any()
+    assert _iou(got, truth) >= 0.8
+
+
+def _far(truth: np.ndarray, margin: int = 10) -> np.ndarray:
+    """Pixels more than ``margin`` px from the true mask."""
+    return cv2.distanceTransform((~truth).astype(np.uint8), cv2.DIST_L2, 5) > margin
+
+
+@pytest.mark.slow
+def test_a_click_uses_the_models_click_head(ls_server: LabelStudioServer, service: Service, tiny_demo: Path) -> None:
+    """With a click head in the active model (taught by striped patches the image rule cannot
+    see), the clicked patch comes back as the brush region and is stored."""
+    from test_click_head import striped_defect
+
+    from ml.artifact import save_model
+    from ml.assist import Click, assist_mask
+    from ml.click_train import ClickTrainConfig, click_case, train_click_head
+    from ml.data import load_dataset
+    from ml.pipeline import train_and_save
+    from ml.train import TrainConfig
+
+    model_dir = service.settings.data_dir / "models" / "browser-head"
+    summary = train_and_save(load_dataset(tiny_demo), model_dir, TrainConfig(image_size=(64, 64), epochs=1))
+    cases = [click_case(*striped_defect(s, 240, 320)) for s in range(24)]
+    head = train_click_head([c for c in cases if c is not None], ClickTrainConfig(steps=40, batch=6, lr=2e-3))
+    save_model(model_dir, summary.trained, summary.thresholds, [], click_head=head)
+    img, truth = striped_defect(1000, 240, 320)
+    d = cv2.distanceTransform(truth.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    rule = assist_mask(img, Click(float(x), float(y)))
+    got, seen = _click_and_submit(ls_server, service, model_dir, summary, img, (int(x), int(y)), "head")
+    assert _iou(seen, truth) >= 0.6 and _iou(seen, truth) >= _iou(rule, truth) + 0.2
+    assert _iou(got, truth) >= 0.6
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from backend.db.tables import (
 )
 from backend.domain.enums import AskKind
 from backend.services.labelstudio_link.ingest import project_for_ls, task_record
-from backend.services.labelstudio_link.proposals import Proposal, stored_proposal
+from backend.services.labelstudio_link.proposals import Proposal, cached_click_head, stored_proposal
 from backend.services.model_versions import active_model_version
 from backend.settings import Settings
 from labelstudio.conversions import (
@@ -130,13 +130,13 @@ def predict_for_tasks(session: Session, settings: Settings, body: dict[str, Any]
 
 def assist_result(mv: ModelVersion, ref: TaskRef, context: Any) -> dict[str, Any]:
     """One task's interactive pre-annotation: the brush mask of the defect at the click (or in
-    the box) that ``context`` carries, made from the image there (``ml.assist``)."""
+    the box) that ``context`` carries (``ml.assist``; a point by the model's click head when it has one)."""
     if ref.image is None:
         return {"result": [], "score": 0.0, "model_version": mv.name}
     image = ref.image
     c = click_from_context(context, image.width, image.height)
     try:
-        mask = assist_mask(read_image(Path(image.uri)), Click(c.x, c.y, c.x2, c.y2))
+        mask = assist_mask(read_image(Path(image.uri)), Click(c.x, c.y, c.x2, c.y2), cached_click_head(mv))
     except AssistError as e:
         raise PayloadError(f"context: {e}") from None
     return {"result": [brush_result(mask)], "score": 1.0, "model_version": mv.name}

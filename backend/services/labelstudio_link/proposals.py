@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +39,19 @@ def mask_method(mv: ModelVersion) -> RefineMethod:
     return RefineMethod(mv.config.get("mask_method", DEFAULT_METHOD))
 
 
+_CLICK_HEADS: dict[int, Any] = {}
+
+
+def cached_click_head(mv: ModelVersion) -> Any:
+    """``mv``'s click head (None: it has none), kept for the next call (one version at a time)."""
+    from ml import click_head_of
+
+    if mv.id not in _CLICK_HEADS:
+        _CLICK_HEADS.clear()
+        _CLICK_HEADS[mv.id] = click_head_of(Path(mv.artifact_path))
+    return _CLICK_HEADS[mv.id]
+
+
 def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
     """A proposal from a pool-scoring Prediction: for a likely defect, the stored anomaly map's
     region at the pixel threshold refined with the image (``refined=False``: the region as it is;
@@ -54,7 +68,8 @@ def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, r
             except DataError:
                 rgb = None
             if rgb is not None and rgb.shape[:2] == amap.shape:
-                mask = refine_mask(rgb, amap, threshold, method)
+                head = cached_click_head(mv) if method is RefineMethod.CLICK_HEAD else None
+                mask = refine_mask(rgb, amap, threshold, method, head)
     return Proposal(float(prediction.score), bool(prediction.decision), mask)
 
 

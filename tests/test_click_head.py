@@ -1,0 +1,121 @@
+"""The learned one-click head (ml.click_head, ml.click_train): it learns defects from masks on
+generated surfaces, keeps the assist contract, travels in the model directory and is trained
+by the pipeline only when there are enough masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ml.artifact import click_head_of, load_model
+from ml.assist import Click, assist_mask
+from ml.click_head import WEIGHTS_FILE, ClickHead, segment
+from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head
+from ml.errors import ArtifactError, TrainingError
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def striped_defect(seed: int, h: int = 128, w: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth gray surface holding one patch of fine stripes, as bright as the surface on
+    average (so gray-level rules see little), of random size, shape and place: image uint8
+    (h, w, 3), mask bool (h, w)."""
+    rng = np.random.default_rng(seed)
+    g = 128 + 12 * cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 5)
+    mask = np.zeros((h, w), np.uint8)
+    cy, cx = int(rng.integers(30, h - 30)), int(rng.integers(30, w - 30))
+    ax = (int(rng.integers(6, 24)), int(rng.integers(6, 24)))
+    cv2.ellipse(mask, (cx, cy), ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    yy, xx = np.mgrid[0:h, 0:w]
+    stripes = 40 * np.sin((xx + yy) * 1.3).astype(np.float32)
+    g = g + stripes * mask
+    g = np.clip(g + 3 * rng.standard_normal((h, w)), 0, 255).astype(np.uint8)
+    return np.repeat(g[:, :, None], 3, axis=2), mask > 0
+
+
+def innermost(mask: np.ndarray) -> tuple[int, int]:
+    d = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    return int(x), int(y)
+
+
+@pytest.fixture(scope="module")
+def taught() -> ClickHead:
+    """A head taught by 24 generated striped defects (a short schedule: seconds)."""
+    cases = [click_case(*striped_defect(s)) for s in range(24)]
+    return train_click_head([c for c in cases if c is not None], ClickTrainConfig(steps=40, batch=6, lr=2e-3))
+
+
+def test_the_head_learns_defects_the_image_rule_misses(taught: ClickHead) -> None:
+    rule, head = [], []
+    for s in range(100, 112):  # defects it never saw
+        img, truth = striped_defect(s)
+        x, y = innermost(truth)
+        rule.append(iou(assist_mask(img, Click(x, y)), truth))
+        head.append(iou(assist_mask(img, Click(x, y), taught), truth))
+    print(f"median IoU: head {np.median(head):.3f}, image rule {np.median(rule):.3f}")
+    assert np.median(head) >= 0.6, head
+    assert np.median(head) >= np.median(rule) + 0.25, (head, rule)
+
+
+def test_a_click_always_gets_a_mask_of_the_image_size_holding_the_click(taught: ClickHead) -> None:
+    img, _ = striped_defect(7)
+    flat = np.full((40, 300, 3), 128, np.uint8)  # nothing to find; a thin image
+    for image, (x, y) in [(img, (0, 0)), (img, (159, 127)), (img, (80.5, 60.2)), (flat, (150, 20)), (flat, (0, 39))]:
+        out = segment(taught, image, x, y)
+        assert out.dtype == bool and out.shape == image.shape[:2]
+        assert out[int(y), int(x)]
+
+
+def test_a_box_is_still_grabcut_and_a_click_outside_is_refused(taught: ClickHead) -> None:
+    img, truth = striped_defect(3)
+    ys, xs = np.nonzero(truth)
+    box = Click(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+    cv2.setRNGSeed(0)  # GrabCut's colour models start from OpenCV's random generator
+    with_head = assist_mask(img, box, taught)
+    cv2.setRNGSeed(0)
+    assert (with_head == assist_mask(img, box)).all()
+    with pytest.raises(ValueError, match="outside"):
+        assist_mask(img, Click(500, 5), taught)
+
+
+def test_too_few_masks_teach_no_head() -> None:
+    cases = [click_case(*striped_defect(s)) for s in range(MIN_MASKS - 1)]
+    with pytest.raises(TrainingError, match=f"at least {MIN_MASKS} masks"):
+        train_click_head([c for c in cases if c is not None], ClickTrainConfig(steps=2))
+    assert click_case(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)) is None
+
+
+def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp_path: Path) -> None:
+    from ml.data import load_dataset
+    from ml.pipeline import train_and_save
+    from ml.train_config import TrainConfig
+
+    ds = load_dataset(tiny_demo)
+    cfg = TrainConfig(image_size=(64, 64), epochs=1, backbone_weights="random", device="cpu", click_head_steps=4)
+    summary = train_and_save(ds, tmp_path / "m", cfg)
+    assert summary.click_head is not None and summary.click_head.info.steps == 4
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["click_head"]["n_masks"] == 6
+    assert WEIGHTS_FILE in (tmp_path / "m" / "checksum.sha256").read_text()
+    loaded = load_model(tmp_path / "m", device="cpu")
+    assert loaded.click_head is not None
+    img = np.full((64, 64, 3), 100, np.uint8)
+    img[20:30, 20:30] = 200
+    # stored in float16: the loaded head paints (almost) the same mask as the trained one
+    assert iou(segment(loaded.click_head, img, 25, 25), segment(summary.click_head, img, 25, 25)) >= 0.9
+    # without the steps, or with the head's file damaged
+    plain = TrainConfig(image_size=(64, 64), epochs=1, backbone_weights="random", device="cpu")
+    none = train_and_save(ds, tmp_path / "n", plain)
+    assert none.click_head is None and click_head_of(tmp_path / "n") is None
+    with (tmp_path / "m" / WEIGHTS_FILE).open("r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(ArtifactError, match="checksum"):
+        click_head_of(tmp_path / "m")
