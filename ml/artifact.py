@@ -155,6 +155,8 @@ def read_config(model_dir: Path) -> dict:
             raise ArtifactError(f"{model_dir}: missing {name}; not a defectloop model directory")
     for line in (model_dir / CHECKSUM).read_text().splitlines():
         digest, _, name = line.partition("  ")
+        if name and not (model_dir / name).is_file():
+            raise ArtifactError(f"{model_dir}: missing {name}, which {CHECKSUM} lists")
         if name and file_sha256(model_dir / name) != digest:
             raise ArtifactError(f"{model_dir / name}: checksum mismatch (file corrupted or edited)")
     try:

@@ -62,20 +62,18 @@ class ClickNet(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
         spec = BACKBONES[ENCODER]
-        enc = timm.create_model(spec.timm_name, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3))
+        # a fourth input channel, the click disc; the stem stays timm's (TF "same" padding)
+        enc = timm.create_model(
+            spec.timm_name, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3), in_chans=4
+        )
         if pretrained:
             full, _ = build_classifier_model(spec, "pretrained")
-            missing, _ = enc.load_state_dict(full.state_dict(), strict=False)
+            state = full.state_dict()
+            rgb = state["conv_stem.weight"]  # (out, 3, k, k); the click channel starts silent
+            state["conv_stem.weight"] = torch.cat([rgb, torch.zeros_like(rgb[:, :1])], 1)
+            missing, _ = enc.load_state_dict(state, strict=False)
             if missing:
                 raise ArtifactError(f"{ENCODER}: the encoder lacks weights for {missing[:5]}")
-        stem = enc.get_submodule("conv_stem")
-        if not isinstance(stem, nn.Conv2d):
-            raise ArtifactError(f"{ENCODER}: its stem is not a convolution")
-        four = nn.Conv2d(4, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)  # type: ignore[arg-type]
-        with torch.no_grad():  # the click channel starts silent: the pretrained filters are unchanged
-            four.weight.zero_()
-            four.weight[:, :3] = stem.weight
-        enc.conv_stem = four
         self.encoder = enc
         info = enc.feature_info
         if not isinstance(info, FeatureInfo):
@@ -172,10 +170,20 @@ def segment(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarra
         )
         px, py = m @ np.array([x, y, 1.0])
         logit = head.net(image_tensor(crop)[None], torch.from_numpy(click_disc(px, py))[None, None])[0, 0]
-        back = cv2.warpAffine(logit.numpy(), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=-1.0)
+        # back to the image, within the window's part of it only: the cost does not grow with the image
+        half = side / 2 + side / INPUT_SIDE + 2  # interpolation reaches one window pixel past the edge
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(w, int(np.ceil(cx + half)) + 1), min(h, int(np.ceil(cy + half)) + 1)
+        local = m.copy()
+        local[:, 2] += m[:, :2] @ np.array([x0, y0])
+        back = cv2.warpAffine(
+            logit.numpy(), local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=-1.0
+        )
         _, labels = cv2.connectedComponents((back > 0).astype(np.uint8))
-        at = labels[min(int(y), h - 1), min(int(x), w - 1)]
-        out = labels == at if at else np.zeros((h, w), bool)
+        at = labels[min(int(y), h - 1) - y0, min(int(x), w - 1) - x0]
+        out = np.zeros((h, w), bool)
+        if at:
+            out[y0:y1, x0:x1] = labels == at
         if not out.any():
             break
         ncx, ncy, ext = _extent(out)

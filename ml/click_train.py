@@ -114,10 +114,13 @@ def train_click_head(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     pretrained: bool = True,
+    device: torch.device | None = None,
 ) -> ClickHead:
     """A head fine-tuned on ``cases`` (:func:`click_case`). TrainingError with fewer than
     :data:`MIN_MASKS` cases.
-    ``progress(step, steps)`` after every 25 steps; ``should_stop`` is checked as often."""
+    ``progress(step, steps)`` after every 25 steps; ``should_stop`` is checked as often. Trains on
+    ``device`` (default the CPU); the head returned is on the CPU, where clicks are segmented."""
+    device = device or torch.device("cpu")
     usable = list(cases)
     if len(usable) < MIN_MASKS:
         raise TrainingError(f"a click head needs at least {MIN_MASKS} masks, got {len(usable)}")
@@ -125,14 +128,14 @@ def train_click_head(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = ClickNet(pretrained=pretrained)
-    net.train()
+    net.to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     t0 = time.perf_counter()
     loss = torch.zeros(())
     for step in range(cfg.steps):
         batch = [_draw(usable[int(rng.integers(len(usable)))], rng) for _ in range(cfg.batch)]
-        image, click, target = (torch.stack(t) for t in zip(*batch, strict=True))
+        image, click, target = (torch.stack(t).to(device) for t in zip(*batch, strict=True))
         logit = net(image, click)
         loss = F.binary_cross_entropy_with_logits(logit, target) + _dice_loss(logit, target)
         opt.zero_grad()
@@ -153,4 +156,4 @@ def train_click_head(
         seconds=round(time.perf_counter() - t0, 1),
         final_loss=round(float(loss.item()), 4),
     )
-    return ClickHead(net.eval(), info)
+    return ClickHead(net.cpu().eval(), info)

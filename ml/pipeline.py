@@ -130,7 +130,8 @@ def train_and_save(
     head = fit_click_head(train, cfg, progress, should_stop)
     if progress:
         progress("masks", 0, 1, {})
-    choice = choose_method(cases, thresholds.pixel, head=head)
+    # cross-fitted cases are training images, whose masks taught the head: it cannot be judged on them
+    choice = choose_method(cases, thresholds.pixel, head=None if source is CalibrationSource.CROSSFIT else head)
     if progress:
         progress("masks", 1, 1, {})
     model_dir = save_model(out_dir, trained, thresholds, train, val_metrics, choice, head)

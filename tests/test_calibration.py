@@ -143,9 +143,20 @@ def test_a_cross_fitted_run_trains_on_every_label(tiny_demo: Path, tmp_path: Pat
     train = [s for s in full.samples if s.split == "train"]
     ds = Dataset(root=full.root, samples=tuple(train), source="no val")
     stages: list[tuple[str, int, int]] = []
-    cfg = TrainConfig(backbone_weights="random", image_size=(64, 64), epochs=2, device="cpu", crossfit_folds=2, seed=0)
+    cfg = TrainConfig(
+        backbone_weights="random",
+        image_size=(64, 64),
+        epochs=2,
+        device="cpu",
+        crossfit_folds=2,
+        seed=0,
+        click_head_steps=2,
+    )
     summary = train_and_save(ds, tmp_path / "m", cfg, progress=lambda st, d, t, _i: stages.append((st, d, t)))
     assert summary.calibration_source is CalibrationSource.CROSSFIT
+    # the head learnt from these very masks: it is not judged on their cross-fitted predictions
+    assert summary.click_head is not None and summary.mask_choice is not None
+    assert summary.mask_choice.mean_iou and "click_head" not in summary.mask_choice.mean_iou
     assert summary.n_train == len(train) and summary.n_calibration == len(train)
     assert sum(summary.trained.n_train.values()) == len(train)  # no label withheld
     assert any("cross-fitted" in n for n in summary.thresholds.notes)
@@ -155,7 +166,8 @@ def test_a_cross_fitted_run_trains_on_every_label(tiny_demo: Path, tmp_path: Pat
     # the train job's fraction (what `round --wait` shows) never goes back
     from backend.services.retrain import job_fraction
 
-    fractions = [job_fraction(st, d, t, crossfit=True) for st, d, t in stages]
+    assert [st for st, _d, _t in stages].index("click_head") < [st for st, _d, _t in stages].index("masks")
+    fractions = [job_fraction(st, d, t, crossfit=True, click_head=True) for st, d, t in stages]
     assert fractions == sorted(fractions) and fractions[-1] <= 1.0
     # the same labels with a holdout: a fifth never trains
     held = train_and_save(ds, tmp_path / "h", replace(cfg, calibration="holdout"))

@@ -10,33 +10,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from helpers import striped_defect
 
 from ml.artifact import click_head_of, load_model
 from ml.assist import Click, assist_mask
-from ml.click_head import WEIGHTS_FILE, ClickHead, segment
+from ml.click_head import INPUT_SIDE, WEIGHTS_FILE, ClickHead, segment
 from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head
 from ml.errors import ArtifactError, TrainingError
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
-
-
-def striped_defect(seed: int, h: int = 128, w: int = 160) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth gray surface holding one patch of fine stripes, as bright as the surface on
-    average (so gray-level rules see little), of random size, shape and place: image uint8
-    (h, w, 3), mask bool (h, w)."""
-    rng = np.random.default_rng(seed)
-    g = 128 + 12 * cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 5)
-    mask = np.zeros((h, w), np.uint8)
-    cy, cx = int(rng.integers(30, h - 30)), int(rng.integers(30, w - 30))
-    ax = (int(rng.integers(6, 24)), int(rng.integers(6, 24)))
-    cv2.ellipse(mask, (cx, cy), ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    yy, xx = np.mgrid[0:h, 0:w]
-    stripes = 40 * np.sin((xx + yy) * 1.3).astype(np.float32)
-    g = g + stripes * mask
-    g = np.clip(g + 3 * rng.standard_normal((h, w)), 0, 255).astype(np.uint8)
-    return np.repeat(g[:, :, None], 3, axis=2), mask > 0
 
 
 def innermost(mask: np.ndarray) -> tuple[int, int]:
@@ -105,11 +90,14 @@ def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp
     assert config["click_head"]["n_masks"] == 6
     assert WEIGHTS_FILE in (tmp_path / "m" / "checksum.sha256").read_text()
     loaded = load_model(tmp_path / "m", device="cpu")
-    assert loaded.click_head is not None
-    img = np.full((64, 64, 3), 100, np.uint8)
-    img[20:30, 20:30] = 200
-    # stored in float16: the loaded head paints (almost) the same mask as the trained one
-    assert iou(segment(loaded.click_head, img, 25, 25), segment(summary.click_head, img, 25, 25)) >= 0.9
+    assert loaded.click_head is not None and loaded.predictor.click_head is loaded.click_head
+    # stored in float16: the loaded network answers as the trained one, to float16's precision
+    x = torch.rand(1, 3, INPUT_SIDE, INPUT_SIDE) * 2 - 1
+    click = torch.zeros(1, 1, INPUT_SIDE, INPUT_SIDE)
+    click[..., 75:85, 75:85] = 1
+    with torch.no_grad():
+        a, b = summary.click_head.net(x, click), loaded.click_head.net(x, click)
+    assert torch.allclose(a, b, atol=0.05 * float(a.abs().max()) + 1e-3)
     # without the steps, or with the head's file damaged
     plain = TrainConfig(image_size=(64, 64), epochs=1, backbone_weights="random", device="cpu")
     none = train_and_save(ds, tmp_path / "n", plain)
@@ -119,3 +107,29 @@ def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp
         fh.write(b"\x00\x01\x02")
     with pytest.raises(ArtifactError, match="checksum"):
         click_head_of(tmp_path / "m")
+    (tmp_path / "m" / WEIGHTS_FILE).unlink()
+    with pytest.raises(ArtifactError, match=f"missing {WEIGHTS_FILE}"):
+        load_model(tmp_path / "m", device="cpu")
+
+
+def test_proposals_clicked_at_the_maps_peak_hug_the_defect(taught: ClickHead) -> None:
+    """CLICK_HEAD: the head clicked at the peak of the coarse map's blob, against the blob itself
+    (COARSE) and the image-guided refinement (AUTO)."""
+    from ml.refine import RefineMethod, choose_method, refine_mask
+
+    cases = []
+    for s in range(200, 210):
+        img, truth = striped_defect(s)
+        blur = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 12)  # a 1/8-resolution map's blob
+        cases.append((img, blur / blur.max(), truth))
+    head = [iou(refine_mask(img, pm, 0.2, RefineMethod.CLICK_HEAD, taught), t) for img, pm, t in cases]
+    auto = [iou(refine_mask(img, pm, 0.2, RefineMethod.AUTO), t) for img, pm, t in cases]
+    coarse = [iou(refine_mask(img, pm, 0.2, RefineMethod.COARSE), t) for img, pm, t in cases]
+    assert np.median(head) >= 0.8 and np.median(head) >= np.median(coarse) + 0.3, (head, coarse)
+    assert np.mean(head) > np.mean(auto), (head, auto)
+    # without the head CLICK_HEAD is AUTO, and only with it is it a candidate
+    img, pm, _ = cases[0]
+    assert (refine_mask(img, pm, 0.2, RefineMethod.CLICK_HEAD) == refine_mask(img, pm, 0.2, RefineMethod.AUTO)).all()
+    chosen = choose_method(cases, 0.2, head=taught)
+    assert "click_head" in chosen.mean_iou and chosen.method is RefineMethod.CLICK_HEAD
+    assert "click_head" not in choose_method(cases, 0.2).mean_iou

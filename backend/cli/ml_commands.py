@@ -16,6 +16,7 @@ import typer
 from backend.cli.errors import echo_error
 from backend.cli.progress import ProgressReporter
 from ml import CalibrationChoice, ProfileName
+from backend.settings import Settings
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -63,14 +64,13 @@ def train(
         ),
     ] = CalibrationChoice.AUTO,
     click_head_steps: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            envvar="DEFECTLOOP_CLICK_HEAD_STEPS",
             help="Steps of the one-click head taught from the training masks when there are at least 5 "
-            "(about 12 minutes on 2 CPU cores at 800); 0: none.",
+            "(default: the click_head_steps setting, 800: about 12 minutes on 2 CPU cores); 0: none.",
         ),
-    ] = 800,
+    ] = None,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
@@ -104,7 +104,7 @@ def train(
         perlin_threshold=perlin_threshold,
         distance_weighting=distance_weighting,
         calibration=calibration.value,
-        click_head_steps=click_head_steps,
+        click_head_steps=Settings().click_head_steps if click_head_steps is None else click_head_steps,
     )
     cfg.profile_spec()
     get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data

@@ -138,9 +138,10 @@ def make_stack(
         st.stop_worker()
 
 
-def _setup_project(st: Stack, tiny_demo: Path, tmp_path: Path, epochs: int) -> int:
+def _setup_project(st: Stack, tiny_demo: Path, tmp_path: Path, epochs: int, click_head_steps: int = 0) -> int:
+    defaults = {"epochs": epochs, "click_head_steps": click_head_steps}
     r = st.client.post(
-        "/projects", json={"name": "line", "image_height": 64, "image_width": 64, "train_defaults": {"epochs": epochs}}
+        "/projects", json={"name": "line", "image_height": 64, "image_width": 64, "train_defaults": defaults}
     )
     pid = r.json()["id"]
     assert st.client.post(f"/projects/{pid}/images/import", json={"path": str(tiny_demo)}).json()["imported"] == 44
@@ -161,7 +162,7 @@ def _n_versions(engine: Engine) -> int:
 @pytest.mark.parametrize("redis", [False, True], ids=["embedded", "rq"])
 def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: bool) -> None:
     st = make_stack(redis=redis)
-    pid = _setup_project(st, tiny_demo, tmp_path, epochs=3)
+    pid = _setup_project(st, tiny_demo, tmp_path, epochs=3, click_head_steps=4)  # 6 training masks: a click head
     r = st.client.post(f"/projects/{pid}/retrain")
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -182,6 +183,7 @@ def test_retrain_end_to_end(make_stack, tiny_demo: Path, tmp_path: Path, redis: 
     assert len(versions) == 1 and versions[0]["is_active"] and versions[0]["n_labels"] == 32  # train + val labels
     detail = st.client.get(f"/model-versions/{versions[0]['id']}").json()
     assert detail["metrics"]["image_auroc"] is not None and len(detail["label_ids"]) == 32
+    assert detail["config"]["click_head"]["n_masks"] == 6 and detail["config"]["click_head"]["steps"] == 4
     assert late["id"] not in detail["label_ids"]
     series = st.client.get(f"/projects/{pid}/metrics/series").json()
     assert series[0]["labels_mask"] == 10 and series[0]["labels_normal"] == 22

@@ -3,6 +3,7 @@ clicked point or a drawn box."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,16 +68,20 @@ def task_refs(
 
 
 _PREDICTORS: dict[int, Any] = {}
+_PREDICTORS_LOCK = threading.Lock()
 
 
 def cached_predictor(mv: ModelVersion, device: str) -> Any:
-    """``mv``'s loaded predictor, kept for the next call (one version at a time)."""
+    """``mv``'s loaded predictor, kept for the next call (one version at a time; requests run
+    in a thread pool, so one thread loads it while the others wait)."""
     from ml import load_model
 
-    if mv.id not in _PREDICTORS:
-        _PREDICTORS.clear()
-        _PREDICTORS[mv.id] = load_model(Path(mv.artifact_path), device=device).predictor
-    return _PREDICTORS[mv.id]
+    with _PREDICTORS_LOCK:
+        if mv.id not in _PREDICTORS:
+            predictor = load_model(Path(mv.artifact_path), device=device).predictor
+            _PREDICTORS.clear()
+            _PREDICTORS[mv.id] = predictor
+        return _PREDICTORS[mv.id]
 
 
 def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:

@@ -3,6 +3,7 @@ and the picture a verdict task shows of the model's view."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,20 @@ def mask_method(mv: ModelVersion) -> RefineMethod:
 
 
 _CLICK_HEADS: dict[int, Any] = {}
+_CLICK_HEADS_LOCK = threading.Lock()
 
 
 def cached_click_head(mv: ModelVersion) -> Any:
-    """``mv``'s click head (None: it has none), kept for the next call (one version at a time)."""
+    """``mv``'s click head (None: it has none), kept for the next call (one version at a time;
+    requests run in a thread pool, so one thread loads it while the others wait)."""
     from ml import click_head_of
 
-    if mv.id not in _CLICK_HEADS:
-        _CLICK_HEADS.clear()
-        _CLICK_HEADS[mv.id] = click_head_of(Path(mv.artifact_path))
-    return _CLICK_HEADS[mv.id]
+    with _CLICK_HEADS_LOCK:
+        if mv.id not in _CLICK_HEADS:
+            head = click_head_of(Path(mv.artifact_path))
+            _CLICK_HEADS.clear()
+            _CLICK_HEADS[mv.id] = head
+        return _CLICK_HEADS[mv.id]
 
 
 def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
