@@ -67,21 +67,23 @@ def task_refs(
     return out
 
 
-_PREDICTORS: dict[int, Any] = {}
+_PREDICTORS: dict[tuple[int, str], Any] = {}
 _PREDICTORS_LOCK = threading.Lock()
 
 
 def cached_predictor(mv: ModelVersion, device: str) -> Any:
-    """``mv``'s loaded predictor, kept for the next call (one version at a time; requests run
-    in a thread pool, so one thread loads it while the others wait)."""
+    """``mv``'s loaded predictor, kept for the next call (one version at a time, known by its id
+    and artifact digest; requests run in a thread pool, so one thread loads it while the
+    others wait)."""
     from ml import load_model
 
+    key = (mv.id, mv.artifact_sha256)
     with _PREDICTORS_LOCK:
-        if mv.id not in _PREDICTORS:
+        if key not in _PREDICTORS:
             predictor = load_model(Path(mv.artifact_path), device=device).predictor
             _PREDICTORS.clear()
-            _PREDICTORS[mv.id] = predictor
-        return _PREDICTORS[mv.id]
+            _PREDICTORS[key] = predictor
+        return _PREDICTORS[key]
 
 
 def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:

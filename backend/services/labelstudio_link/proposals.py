@@ -40,21 +40,23 @@ def mask_method(mv: ModelVersion) -> RefineMethod:
     return RefineMethod(mv.config.get("mask_method", DEFAULT_METHOD))
 
 
-_CLICK_HEADS: dict[int, Any] = {}
+_CLICK_HEADS: dict[tuple[int, str], Any] = {}
 _CLICK_HEADS_LOCK = threading.Lock()
 
 
 def cached_click_head(mv: ModelVersion) -> Any:
-    """``mv``'s click head (None: it has none), kept for the next call (one version at a time;
+    """``mv``'s click head (None: it has none), kept for the next call (one version at a time,
+    known by its id and artifact digest: another database's version 1 is another model;
     requests run in a thread pool, so one thread loads it while the others wait)."""
     from ml import click_head_of
 
+    key = (mv.id, mv.artifact_sha256)
     with _CLICK_HEADS_LOCK:
-        if mv.id not in _CLICK_HEADS:
+        if key not in _CLICK_HEADS:
             head = click_head_of(Path(mv.artifact_path))
             _CLICK_HEADS.clear()
-            _CLICK_HEADS[mv.id] = head
-        return _CLICK_HEADS[mv.id]
+            _CLICK_HEADS[key] = head
+        return _CLICK_HEADS[key]
 
 
 def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
