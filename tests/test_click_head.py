@@ -102,6 +102,14 @@ def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp
     plain = TrainConfig(image_size=(64, 64), epochs=1, backbone_weights="random", device="cpu")
     none = train_and_save(ds, tmp_path / "n", plain)
     assert none.click_head is None and click_head_of(tmp_path / "n") is None
+    # `defectloop assist` segments with the head where the model has one, and says which
+    from backend.cli.assist_files import assist_files
+
+    cv2.imwrite(str(tmp_path / "part.png"), cv2.cvtColor(striped_defect(5)[0], cv2.COLOR_RGB2BGR))
+    (tmp_path / "clicks.csv").write_text("file,x,y\npart.png,40,30\n")
+    for model, segmenter in (("m", "click_head"), ("n", "image")):
+        report = assist_files(tmp_path / model, tmp_path / "clicks.csv", tmp_path / f"out-{model}")
+        assert report["segmenter"] == segmenter and report["clicks"] == 1 and not report["errors"]
     with (tmp_path / "m" / WEIGHTS_FILE).open("r+b") as fh:
         fh.seek(200)
         fh.write(b"\x00\x01\x02")

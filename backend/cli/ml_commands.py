@@ -15,8 +15,8 @@ import typer
 
 from backend.cli.errors import echo_error
 from backend.cli.progress import ProgressReporter
-from ml import CalibrationChoice, ProfileName
 from backend.settings import Settings
+from ml import CalibrationChoice, ProfileName
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
