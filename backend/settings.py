@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         ge=0,
         le=100_000,
         description=(
-            "Training steps of the one-click head a retrain teaches from at least 5 masks (about 12 minutes "
+            "Training steps of the one-click head a retrain teaches from at least 20 masks (about 12 minutes "
             "on 2 CPU cores); a project's train_defaults.click_head_steps overrides it; 0: no head, clicks "
             "are segmented from the image alone."
         ),

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scipy.ndimage import distance_transform_edt  # noqa: E402
 
 from ml.assist import Click, assist_mask  # noqa: E402
-from ml.click_train import ClickTrainConfig, click_case, train_click_head  # noqa: E402
+from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head  # noqa: E402
 from ml.data import load_dataset  # noqa: E402
 from ml.images import read_image, read_mask  # noqa: E402
 from ml.pipeline import click_head_masks  # noqa: E402
@@ -74,6 +74,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     ap.add_argument("--steps", type=int, default=ClickTrainConfig.steps, help="training steps of the head")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--min-masks",
+        type=int,
+        default=MIN_MASKS,
+        help=f"teach a head from fewer masks than training would ({MIN_MASKS})",
+    )
     ap.add_argument("--split", default="test", help="the split clicked (default test)")
     args = ap.parse_args()
     ds = load_dataset(args.csv)
@@ -86,7 +92,7 @@ def main() -> None:
         if step % 100 == 0:
             print(f"  step {step}/{total} {time.perf_counter() - t0:.0f}s", flush=True)
 
-    head = train_click_head(cases, ClickTrainConfig(steps=args.steps, seed=args.seed), report)
+    head = train_click_head(cases, ClickTrainConfig(steps=args.steps, seed=args.seed), report, min_masks=args.min_masks)
     print(f"  taught in {head.info.seconds:.0f}s, final loss {head.info.final_loss}", flush=True)
     test = [s for s in ds.select(args.split).samples if s.label == 1 and s.pixels_known]
     rows: dict[str, list[dict]] = {"click_head": [], "image_rule": []}

@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
     from ml.assist import AssistError, Click, assist_mask
     from ml.calibration import calibration_source
     from ml.calibration_choice import CalibrationChoice, CalibrationSource
-    from ml.click_train import MIN_MASKS as CLICK_HEAD_MIN_MASKS
     from ml.data import (
         IMAGE_SUFFIXES,
         describe,
@@ -128,7 +127,6 @@ __all__ = [
     "refine_unsupervised",
     "choose_mask_method",
     "click_head_masks",
-    "CLICK_HEAD_MIN_MASKS",
     # the network and its backbones
     "BACKBONES",
     "DEFAULT_BACKBONE",
@@ -238,7 +236,6 @@ _MODULES: dict[str, tuple[str, ...]] = {
 _HOMES: dict[str, tuple[str, str]] = {
     **{name: (module, name) for module, names in _MODULES.items() for name in names},
     "evaluate_model": ("ml.evaluate", "evaluate"),
-    "CLICK_HEAD_MIN_MASKS": ("ml.click_train", "MIN_MASKS"),
 }
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name of ml as Any

@@ -17,7 +17,7 @@ import numpy as np
 from ml.artifact import save_model
 from ml.calibration import CalibrationChoice, CalibrationSource, calibration_source, crossfit, mask_cases
 from ml.click_head import ClickHead
-from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head
+from ml.click_train import FLOOR_MASKS, ClickTrainConfig, click_case, train_click_head
 from ml.data import Dataset, Sample, load_sample_mask
 from ml.errors import TrainingError
 from ml.evaluate import calibrate_outputs, metrics_from_outputs, run_samples
@@ -26,7 +26,7 @@ from ml.predict import Predictor, Thresholds
 from ml.refine import MethodChoice, choose_method
 from ml.regimes import Regime
 from ml.splits import holdout_split
-from ml.train import ProgressFn, TrainedModel, fit
+from ml.train import ProgressFn, TrainedModel, fit, resolve_device
 from ml.train_config import TrainConfig
 
 #: the prefix of the stages a refinement reports (:func:`refine_unsupervised`)
@@ -151,9 +151,10 @@ def fit_click_head(
 ) -> ClickHead | None:
     """A click head taught by the training masks at the images' own resolution (``ml.click_train``),
     reported as the ``click_head`` stage; None when ``cfg.click_head_steps`` is 0 or fewer than
-    :data:`ml.click_train.MIN_MASKS` training images have a non-empty mask."""
+    ``cfg.click_head_min_masks`` training images have a non-empty mask."""
+    need = max(cfg.click_head_min_masks, FLOOR_MASKS)
     masked = click_head_masks(train)
-    if cfg.click_head_steps <= 0 or len(masked) < MIN_MASKS:
+    if cfg.click_head_steps <= 0 or len(masked) < need:
         return None
     cases = []
     for s in masked:
@@ -162,7 +163,7 @@ def fit_click_head(
         case = click_case(image, mask) if mask is not None and mask.shape == image.shape[:2] else None
         if case is not None:
             cases.append(case)
-    if len(cases) < MIN_MASKS:
+    if len(cases) < need:
         return None
     report = (lambda d, t: progress("click_head", d, t, {})) if progress else None
     return train_click_head(
@@ -171,6 +172,8 @@ def fit_click_head(
         report,
         should_stop,
         pretrained=cfg.backbone_weights != "random",
+        device=resolve_device(cfg.device),
+        min_masks=need,
     )
 
 

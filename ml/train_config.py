@@ -41,6 +41,8 @@ class TrainConfig:
     # steps of the one-click head's training when the training set has enough masks
     # (ml.click_train; 0: no head, clicks use the image alone); the CLI and the service ask for 800
     click_head_steps: int = 0
+    # the masks a click head needs (ml.click_train.MIN_MASKS: fewer taught a head worse than the image rule)
+    click_head_min_masks: int = 20
 
     def profile_spec(self) -> Profile:
         """The named profile with this config's overrides (learning rates, epochs); TrainingError

@@ -151,6 +151,7 @@ def test_a_cross_fitted_run_trains_on_every_label(tiny_demo: Path, tmp_path: Pat
         crossfit_folds=2,
         seed=0,
         click_head_steps=2,
+        click_head_min_masks=5,
     )
     summary = train_and_save(ds, tmp_path / "m", cfg, progress=lambda st, d, t, _i: stages.append((st, d, t)))
     assert summary.calibration_source is CalibrationSource.CROSSFIT

@@ -83,7 +83,14 @@ def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp
     from ml.train_config import TrainConfig
 
     ds = load_dataset(tiny_demo)
-    cfg = TrainConfig(image_size=(64, 64), epochs=1, backbone_weights="random", device="cpu", click_head_steps=4)
+    cfg = TrainConfig(
+        image_size=(64, 64),
+        epochs=1,
+        backbone_weights="random",
+        device="cpu",
+        click_head_steps=4,
+        click_head_min_masks=5,
+    )
     summary = train_and_save(ds, tmp_path / "m", cfg)
     assert summary.click_head is not None and summary.click_head.info.steps == 4
     config = json.loads((tmp_path / "m" / "config.json").read_text())

@@ -67,10 +67,14 @@ def train(
         int | None,
         typer.Option(
             min=0,
-            help="Steps of the one-click head taught from the training masks when there are at least 5 "
+            help="Steps of the one-click head taught from the training masks when there are at least 20 "
             "(default: the click_head_steps setting, 800: about 12 minutes on 2 CPU cores); 0: none.",
         ),
     ] = None,
+    click_head_min_masks: Annotated[
+        int,
+        typer.Option(min=2, help="Training masks the click head needs (fewer: none; 5 taught a head worse than none)."),
+    ] = 20,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
@@ -78,7 +82,7 @@ def train(
 ) -> None:
     """Train SuperSimpleNet on split=train; calibrate thresholds on split=val (without one: on
     cross-fitted predictions or a holdout of the training labels, see --calibration). With at
-    least 5 training masks, also teach the one-click head `assist` and Label Studio's smart
+    least 20 training masks, also teach the one-click head `assist` and Label Studio's smart
     tools use (see --click-head-steps)."""
     _tune()
     from ml import (
@@ -105,6 +109,7 @@ def train(
         distance_weighting=distance_weighting,
         calibration=calibration.value,
         click_head_steps=Settings().click_head_steps if click_head_steps is None else click_head_steps,
+        click_head_min_masks=click_head_min_masks,
     )
     cfg.profile_spec()
     get_backbone_spec(cfg.backbone)  # fail on a typo before reading any data

@@ -69,7 +69,20 @@ class TrainDefaults(BaseModel):
                 ge=0,
                 le=100_000,
                 description="Training steps of the one-click head a retrain teaches from the masks (at least "
-                "5 needed; default 800; 0: none, clicks are segmented from the image alone).",
+                "click_head_min_masks needed; default 800; 0: none, clicks are segmented from the image alone).",
+            ),
+        ]
+        | None
+    ) = None
+
+    click_head_min_masks: (
+        Annotated[
+            int,
+            Field(
+                ge=2,
+                le=100_000,
+                description="Training masks a retrain needs to teach the one-click head (default 20: taught by "
+                "5, it segmented unseen defect types worse than the image alone).",
             ),
         ]
         | None

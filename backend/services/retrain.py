@@ -97,7 +97,6 @@ def run_train_job(ctx: JobContext) -> dict:
 def _train(ctx: JobContext, payload: TrainPayload) -> dict:
     from ml import (
         AUTO,
-        CLICK_HEAD_MIN_MASKS,
         CalibrationChoice,
         CalibrationSource,
         RegimeChoice,
@@ -148,6 +147,9 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
             click_head_steps=ctx.settings.click_head_steps
             if project.train_defaults.click_head_steps is None
             else project.train_defaults.click_head_steps,
+            click_head_min_masks=TrainConfig.click_head_min_masks
+            if project.train_defaults.click_head_min_masks is None
+            else project.train_defaults.click_head_min_masks,
         )
     if not snapshot.train:
         raise TrainingError("no labelled images in the train split yet: label some, then retrain")
@@ -157,7 +159,7 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
     refine = payload.refine_keep
     round_id = payload.round_id
     crossfits = calibration_source(snapshot.train, cfg, has_val=bool(snapshot.val)) is CalibrationSource.CROSSFIT
-    heads = cfg.click_head_steps > 0 and len(click_head_masks(snapshot.train)) >= CLICK_HEAD_MIN_MASKS
+    heads = cfg.click_head_steps > 0 and len(click_head_masks(snapshot.train)) >= cfg.click_head_min_masks
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         msg = f"{stage.replace('_', ' ')} {done}/{total}"

@@ -139,7 +139,7 @@ def make_stack(
 
 
 def _setup_project(st: Stack, tiny_demo: Path, tmp_path: Path, epochs: int, click_head_steps: int = 0) -> int:
-    defaults = {"epochs": epochs, "click_head_steps": click_head_steps}
+    defaults = {"epochs": epochs, "click_head_steps": click_head_steps, "click_head_min_masks": 5}
     r = st.client.post(
         "/projects", json={"name": "line", "image_height": 64, "image_width": 64, "train_defaults": defaults}
     )
