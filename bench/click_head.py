@@ -25,25 +25,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scipy.ndimage import distance_transform_edt  # noqa: E402
+from refine_masks import innermost, iou_dice  # noqa: E402
 
 from ml.assist import Click, assist_mask  # noqa: E402
-from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head  # noqa: E402
+from ml.click_train import MIN_MASKS, ClickTrainConfig  # noqa: E402
 from ml.data import load_dataset  # noqa: E402
 from ml.images import read_image, read_mask  # noqa: E402
-from ml.pipeline import click_head_masks  # noqa: E402
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = float(np.logical_or(a, b).sum())
-    return float(np.logical_and(a, b).sum()) / union if union else 1.0
-
-
-def innermost(mask: np.ndarray) -> tuple[int, int]:
-    d = distance_transform_edt(mask)
-    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
-    return int(x), int(y)
+from ml.pipeline import click_head_masks, fit_click_head  # noqa: E402
+from ml.train_config import TrainConfig  # noqa: E402
 
 
 def summary(rows: list[dict], kinds: list[str]) -> dict:
@@ -83,16 +72,21 @@ def main() -> None:
     ap.add_argument("--split", default="test", help="the split clicked (default test)")
     args = ap.parse_args()
     ds = load_dataset(args.csv)
-    masked = click_head_masks(list(ds.select("train").samples))
-    cases = [c for c in (click_case(read_image(s.image), read_mask(s.mask)) for s in masked) if c is not None]
-    print(f"{args.csv}: teaching a head on {len(cases)} training masks, {args.steps} steps", flush=True)
+    train = list(ds.select("train").samples)
+    print(
+        f"{args.csv}: teaching a head on {len(click_head_masks(train))} training masks, {args.steps} steps", flush=True
+    )
     t0 = time.perf_counter()
 
-    def report(step: int, total: int) -> None:
+    def report(_stage: str, step: int, total: int, _info: dict) -> None:
         if step % 100 == 0:
             print(f"  step {step}/{total} {time.perf_counter() - t0:.0f}s", flush=True)
 
-    head = train_click_head(cases, ClickTrainConfig(steps=args.steps, seed=args.seed), report, min_masks=args.min_masks)
+    # as training teaches it (ml.pipeline), on the CPU
+    cfg = TrainConfig(seed=args.seed, device="cpu", click_head_steps=args.steps, click_head_min_masks=args.min_masks)
+    head = fit_click_head(train, cfg, report)
+    if head is None:
+        sys.exit(f"{args.csv}: fewer than {args.min_masks} training images with a mask: no head to measure")
     print(f"  taught in {head.info.seconds:.0f}s, final loss {head.info.final_loss}", flush=True)
     test = [s for s in ds.select(args.split).samples if s.label == 1 and s.pixels_known]
     rows: dict[str, list[dict]] = {"click_head": [], "image_rule": []}
@@ -109,7 +103,7 @@ def main() -> None:
             mask = assist_mask(image, Click(x, y), h)
             ms = 1000 * (time.perf_counter() - t1)
             rows[name].append(
-                {"file": s.image.name, "x": x, "y": y, "iou": round(iou(mask, truth), 4), "ms": round(ms, 2)}
+                {"file": s.image.name, "x": x, "y": y, "iou": round(iou_dice(mask, truth)[0], 4), "ms": round(ms, 2)}
             )
     result = {
         "csv": str(args.csv),

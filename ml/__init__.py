@@ -59,7 +59,14 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
         to_tensor_batch,
     )
     from ml.overlay import heatmap_overlay, mask_png
-    from ml.pipeline import choose_mask_method, click_head_masks, refine_unsupervised, train_and_save
+    from ml.pipeline import (
+        choose_mask_method,
+        click_head_masks,
+        fit_click_head,
+        refine_unsupervised,
+        teaches_click_head,
+        train_and_save,
+    )
     from ml.predict import Predictor
     from ml.profiles import PROFILES, Profile, ProfileName
     from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
@@ -127,6 +134,8 @@ __all__ = [
     "refine_unsupervised",
     "choose_mask_method",
     "click_head_masks",
+    "fit_click_head",
+    "teaches_click_head",
     # the network and its backbones
     "BACKBONES",
     "DEFAULT_BACKBONE",
@@ -203,7 +212,14 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ml.train_config": ("TrainConfig",),
     "ml.train": ("TrainedModel", "fit"),
     "ml.regimes": ("AUTO", "Regime", "RegimeChoice", "loop_regime", "parse_regime"),
-    "ml.pipeline": ("train_and_save", "refine_unsupervised", "choose_mask_method", "click_head_masks"),
+    "ml.pipeline": (
+        "train_and_save",
+        "refine_unsupervised",
+        "choose_mask_method",
+        "click_head_masks",
+        "fit_click_head",
+        "teaches_click_head",
+    ),
     "ml.supersimplenet.features": (
         "BACKBONES",
         "DEFAULT_BACKBONE",

@@ -195,6 +195,7 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
     except RuntimeError as e:
         raise ArtifactError(f"{model_dir / WEIGHTS}: weights do not fit the recorded heads ({str(e)[:300]})") from e
     dev = resolve_device(device)
+    click_head = click_head_of(model_dir, config)
     predictor = Predictor(
         extractor,
         model.to(dev),
@@ -203,9 +204,9 @@ def load_model(model_dir: Path, device: str = "auto", backbone_weights: str | No
         dev,
         image_score=config["regime_settings"].get("image_score", "head"),
         mask_method=config.get("mask_method", DEFAULT_METHOD),
-        click_head=(clicker := click_head_of(model_dir, config)),
+        click_head=click_head,
     )
-    return LoadedModel(predictor, config, model_dir, clicker)
+    return LoadedModel(predictor, config, model_dir, click_head)
 
 
 def click_head_of(model_dir: Path, config: dict | None = None) -> ClickHead | None:

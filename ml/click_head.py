@@ -19,7 +19,6 @@ Contracts: images uint8 ``(H, W, 3)`` RGB; clicks ``(x, y)`` in image pixels; ma
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,7 +161,7 @@ def segment(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarra
     h, w = image.shape[:2]
     side = float(min(max(head.first_side, MIN_SIDE), 2 * max(h, w)))
     cx, cy = x, y
-    out = np.zeros((h, w), bool)
+    found: tuple[int, int, np.ndarray] | None = None
     for k in range(PASSES):
         m = window(cx, cy, side)
         crop = cv2.warpAffine(
@@ -180,19 +179,23 @@ def segment(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarra
             logit.numpy(), local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=-1.0
         )
         _, labels = cv2.connectedComponents((back > 0).astype(np.uint8))
-        at = labels[min(int(y), h - 1) - y0, min(int(x), w - 1) - x0]
-        out = np.zeros((h, w), bool)
-        if at:
-            out[y0:y1, x0:x1] = labels == at
-        if not out.any():
+        iy, ix = min(int(y), h - 1) - y0, min(int(x), w - 1) - x0
+        at = labels[iy, ix] if 0 <= iy < labels.shape[0] and 0 <= ix < labels.shape[1] else 0
+        if not at:
+            found = None
             break
-        ncx, ncy, ext = _extent(out)
+        found = (x0, y0, labels == at)  # the component holding the click, in the window's part
+        ncx, ncy, ext = _extent(found[2])
         new = float(np.clip(ZOOM * ext, MIN_SIDE, 2 * max(h, w)))
         if k + 1 == PASSES or abs(new - side) <= SETTLED * side:
             break
-        side, cx, cy = new, ncx, ncy
-    if not out.any():
+        side, cx, cy = new, ncx + x0, ncy + y0
+    out = np.zeros((h, w), bool)
+    if found is None:
         cv2.circle(out.view(np.uint8), (int(x), int(y)), 2, 1, -1)
+    else:
+        fx, fy, part = found
+        out[fy : fy + part.shape[0], fx : fx + part.shape[1]] = part
     return out
 
 
@@ -225,4 +228,4 @@ def load_click_head(model_dir: Path, info: dict) -> ClickHead:
 
 def info_json(head: ClickHead) -> dict:
     """The head's :class:`ClickHeadInfo` as JSON values."""
-    return json.loads(json.dumps(asdict(head.info)))
+    return asdict(head.info)

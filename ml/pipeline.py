@@ -143,6 +143,12 @@ def click_head_masks(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if s.label == 1 and s.pixels_known and s.mask is not None]
 
 
+def teaches_click_head(train: list[Sample], cfg: TrainConfig) -> bool:
+    """Whether training on ``train`` with ``cfg`` teaches a click head (steps asked for, and at
+    least ``cfg.click_head_min_masks`` training images with a mask)."""
+    return cfg.click_head_steps > 0 and len(click_head_masks(train)) >= max(cfg.click_head_min_masks, FLOOR_MASKS)
+
+
 def fit_click_head(
     train: list[Sample],
     cfg: TrainConfig,
@@ -152,12 +158,11 @@ def fit_click_head(
     """A click head taught by the training masks at the images' own resolution (``ml.click_train``),
     reported as the ``click_head`` stage; None when ``cfg.click_head_steps`` is 0 or fewer than
     ``cfg.click_head_min_masks`` training images have a non-empty mask."""
-    need = max(cfg.click_head_min_masks, FLOOR_MASKS)
-    masked = click_head_masks(train)
-    if cfg.click_head_steps <= 0 or len(masked) < need:
+    if not teaches_click_head(train, cfg):
         return None
+    need = max(cfg.click_head_min_masks, FLOOR_MASKS)
     cases = []
-    for s in masked:
+    for s in click_head_masks(train):
         image = read_image(s.image)
         mask = load_sample_mask(s, image.shape[:2])
         case = click_case(image, mask) if mask is not None and mask.shape == image.shape[:2] else None

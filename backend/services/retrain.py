@@ -102,9 +102,9 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
         RegimeChoice,
         TrainConfig,
         calibration_source,
-        click_head_masks,
         load_model,
         loop_regime,
+        teaches_click_head,
         train_and_save,
     )
     from ml import evaluate_model as evaluate
@@ -159,7 +159,7 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
     refine = payload.refine_keep
     round_id = payload.round_id
     crossfits = calibration_source(snapshot.train, cfg, has_val=bool(snapshot.val)) is CalibrationSource.CROSSFIT
-    heads = cfg.click_head_steps > 0 and len(click_head_masks(snapshot.train)) >= cfg.click_head_min_masks
+    heads = teaches_click_head(snapshot.train, cfg)
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         msg = f"{stage.replace('_', ' ')} {done}/{total}"

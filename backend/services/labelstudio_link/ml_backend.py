@@ -3,7 +3,6 @@ clicked point or a drawn box."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from backend.db.tables import (
 )
 from backend.domain.enums import AskKind
 from backend.services.labelstudio_link.ingest import project_for_ls, task_record
-from backend.services.labelstudio_link.proposals import Proposal, cached_click_head, stored_proposal
+from backend.services.labelstudio_link.proposals import Proposal, VersionCache, cached_click_head, stored_proposal
 from backend.services.model_versions import active_model_version
 from backend.settings import Settings
 from labelstudio.conversions import (
@@ -67,23 +66,14 @@ def task_refs(
     return out
 
 
-_PREDICTORS: dict[tuple[int, str], Any] = {}
-_PREDICTORS_LOCK = threading.Lock()
+_PREDICTORS = VersionCache()
 
 
 def cached_predictor(mv: ModelVersion, device: str) -> Any:
-    """``mv``'s loaded predictor, kept for the next call (one version at a time, known by its id
-    and artifact digest; requests run in a thread pool, so one thread loads it while the
-    others wait)."""
+    """``mv``'s loaded predictor, kept for the next call (:class:`VersionCache`)."""
     from ml import load_model
 
-    key = (mv.id, mv.artifact_sha256)
-    with _PREDICTORS_LOCK:
-        if key not in _PREDICTORS:
-            predictor = load_model(Path(mv.artifact_path), device=device).predictor
-            _PREDICTORS.clear()
-            _PREDICTORS[key] = predictor
-        return _PREDICTORS[key]
+    return _PREDICTORS.get(mv, lambda: load_model(Path(mv.artifact_path), device=device).predictor)
 
 
 def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:

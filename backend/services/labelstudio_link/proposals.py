@@ -4,6 +4,7 @@ and the picture a verdict task shows of the model's view."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,23 +41,33 @@ def mask_method(mv: ModelVersion) -> RefineMethod:
     return RefineMethod(mv.config.get("mask_method", DEFAULT_METHOD))
 
 
-_CLICK_HEADS: dict[tuple[int, str], Any] = {}
-_CLICK_HEADS_LOCK = threading.Lock()
+class VersionCache:
+    """What was loaded from one model version's directory, kept for the next call: one version at
+    a time, known by its id and artifact digest (another database's version 1 is another
+    model). Requests run in a thread pool, so one thread loads while the others wait."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, str] | None = None
+        self._value: Any = None
+        self._lock = threading.Lock()
+
+    def get(self, mv: ModelVersion, load: Callable[[], Any]) -> Any:
+        """The value kept for ``mv``, or ``load()``'s, kept instead of the last version's."""
+        key = (mv.id, mv.artifact_sha256)
+        with self._lock:
+            if self._key != key:
+                self._value, self._key = load(), key
+            return self._value
+
+
+_CLICK_HEADS = VersionCache()
 
 
 def cached_click_head(mv: ModelVersion) -> Any:
-    """``mv``'s click head (None: it has none), kept for the next call (one version at a time,
-    known by its id and artifact digest: another database's version 1 is another model;
-    requests run in a thread pool, so one thread loads it while the others wait)."""
+    """``mv``'s click head (None: it has none), kept for the next call."""
     from ml import click_head_of
 
-    key = (mv.id, mv.artifact_sha256)
-    with _CLICK_HEADS_LOCK:
-        if key not in _CLICK_HEADS:
-            head = click_head_of(Path(mv.artifact_path))
-            _CLICK_HEADS.clear()
-            _CLICK_HEADS[key] = head
-        return _CLICK_HEADS[key]
+    return _CLICK_HEADS.get(mv, lambda: click_head_of(Path(mv.artifact_path)))
 
 
 def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
