@@ -154,10 +154,19 @@ def _extent(mask: np.ndarray) -> tuple[float, float, float]:
     return (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, float(max(np.ptp(ys), np.ptp(xs)) + 1)
 
 
-@torch.no_grad()
 def segment(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarray:
     """The mask of the defect at ``(x, y)`` (see the module docstring): the component of the
     network's mask that holds the click, or, where it finds nothing there, a small disc at the click."""
+    out = find(head, image, x, y)
+    if out is None:
+        out = np.zeros(image.shape[:2], bool)
+        cv2.circle(out.view(np.uint8), (int(x), int(y)), 2, 1, -1)
+    return out
+
+
+@torch.no_grad()
+def find(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarray | None:
+    """As :func:`segment`, but None where the network finds nothing at the click."""
     h, w = image.shape[:2]
     side = float(min(max(head.first_side, MIN_SIDE), 2 * max(h, w)))
     cx, cy = x, y
@@ -190,12 +199,11 @@ def segment(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarra
         if k + 1 == PASSES or abs(new - side) <= SETTLED * side:
             break
         side, cx, cy = new, ncx + x0, ncy + y0
-    out = np.zeros((h, w), bool)
     if found is None:
-        cv2.circle(out.view(np.uint8), (int(x), int(y)), 2, 1, -1)
-    else:
-        fx, fy, part = found
-        out[fy : fy + part.shape[0], fx : fx + part.shape[1]] = part
+        return None
+    out = np.zeros((h, w), bool)
+    fx, fy, part = found
+    out[fy : fy + part.shape[0], fx : fx + part.shape[1]] = part
     return out
 
 

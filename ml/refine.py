@@ -16,9 +16,11 @@ decide the boundary (which pixels):
 - ``AUTO``: CONTRAST's mask where it stands out from the rest of the region (a crisp spot,
   hole or line), else the map's blobs that reach its peak (a large, low-contrast defect,
   where contrast picks texture): measured best over all regimes and defect types.
-- ``CLICK_HEAD``: the model's click head (:mod:`ml.click_head`, taught by the training masks)
-  clicked at the peak of each of the map's blobs that reach the core: the whole defect
-  there, which may reach past the map's region. Without a head: AUTO.
+- ``CLICK_HEAD``: AUTO finds where, the model's click head (:mod:`ml.click_head`, taught by
+  the training masks) the shape: each of AUTO's two largest components is replaced by the
+  head's mask clicked at its innermost point (the maximum of its distance transform), which
+  may reach past the map's region; where the head finds nothing there, and for smaller
+  components, AUTO's pixels stay. Without a head: AUTO.
 
 Every method works on a crop around the thresholded region, so its time depends on the size
 of the suspected defect, not of the image, and returns the coarse mask unchanged when the map
@@ -35,12 +37,16 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 if TYPE_CHECKING:  # torch loads only where a head is used
     from ml.click_head import ClickHead
 
 #: at most this many pixels along the longer side of a crop the iterative methods work on
 WORK_SIDE = 160
+#: CLICK_HEAD clicks the head in at most this many of AUTO's components (the largest): a click
+#: costs about 100 ms on one core
+MAX_CLICKS = 2
 #: CONTRAST keeps pixels whose evidence reaches this share of the region's strongest (99th percentile)
 STRONG_SHARE = 0.5
 #: ... in components that hold a pixel at this share of it
@@ -260,13 +266,11 @@ def refine_mask(
     if method is RefineMethod.PEAK:
         return core
     region = keep_touching(region, core)  # the map's blobs that reach its peak; weaker ones are noise
-    if method is RefineMethod.CLICK_HEAD and head is not None:
-        return _clicked(image, pm, region, head)
     c = crop_around(region)
     reg, cor = c.of(region), c.of(core)
-    if method in (RefineMethod.CONTRAST, RefineMethod.AUTO):
+    if method in (RefineMethod.CONTRAST, RefineMethod.AUTO, RefineMethod.CLICK_HEAD):
         scale = max(15, max(c.shape) // 2)
-        part = _contrast(gray(c.of(image)), reg, cor, scale, auto=method is RefineMethod.AUTO)
+        part = _contrast(gray(c.of(image)), reg, cor, scale, auto=method is not RefineMethod.CONTRAST)
     elif method is RefineMethod.GRABCUT:
         part = _grabcut(c.of(image), reg, cor)
     elif method is RefineMethod.RANDOM_WALKER:
@@ -275,20 +279,38 @@ def refine_mask(
         part = _slic(c.of(image), c.of(pm), threshold)
     out = np.zeros_like(region)
     c.of(out)[...] = part
-    return out if out.any() else region
+    out = out if out.any() else region
+    if method is RefineMethod.CLICK_HEAD and head is not None:
+        return _clicked(image, out, head)
+    return out
 
 
-def _clicked(image: np.ndarray, pm: np.ndarray, region: np.ndarray, head: ClickHead) -> np.ndarray:
-    """The head's masks clicked at the map's peak in each blob of ``region``, united."""
-    from ml.click_head import segment
+def _clicked(image: np.ndarray, found: np.ndarray, head: ClickHead) -> np.ndarray:
+    """``found`` (AUTO's mask) with each of its :data:`MAX_CLICKS` largest components replaced by
+    the head's mask clicked at the component's innermost point; a component stays as it is
+    where the head finds nothing at its point, and so do the smaller ones."""
+    from ml.click_head import find
 
-    n, labels = cv2.connectedComponents(region.astype(np.uint8))
-    out = np.zeros_like(region)
-    for k in range(1, n):
-        where = np.where(labels == k, pm, -np.inf)
-        y, x = np.unravel_index(int(np.argmax(where)), where.shape)
-        out |= segment(head, image, float(x), float(y))
-    return out if out.any() else region
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(found.astype(np.uint8))
+    out = found.copy()
+    for k in sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:MAX_CLICKS]:
+        part = labels == k
+        x, y = innermost(part)
+        mask = find(head, image, float(x), float(y))
+        if mask is not None:
+            out = (out & ~part) | mask
+    return out
+
+
+def innermost(mask: np.ndarray) -> tuple[int, int]:
+    """``(x, y)`` of the maximum of ``mask``'s distance transform (bool ``(H, W)``, not empty;
+    the image's edge is not background), computed on the mask's bounding box."""
+    ys, xs = np.nonzero(mask)
+    y0, x0 = max(0, int(ys.min()) - 1), max(0, int(xs.min()) - 1)
+    y1, x1 = int(ys.max()) + 2, int(xs.max()) + 2
+    depth = distance_transform_edt(mask[y0:y1, x0:x1])
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(x) + x0, int(y) + y0
 
 
 #: fewer calibration defects with masks than this: no choice, the default method

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import striped_defect
+from scipy.ndimage import distance_transform_edt
 
 from ml.artifact import click_head_of, load_model
 from ml.assist import Click, assist_mask
@@ -127,8 +128,8 @@ def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp
         load_model(tmp_path / "m", device="cpu")
 
 
-def test_proposals_clicked_at_the_maps_peak_hug_the_defect(taught: ClickHead) -> None:
-    """CLICK_HEAD: the head clicked at the peak of the coarse map's blob, against the blob itself
+def test_proposals_clicked_inside_the_maps_blob_hug_the_defect(taught: ClickHead) -> None:
+    """CLICK_HEAD: the head clicked inside the blob AUTO makes of the coarse map, against the blob itself
     (COARSE) and the image-guided refinement (AUTO)."""
     from ml.refine import RefineMethod, choose_method, refine_mask
 
@@ -148,3 +149,37 @@ def test_proposals_clicked_at_the_maps_peak_hug_the_defect(taught: ClickHead) ->
     chosen = choose_method(cases, 0.2, head=taught)
     assert "click_head" in chosen.mean_iou and chosen.method is RefineMethod.CLICK_HEAD
     assert "click_head" not in choose_method(cases, 0.2).mean_iou
+
+
+def test_a_proposal_keeps_autos_component_where_the_head_finds_nothing(
+    taught: ClickHead, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLICK_HEAD clicks the head in AUTO's largest components (MAX_CLICKS), at their innermost
+    points; where the head finds nothing there, AUTO's mask stays as it is."""
+    import ml.click_head
+    from ml.refine import MAX_CLICKS, RefineMethod, innermost, refine_mask
+
+    img, truth = striped_defect(201)
+    blur = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 12)
+    pm = blur / blur.max()
+    auto = refine_mask(img, pm, 0.2, RefineMethod.AUTO)
+    clicks: list[tuple[float, float]] = []
+
+    def nothing(head: ClickHead, image: np.ndarray, x: float, y: float) -> None:
+        clicks.append((x, y))
+        return None
+
+    monkeypatch.setattr(ml.click_head, "find", nothing)
+    assert (refine_mask(img, pm, 0.2, RefineMethod.CLICK_HEAD, taught) == auto).all()
+    n, _ = cv2.connectedComponents(auto.astype(np.uint8))
+    assert 1 <= len(clicks) == min(n - 1, MAX_CLICKS) and all(auto[int(y), int(x)] for x, y in clicks)
+    # the innermost point: the maximum of the distance transform, the image's edge not background
+    corner = np.zeros((20, 30), bool)
+    corner[0:6, 0:6] = True
+    assert innermost(corner) == (0, 0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # worked out on the bounding box: as deep as the whole image's transform says
+        blob = cv2.GaussianBlur(rng.random((60, 80)), (0, 0), 4) > 0.52
+        x, y = innermost(blob)
+        depth = distance_transform_edt(blob)
+        assert blob[y, x] and depth[y, x] == depth.max()
