@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from refine_masks import innermost, iou_dice  # noqa: E402
+from refine_masks import iou_dice  # noqa: E402
 
 from ml.assist import Click, assist_mask  # noqa: E402
 from ml.click_train import MIN_MASKS, ClickTrainConfig  # noqa: E402
 from ml.data import load_dataset  # noqa: E402
 from ml.images import read_image, read_mask  # noqa: E402
 from ml.pipeline import click_head_masks, fit_click_head  # noqa: E402
+from ml.refine import innermost  # noqa: E402
 from ml.train_config import TrainConfig  # noqa: E402
 
 

@@ -30,14 +30,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from refine_masks import innermost, iou_dice  # noqa: E402
+from refine_masks import iou_dice  # noqa: E402
 
 import ml.assist as assist_module  # noqa: E402
 from ml.artifact import load_model  # noqa: E402
 from ml.assist import Click, assist_mask  # noqa: E402
 from ml.data import load_dataset  # noqa: E402
 from ml.images import read_image, read_mask  # noqa: E402
-from ml.refine import RefineMethod, keep_touching, refine_mask  # noqa: E402
+from ml.refine import RefineMethod, innermost, keep_touching, refine_mask  # noqa: E402
 
 ALPHAS = (0.3, 0.5, 0.7, 0.85)
 GATES = (1.0, 1.5, 2.0, 3.0)

@@ -30,13 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scipy.ndimage import distance_transform_edt
-
 from ml.artifact import load_model
 from ml.assist import Click, assist_mask
 from ml.data import load_dataset
 from ml.images import read_image, read_mask
-from ml.refine import RefineMethod, refine_mask
+from ml.refine import RefineMethod, innermost, refine_mask
 
 REGIMES = ("unsupervised", "weak", "mixed5", "mixed20", "full")
 
@@ -54,13 +52,6 @@ def iou_dice(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     sa, sb = float(a.sum()), float(b.sum())
     union = sa + sb - inter
     return (inter / union if union else 1.0), (2 * inter / (sa + sb) if sa + sb else 1.0)
-
-
-def innermost(mask: np.ndarray) -> tuple[int, int]:
-    """``(x, y)`` of the maximum of the mask's distance transform."""
-    d = distance_transform_edt(mask)
-    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
-    return int(x), int(y)
 
 
 def stats(rows: list[dict], key: str) -> dict[str, float]:

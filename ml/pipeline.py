@@ -143,10 +143,15 @@ def click_head_masks(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if s.label == 1 and s.pixels_known and s.mask is not None]
 
 
+def _head_needs(cfg: TrainConfig) -> int:
+    """The training masks a click head needs under ``cfg`` (never fewer than FLOOR_MASKS)."""
+    return max(cfg.click_head_min_masks, FLOOR_MASKS)
+
+
 def teaches_click_head(train: list[Sample], cfg: TrainConfig) -> bool:
     """Whether training on ``train`` with ``cfg`` teaches a click head (steps asked for, and at
     least ``cfg.click_head_min_masks`` training images with a mask)."""
-    return cfg.click_head_steps > 0 and len(click_head_masks(train)) >= max(cfg.click_head_min_masks, FLOOR_MASKS)
+    return cfg.click_head_steps > 0 and len(click_head_masks(train)) >= _head_needs(cfg)
 
 
 def fit_click_head(
@@ -160,7 +165,7 @@ def fit_click_head(
     ``cfg.click_head_min_masks`` training images have a non-empty mask."""
     if not teaches_click_head(train, cfg):
         return None
-    need = max(cfg.click_head_min_masks, FLOOR_MASKS)
+    need = _head_needs(cfg)
     cases = []
     for s in click_head_masks(train):
         image = read_image(s.image)
