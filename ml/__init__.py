@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
     )
     from ml.overlay import heatmap_overlay, mask_png
     from ml.pipeline import (
+        calibration_plan,
         choose_mask_method,
         click_head_masks,
         fit_click_head,
@@ -133,6 +134,7 @@ __all__ = [
     "train_and_save",
     "refine_unsupervised",
     "choose_mask_method",
+    "calibration_plan",
     "click_head_masks",
     "fit_click_head",
     "teaches_click_head",
@@ -216,6 +218,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "train_and_save",
         "refine_unsupervised",
         "choose_mask_method",
+        "calibration_plan",
         "click_head_masks",
         "fit_click_head",
         "teaches_click_head",

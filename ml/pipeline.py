@@ -75,6 +75,22 @@ def refine_unsupervised(
     return fit(kept, cfg, progress=again, should_stop=should_stop), kept
 
 
+def calibration_plan(
+    train: list[Sample], val: list[Sample], cfg: TrainConfig
+) -> tuple[list[Sample], list[Sample], CalibrationSource]:
+    """What :func:`train_and_save` trains on, what calibrates its thresholds and where they come
+    from: ``val`` as given; without one, cross-fitted predictions of ``train`` (all of it
+    trains) or a seeded holdout taken out of ``train`` (:func:`ml.calibration.calibration_source`).
+    Callers that plan around the training set (a progress bar's stages, whether a click head
+    is taught) ask here, so they count what is trained on, not what was labelled."""
+    source = calibration_source(train, cfg, has_val=bool(val))
+    if source is CalibrationSource.HOLDOUT:
+        train, val = holdout_split(
+            train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != Regime.UNSUPERVISED
+        )
+    return train, val, source
+
+
 def train_and_save(
     dataset: Dataset,
     out_dir: Path,
@@ -90,15 +106,10 @@ def train_and_save(
     ``refine_keep``: when the model is UNSUPERVISED, retrain once on that fraction of the
     training images it scores lowest (:func:`refine_unsupervised`); None: no refinement.
     """
-    train = list(dataset.select("train").samples)
-    val = list(dataset.select("val").samples)
-    if not train:
+    labelled = list(dataset.select("train").samples)
+    if not labelled:
         raise TrainingError(f"{dataset.source}: no rows with split=train")
-    source = calibration_source(train, cfg, has_val=bool(val))
-    if source is CalibrationSource.HOLDOUT:
-        train, val = holdout_split(
-            train, cfg.holdout_fraction, cfg.seed, trains_on_defects=cfg.regime != Regime.UNSUPERVISED
-        )
+    train, val, source = calibration_plan(labelled, list(dataset.select("val").samples), cfg)
     trained = fit(train, cfg, progress=progress, should_stop=should_stop)
     if refine_keep is not None and trained.regime is Regime.UNSUPERVISED:
         trained, train = refine_unsupervised(trained, train, refine_keep, progress, should_stop)

@@ -18,7 +18,7 @@ from ml.calibration import (
 from ml.data import load_dataset
 from ml.errors import TrainingError
 from ml.evaluate import SampleOutputs
-from ml.pipeline import train_and_save
+from ml.pipeline import calibration_plan, teaches_click_head, train_and_save
 from ml.regimes import Regime
 from ml.samples import PSEUDO_COLUMN, Dataset, Sample
 from ml.splits import crossfit_folds
@@ -135,6 +135,23 @@ def test_the_calibration_source_follows_the_labels() -> None:
         calibration_source(few, replace(cfg, crossfit_folds=1), has_val=False)
     with pytest.raises(TrainingError, match="calibration 'folds'.*auto, holdout, crossfit"):
         calibration_source(few, replace(cfg, calibration="folds"), has_val=False)
+
+
+def test_the_plan_says_what_trains_so_a_click_head_counts_only_trained_masks() -> None:
+    cfg = TrainConfig(click_head_steps=100)
+    val = _samples(5, 2, 0)
+    few = _samples(normal=30, masked=21, image_only=4)
+    # a val split or cross-fitting: every training label trains
+    assert calibration_plan(few, val, cfg) == (few, val, CalibrationSource.VAL)
+    assert calibration_plan(few, [], cfg) == (few, [], CalibrationSource.CROSSFIT)
+    assert teaches_click_head(few, cfg)
+    # a holdout comes out of train: 21 labelled masks, but fewer than 20 left to teach a head
+    plenty = _samples(normal=100, masked=21, image_only=CROSSFIT_BELOW_DEFECTS)
+    train, hold, source = calibration_plan(plenty, [], cfg)
+    assert source is CalibrationSource.HOLDOUT
+    assert sorted(s.row for s in train + hold) == sorted(s.row for s in plenty)
+    assert not {s.row for s in train} & {s.row for s in hold}
+    assert teaches_click_head(plenty, cfg) and not teaches_click_head(train, cfg)
 
 
 @pytest.mark.slow

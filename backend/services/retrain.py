@@ -101,7 +101,7 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
         CalibrationSource,
         RegimeChoice,
         TrainConfig,
-        calibration_source,
+        calibration_plan,
         load_model,
         loop_regime,
         teaches_click_head,
@@ -158,8 +158,10 @@ def _train(ctx: JobContext, payload: TrainPayload) -> dict:
 
     refine = payload.refine_keep
     round_id = payload.round_id
-    crossfits = calibration_source(snapshot.train, cfg, has_val=bool(snapshot.val)) is CalibrationSource.CROSSFIT
-    heads = teaches_click_head(snapshot.train, cfg)
+    # what trains once a holdout is taken out: its masks decide whether a click head is taught
+    trains_on, _, source = calibration_plan(list(snapshot.train), list(snapshot.val), cfg)
+    crossfits = source is CalibrationSource.CROSSFIT
+    heads = teaches_click_head(trains_on, cfg)
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         msg = f"{stage.replace('_', ' ')} {done}/{total}"
