@@ -37,13 +37,14 @@ from backend.services.labelstudio_link.ingest import (  # noqa: F401 - the packa
 from backend.services.labelstudio_link.ml_backend import (  # noqa: F401 - the package's public API
     TaskRef,
     assist_result,
-    cached_predictor,
     live_proposals,
     predict_for_tasks,
     task_refs,
 )
 from backend.services.labelstudio_link.proposals import (  # noqa: F401 - the package's public API
     Proposal,
+    cached_click_head,
+    cached_predictor,
     mask_method,
     stored_map,
     stored_proposal,

@@ -18,7 +18,7 @@ from backend.db.tables import (
 )
 from backend.domain.enums import AskKind
 from backend.services.labelstudio_link.ingest import project_for_ls, task_record
-from backend.services.labelstudio_link.proposals import Proposal, VersionCache, cached_click_head, stored_proposal
+from backend.services.labelstudio_link.proposals import Proposal, cached_click_head, cached_predictor, stored_proposal
 from backend.services.model_versions import active_model_version
 from backend.settings import Settings
 from labelstudio.conversions import (
@@ -64,16 +64,6 @@ def task_refs(
             ask = AskKind(data["ask"]) if data.get("ask") in tuple(AskKind) else AskKind.VERDICT
         out.append(TaskRef(image if image is not None and image.project_id == project.id else None, ask))
     return out
-
-
-_PREDICTORS = VersionCache()
-
-
-def cached_predictor(mv: ModelVersion, device: str) -> Any:
-    """``mv``'s loaded predictor, kept for the next call (:class:`VersionCache`)."""
-    from ml import load_model
-
-    return _PREDICTORS.get(mv, lambda: load_model(Path(mv.artifact_path), device=device).predictor)
 
 
 def live_proposals(mv: ModelVersion, images: list[Image], device: str) -> list[Proposal]:

@@ -59,15 +59,42 @@ class VersionCache:
                 self._value, self._key = load(), key
             return self._value
 
+    def peek(self, mv: ModelVersion) -> Any:
+        """The value kept for ``mv``, or None when another version's (or nothing) is kept."""
+        with self._lock:
+            return self._value if self._key == (mv.id, mv.artifact_sha256) else None
 
+
+_PREDICTORS = VersionCache()
 _CLICK_HEADS = VersionCache()
 
 
+def cached_predictor(mv: ModelVersion, device: str) -> Any:
+    """``mv``'s loaded predictor (its click head included), kept for the next call; a head
+    already kept by :func:`cached_click_head` replaces the copy the predictor loaded."""
+    from ml import load_model
+
+    def load() -> Any:
+        predictor = load_model(Path(mv.artifact_path), device=device).predictor
+        head = _CLICK_HEADS.peek(mv)
+        if head is not None:
+            predictor.click_head = head
+        return predictor
+
+    return _PREDICTORS.get(mv, load)
+
+
 def cached_click_head(mv: ModelVersion) -> Any:
-    """``mv``'s click head (None: it has none), kept for the next call."""
+    """``mv``'s click head (None: it has none), kept for the next call: the loaded predictor's
+    when :func:`cached_predictor` holds one for ``mv``, else the head alone (a click needs no
+    detector), so a version's head is in memory once."""
     from ml import click_head_of
 
-    return _CLICK_HEADS.get(mv, lambda: click_head_of(Path(mv.artifact_path)))
+    def load() -> Any:
+        predictor = _PREDICTORS.peek(mv)
+        return predictor.click_head if predictor is not None else click_head_of(Path(mv.artifact_path))
+
+    return _CLICK_HEADS.get(mv, load)
 
 
 def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
