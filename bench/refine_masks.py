@@ -4,7 +4,9 @@ For every model in ``RUN_DIR/models/<regime>/`` (``bench/refine_models.sh`` trai
 seeded split) and every defective test image of ``RUN_DIR/full.csv`` with a valid mask, at the
 image's own resolution:
 
-- the proposal of each ``ml.refine`` method: IoU and Dice with the true mask, and the
+- the proposal of each ``ml.refine`` method, cut where the product cuts it (the pixel threshold,
+  or near the map's peak for an image judged defective that holds no region there;
+  ``--no-fallback``: always the pixel threshold): IoU and Dice with the true mask, and the
   milliseconds the refinement adds to the model's forward pass, and the share of the mask an
   annotator would change (``edit``, as the edit cost model charges it);
 - a one-click mask (``ml.assist``: the model's click head where it has one, else the image
@@ -34,7 +36,7 @@ from ml.artifact import load_model
 from ml.assist import Click, assist_mask
 from ml.data import load_dataset
 from ml.images import read_image, read_mask
-from ml.refine import RefineMethod, innermost, refine_mask
+from ml.refine import RefineMethod, innermost, refine_mask, region_threshold
 
 REGIMES = ("unsupervised", "weak", "mixed5", "mixed20", "full")
 
@@ -96,6 +98,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most this many test defects (first ones)")
     ap.add_argument("--no-assist", action="store_true", help="skip the one-click masks")
     ap.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="cut every region at the pixel threshold, also where an image judged defective holds none there "
+        "(as proposals were before ml.refine.region_threshold)",
+    )
+    ap.add_argument(
         "--choose-only",
         action="store_true",
         help="only add to --out (already written) the method each model would choose on the val split "
@@ -132,9 +140,10 @@ def main() -> None:
             t0 = time.perf_counter()
             p = pred.predict([img], refine=False)[0]
             forward_ms = 1000 * (time.perf_counter() - t0)
+            cut = t_px if args.no_fallback else region_threshold(p.pred_map, t_px, p.decision)
             for m in methods:
                 t1 = time.perf_counter()
-                mask = refine_mask(img, p.pred_map, t_px, m, pred.click_head)
+                mask = refine_mask(img, p.pred_map, cut, m, pred.click_head)
                 ms = 1000 * (time.perf_counter() - t1)
                 iou, dice = iou_dice(mask, gt)
                 rows[m.value].append(

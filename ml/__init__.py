@@ -70,7 +70,7 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers and e
     )
     from ml.predict import Predictor
     from ml.profiles import PROFILES, Profile, ProfileName
-    from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
+    from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask, region_threshold
     from ml.regimes import AUTO, Regime, RegimeChoice, loop_regime, parse_regime
     from ml.samples import PSEUDO_COLUMN, Dataset, Sample
     from ml.splits import SplitPlan, assign_splits
@@ -165,6 +165,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "RefineMethod",
     "refine_mask",
+    "region_threshold",
     "AssistError",
     "Click",
     "assist_mask",
@@ -236,7 +237,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ml.artifact": ("click_head_of", "load_model", "read_config"),
     "ml.predict": ("Predictor",),
     "ml.evaluate": ("SampleOutputs", "calibrate_outputs", "load_resized", "metrics_from_outputs", "run_samples"),
-    "ml.refine": ("DEFAULT_METHOD", "RefineMethod", "refine_mask"),
+    "ml.refine": ("DEFAULT_METHOD", "RefineMethod", "refine_mask", "region_threshold"),
     "ml.assist": ("AssistError", "Click", "assist_mask"),
     "ml.overlay": ("heatmap_overlay", "mask_png"),
     "ml.acquisition": (

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ml.click_head import ClickHead
 from ml.images import resize_rgb, to_tensor_batch
 from ml.metrics import best_f1_threshold
-from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask
+from ml.refine import DEFAULT_METHOD, RefineMethod, refine_mask, region_threshold
 from ml.supersimplenet.features import FeatureExtractor
 from ml.supersimplenet.model import SuperSimpleNet
 
@@ -149,7 +149,9 @@ class Predictor:
 
     def predict(self, images: Sequence[np.ndarray], *, refine: bool = True) -> list[Prediction]:
         """One Prediction per uint8 ``(h, w, 3)`` image; ``refine=False`` leaves ``pred_mask`` the
-        map's thresholded region (for callers that keep only the map, e.g. pool scoring)."""
+        map's thresholded region (for callers that keep only the map, e.g. pool scoring).
+        Refined, an image judged defective whose map holds no region at the pixel threshold is
+        proposed the region near its peak (:func:`ml.refine.region_threshold`)."""
         scores, maps, emb = self.raw(images)
         th = self.thresholds
         out = []
@@ -168,8 +170,13 @@ class Predictor:
                 "map_region_entropy": _region_entropy(m, th.pixel),
             }
             full = full.astype(np.float32)
-            mask = refine_mask(im, full, th.pixel, self.mask_method, self.click_head) if refine else full >= th.pixel
-            out.append(Prediction(float(s), bool(s >= th.image), full, mask, e, unc))
+            decision = bool(s >= th.image)
+            if refine:
+                cut = region_threshold(full, th.pixel, decision)
+                mask = refine_mask(im, full, cut, self.mask_method, self.click_head)
+            else:
+                mask = full >= th.pixel
+            out.append(Prediction(float(s), decision, full, mask, e, unc))
         return out
 
 

@@ -47,6 +47,9 @@ WORK_SIDE = 160
 #: CLICK_HEAD clicks the head in at most this many of AUTO's components (the largest): a click
 #: costs about 100 ms on one core
 MAX_CLICKS = 2
+#: an image judged defective whose map holds no pixel at the pixel threshold is proposed the
+#: region at this share of the way from the map's median to its peak (:func:`region_threshold`)
+FALLBACK_SHARE = 0.5
 #: CONTRAST keeps pixels whose evidence reaches this share of the region's strongest (99th percentile)
 STRONG_SHARE = 0.5
 #: ... in components that hold a pixel at this share of it
@@ -235,6 +238,22 @@ def _slic(img: np.ndarray, pm: np.ndarray, threshold: float) -> np.ndarray:
     counts = np.bincount(segs.ravel())
     keep = sums / np.maximum(counts, 1) >= threshold
     return _grow(keep[segs], pm.shape)
+
+
+def region_threshold(pred_map: np.ndarray, threshold: float, defective: bool) -> float:
+    """The threshold a proposal's region is cut at (``pred_map`` float ``(H, W)``): ``threshold``;
+    for an image judged ``defective`` whose map holds no pixel at it, a per-image one
+    :data:`FALLBACK_SHARE` of the way from the map's median to its peak, so that a defect
+    verdict comes with where the model looks (the map's peak lies on the defect more often
+    than the pixel threshold, calibrated over all pixels, lets through). A flat map: ``threshold``."""
+    pm = np.asarray(pred_map, dtype=np.float32)
+    peak = float(pm.max())
+    if not defective or peak >= threshold:
+        return threshold
+    median = float(np.median(pm))
+    if peak - median < 1e-6:
+        return threshold
+    return median + FALLBACK_SHARE * (peak - median)
 
 
 def refine_mask(

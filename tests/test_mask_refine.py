@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ml.assist import CLICK_WINDOW, AssistError, Click, assist_mask
-from ml.refine import RefineMethod, refine_mask
+from ml.refine import RefineMethod, refine_mask, region_threshold
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -78,6 +78,23 @@ def test_a_weaker_second_blob_of_the_map_is_not_proposed() -> None:
     pm = np.maximum(coarse_map(truth), 0.45 * coarse_map(blob(center=(60, 60))))
     refined = refine_mask(img, pm, 0.3, RefineMethod.CONTRAST)
     assert not refined[:120, :120].any() and iou(refined, truth) >= 0.6
+
+
+def test_a_defect_verdict_whose_map_stays_under_the_threshold_is_proposed_the_region_at_its_peak() -> None:
+    truth = blob()
+    img = with_defect(surface(), truth, -50.0)
+    weak = 0.4 * coarse_map(truth)  # the map peaks on the defect, below the pixel threshold
+    threshold = 0.6
+    assert not refine_mask(img, weak, threshold, RefineMethod.AUTO).any()
+    cut = region_threshold(weak, threshold, defective=True)
+    assert 0 < cut < float(weak.max())
+    mask = refine_mask(img, weak, cut, RefineMethod.AUTO)
+    assert iou(mask, truth) > 0.3
+    # judged normal, or a region at the threshold already: the pixel threshold as it is
+    assert region_threshold(weak, threshold, defective=False) == threshold
+    assert region_threshold(coarse_map(truth), threshold, defective=True) == threshold
+    # a flat map points nowhere
+    assert region_threshold(np.full(truth.shape, 0.2, np.float32), threshold, defective=True) == threshold
 
 
 @pytest.mark.parametrize("truth,delta", [(scratch(), -45.0), (blob(), -50.0), (blob(r=14), 40.0)])

@@ -18,7 +18,7 @@ from backend.db.tables import (
     Prediction,
 )
 from backend.services.anomaly_maps import pixel_threshold, read_map, region
-from ml import DEFAULT_METHOD, DataError, RefineMethod, heatmap_overlay, read_image, refine_mask
+from ml import DEFAULT_METHOD, DataError, RefineMethod, heatmap_overlay, read_image, refine_mask, region_threshold
 
 
 # ---- out: a ranked, pre-annotated batch ---------------------------------------------------
@@ -104,7 +104,8 @@ def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, r
     mask = None
     amap = stored_map(prediction, image) if prediction.decision else None
     if amap is not None:
-        threshold = pixel_threshold(mv)
+        # judged defective: an empty region at the pixel threshold gives way to the one near the peak
+        threshold = region_threshold(amap, pixel_threshold(mv), True)
         mask = amap >= threshold
         method = mask_method(mv) if refined else RefineMethod.COARSE
         if method is not RefineMethod.COARSE:
