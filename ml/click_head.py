@@ -73,10 +73,18 @@ class ClickNet(nn.Module):
             missing, _ = enc.load_state_dict(state, strict=False)
             if missing:
                 raise ArtifactError(f"{ENCODER}: the encoder lacks weights for {missing[:5]}")
-        self.encoder = enc
         info = enc.feature_info
         if not isinstance(info, FeatureInfo):
             raise ArtifactError(f"{ENCODER}: timm's feature model describes no stages")
+        # timm builds every block; those after the deepest stage read ("blocks.<i>") feed nothing
+        deepest = info.module_name()[-1]
+        if not deepest.startswith("blocks."):
+            raise ArtifactError(f"{ENCODER}: unexpected feature module {deepest!r}")
+        blocks = enc.blocks
+        if not isinstance(blocks, nn.Sequential):
+            raise ArtifactError(f"{ENCODER}: unexpected encoder blocks {type(blocks).__name__}")
+        enc.blocks = blocks[: int(deepest.split(".")[1]) + 1]
+        self.encoder = enc
         c = [n + 1 for n in info.channels()]  # each stage + the click disc at its scale
         self.up3 = _block(c[3] + c[2], 64)
         self.up2 = _block(64 + c[1], 48)
@@ -164,47 +172,90 @@ def segment(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarra
     return out
 
 
-@torch.no_grad()
 def find(head: ClickHead, image: np.ndarray, x: float, y: float) -> np.ndarray | None:
     """As :func:`segment`, but None where the network finds nothing at the click."""
-    h, w = image.shape[:2]
-    side = float(min(max(head.first_side, MIN_SIDE), 2 * max(h, w)))
-    cx, cy = x, y
+    return find_all(head, image, [(x, y)])[0]
+
+
+@dataclass
+class _Zoom:
+    """One click's state while :func:`find_all` zooms in: the click, the next window's centre
+    and side, and the component found so far (its window's origin in the image and its pixels)."""
+
+    x: float
+    y: float
+    cx: float
+    cy: float
+    side: float
     found: tuple[int, int, np.ndarray] | None = None
+    done: bool = False
+
+
+@torch.no_grad()
+def find_all(head: ClickHead, image: np.ndarray, clicks: list[tuple[float, float]]) -> list[np.ndarray | None]:
+    """:func:`find` for each ``(x, y)`` in ``clicks``, in order. The clicks zoom in together:
+    each pass runs the network once, on a batch of the clicks still zooming."""
+    h, w = image.shape[:2]
+    first = float(min(max(head.first_side, MIN_SIDE), 2 * max(h, w)))
+    zooms = [_Zoom(float(x), float(y), float(x), float(y), first) for x, y in clicks]
     for k in range(PASSES):
-        m = window(cx, cy, side)
-        crop = cv2.warpAffine(
-            image, m, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-        )
-        px, py = m @ np.array([x, y, 1.0])
-        logit = head.net(image_tensor(crop)[None], torch.from_numpy(click_disc(px, py))[None, None])[0, 0]
-        # back to the image, within the window's part of it only: the cost does not grow with the image
-        half = side / 2 + side / INPUT_SIDE + 2  # interpolation reaches one window pixel past the edge
-        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-        x1, y1 = min(w, int(np.ceil(cx + half)) + 1), min(h, int(np.ceil(cy + half)) + 1)
-        local = m.copy()
-        local[:, 2] += m[:, :2] @ np.array([x0, y0])
-        back = cv2.warpAffine(
-            logit.numpy(), local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=-1.0
-        )
-        _, labels = cv2.connectedComponents((back > 0).astype(np.uint8))
-        iy, ix = min(int(y), h - 1) - y0, min(int(x), w - 1) - x0
-        at = labels[iy, ix] if 0 <= iy < labels.shape[0] and 0 <= ix < labels.shape[1] else 0
-        if not at:
-            found = None
+        live = [z for z in zooms if not z.done]
+        if not live:
             break
-        found = (x0, y0, labels == at)  # the component holding the click, in the window's part
-        ncx, ncy, ext = _extent(found[2])
-        new = float(np.clip(ZOOM * ext, MIN_SIDE, 2 * max(h, w)))
-        if k + 1 == PASSES or abs(new - side) <= SETTLED * side:
-            break
-        side, cx, cy = new, ncx + x0, ncy + y0
-    if found is None:
-        return None
-    out = np.zeros((h, w), bool)
-    fx, fy, part = found
-    out[fy : fy + part.shape[0], fx : fx + part.shape[1]] = part
+        maps, crops, discs = [], [], []
+        for z in live:
+            m = window(z.cx, z.cy, z.side)
+            crops.append(
+                image_tensor(
+                    cv2.warpAffine(
+                        image, m, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+                    )
+                )
+            )
+            px, py = m @ np.array([z.x, z.y, 1.0])
+            discs.append(torch.from_numpy(click_disc(px, py))[None])
+            maps.append(m)
+        logits = head.net(torch.stack(crops), torch.stack(discs))[:, 0].numpy()
+        for z, m, logit in zip(live, maps, logits, strict=True):
+            _follow(z, m, logit, (h, w), last=k + 1 == PASSES)
+    out: list[np.ndarray | None] = []
+    for z in zooms:
+        if z.found is None:
+            out.append(None)
+            continue
+        mask = np.zeros((h, w), bool)
+        fx, fy, part = z.found
+        mask[fy : fy + part.shape[0], fx : fx + part.shape[1]] = part
+        out.append(mask)
     return out
+
+
+def _follow(z: _Zoom, m: np.ndarray, logit: np.ndarray, shape: tuple[int, int], last: bool) -> None:
+    """Update ``z`` with the network's ``logit`` ``(S, S)`` for the window ``m``: the component
+    holding the click, mapped back to the image within the window's part of it only (the cost
+    does not grow with the image), and the next window, or ``done``."""
+    h, w = shape
+    half = z.side / 2 + z.side / INPUT_SIDE + 2  # interpolation reaches one window pixel past the edge
+    x0, y0 = max(0, int(z.cx - half)), max(0, int(z.cy - half))
+    x1, y1 = min(w, int(np.ceil(z.cx + half)) + 1), min(h, int(np.ceil(z.cy + half)) + 1)
+    local = m.copy()
+    local[:, 2] += m[:, :2] @ np.array([x0, y0])
+    back = cv2.warpAffine(
+        logit, local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=-1.0
+    )
+    _, labels = cv2.connectedComponents((back > 0).astype(np.uint8))
+    iy, ix = min(int(z.y), h - 1) - y0, min(int(z.x), w - 1) - x0
+    at = labels[iy, ix] if 0 <= iy < labels.shape[0] and 0 <= ix < labels.shape[1] else 0
+    if not at:
+        z.found, z.done = None, True
+        return
+    z.found = (x0, y0, labels == at)  # the component holding the click, in the window's part
+    ncx, ncy, ext = _extent(z.found[2])
+    new = float(np.clip(ZOOM * ext, MIN_SIDE, 2 * max(h, w)))
+    if last or abs(new - z.side) <= SETTLED * z.side:
+        z.done = True
+        return
+    z.side, z.cx, z.cy = new, ncx + x0, ncy + y0
 
 
 def save_click_head(head: ClickHead, model_dir: Path) -> list[str]:
@@ -226,7 +277,13 @@ def load_click_head(model_dir: Path, info: dict) -> ClickHead:
         raise ArtifactError(f"{path}: missing; the model's config.json records a click head")
     net = ClickNet(pretrained=False)
     try:
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+        keys = net.state_dict().keys()
+        # heads saved before the encoder was trimmed also hold the unused deepest blocks
+        state = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in load_file(str(path)).items()
+            if k in keys or not k.startswith("encoder.blocks.")
+        }
         net.load_state_dict(state, strict=True)
         head_info = ClickHeadInfo(**info)
     except (RuntimeError, TypeError) as e:

@@ -307,15 +307,15 @@ def refine_mask(
 def _clicked(image: np.ndarray, found: np.ndarray, head: ClickHead) -> np.ndarray:
     """``found`` (AUTO's mask) with each of its :data:`MAX_CLICKS` largest components replaced by
     the head's mask clicked at the component's innermost point; a component stays as it is
-    where the head finds nothing at its point, and so do the smaller ones."""
-    from ml.click_head import find
+    where the head finds nothing at its point, and so do the smaller ones. The clicks run as
+    one batch (``ml.click_head.find_all``)."""
+    from ml.click_head import find_all
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(found.astype(np.uint8))
+    parts = [labels == k for k in sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:MAX_CLICKS]]
+    points = [innermost(part) for part in parts]
     out = found.copy()
-    for k in sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:MAX_CLICKS]:
-        part = labels == k
-        x, y = innermost(part)
-        mask = find(head, image, float(x), float(y))
+    for part, mask in zip(parts, find_all(head, image, [(float(x), float(y)) for x, y in points]), strict=True):
         if mask is not None:
             out = (out & ~part) | mask
     return out

@@ -16,7 +16,7 @@ from scipy.ndimage import distance_transform_edt
 
 from ml.artifact import click_head_of, load_model
 from ml.assist import Click, assist_mask
-from ml.click_head import INPUT_SIDE, WEIGHTS_FILE, ClickHead, segment
+from ml.click_head import INPUT_SIDE, WEIGHTS_FILE, ClickHead, find, find_all, segment
 from ml.click_train import MIN_MASKS, ClickTrainConfig, click_case, train_click_head
 from ml.errors import ArtifactError, TrainingError
 
@@ -59,6 +59,24 @@ def test_a_click_always_gets_a_mask_of_the_image_size_holding_the_click(taught: 
         assert out[int(y), int(x)]
 
 
+def test_clicks_zoomed_together_find_what_each_finds_alone(taught: ClickHead) -> None:
+    img, truth = striped_defect(101)
+    x, y = innermost(truth)
+    flat = np.full(img.shape, 128, np.uint8)
+    clicks = [(float(x), float(y)), (3.0, 3.0), (float(x) + 1, float(y)), (150.0, 100.0)]
+    for image in (img, flat):
+        together = find_all(taught, image, clicks)
+        assert len(together) == len(clicks)
+        for (cx, cy), mask in zip(clicks, together, strict=True):
+            alone = find(taught, image, cx, cy)
+            assert (mask is None) == (alone is None), (cx, cy)
+            if mask is not None and alone is not None:
+                assert mask.shape == image.shape[:2] and mask[int(cy), int(cx)]
+                assert iou(mask, alone) >= 0.99, (cx, cy, iou(mask, alone))
+    assert find_all(taught, img, []) == []
+    assert find_all(taught, img, clicks[:1])[0] is not None  # the defect is found: the test can fail
+
+
 def test_a_box_is_still_grabcut_and_a_click_outside_is_refused(taught: ClickHead) -> None:
     img, truth = striped_defect(3)
     ys, xs = np.nonzero(truth)
@@ -76,6 +94,32 @@ def test_too_few_masks_teach_no_head() -> None:
     with pytest.raises(TrainingError, match=f"at least {MIN_MASKS} masks"):
         train_click_head([c for c in cases if c is not None], ClickTrainConfig(steps=2))
     assert click_case(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)) is None
+
+
+def test_a_head_saved_with_the_encoders_unused_blocks_still_loads(taught: ClickHead, tmp_path: Path) -> None:
+    """The encoder stops at its deepest stage read; heads saved when it still held timm's later
+    blocks load, ignoring them, and any other stray or missing weight is refused."""
+    from dataclasses import asdict
+
+    from safetensors.torch import load_file, save_file
+
+    from ml.click_head import load_click_head, save_click_head
+
+    assert not any(k.startswith("encoder.blocks.5.") for k in taught.net.state_dict())
+    save_click_head(taught, tmp_path)
+    state = load_file(str(tmp_path / WEIGHTS_FILE))
+    extra = dict(state, **{"encoder.blocks.5.0.conv_pw.weight": torch.zeros(1152, 192, 1, 1, dtype=torch.float16)})
+    save_file(extra, str(tmp_path / WEIGHTS_FILE))
+    loaded = load_click_head(tmp_path, asdict(taught.info))
+    x = torch.rand(1, 3, INPUT_SIDE, INPUT_SIDE) * 2 - 1
+    click = torch.zeros(1, 1, INPUT_SIDE, INPUT_SIDE)
+    with torch.no_grad():
+        a, b = taught.net(x, click), loaded.net(x, click)
+    assert torch.allclose(a, b, atol=0.05 * float(a.abs().max()) + 1e-3)
+    for bad in (dict(state, stray=torch.zeros(1)), {k: v for k, v in state.items() if "up1" not in k}):
+        save_file(bad, str(tmp_path / WEIGHTS_FILE))
+        with pytest.raises(ArtifactError, match="does not fit"):
+            load_click_head(tmp_path, asdict(taught.info))
 
 
 def test_the_pipeline_keeps_the_head_in_the_model_directory(tiny_demo: Path, tmp_path: Path) -> None:
@@ -165,11 +209,11 @@ def test_a_proposal_keeps_autos_component_where_the_head_finds_nothing(
     auto = refine_mask(img, pm, 0.2, RefineMethod.AUTO)
     clicks: list[tuple[float, float]] = []
 
-    def nothing(head: ClickHead, image: np.ndarray, x: float, y: float) -> None:
-        clicks.append((x, y))
-        return None
+    def nothing(head: ClickHead, image: np.ndarray, points: list[tuple[float, float]]) -> list[None]:
+        clicks.extend(points)
+        return [None] * len(points)
 
-    monkeypatch.setattr(ml.click_head, "find", nothing)
+    monkeypatch.setattr(ml.click_head, "find_all", nothing)
     assert (refine_mask(img, pm, 0.2, RefineMethod.CLICK_HEAD, taught) == auto).all()
     n, _ = cv2.connectedComponents(auto.astype(np.uint8))
     assert 1 <= len(clicks) == min(n - 1, MAX_CLICKS) and all(auto[int(y), int(x)] for x, y in clicks)
