@@ -4,7 +4,8 @@ Pool scoring stores each image's map as an 8-bit grayscale PNG (0..255 for score
 ``<data_dir>/maps/<model version id>/<image id>.png``, with its path and SHA-256 on the
 Prediction row. Readers get the map back as float32 ``(H, W)`` in [0, 1] at the image's own
 resolution; the region a model version calls defective is the map at or above its pixel
-threshold.
+threshold, or, in an image it judges defective whose map stays under that, at a cut near the
+map's peak.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from backend.db.tables import ModelVersion, Prediction
+from ml import region_threshold
 
 #: the pixel threshold of a model version that recorded none
 DEFAULT_PIXEL_THRESHOLD = 0.5
@@ -76,6 +78,14 @@ def pixel_threshold(mv: ModelVersion) -> float:
     return float((mv.thresholds or {}).get("pixel", DEFAULT_PIXEL_THRESHOLD))
 
 
-def region(amap: np.ndarray, mv: ModelVersion) -> np.ndarray:
-    """Bool ``(H, W)``: the pixels of ``amap`` that ``mv`` calls defective."""
-    return amap >= pixel_threshold(mv)
+def region_cut(amap: np.ndarray, mv: ModelVersion, defective: bool) -> float:
+    """Where ``mv``'s region in ``amap`` (float32 ``(H, W)``) is cut: its pixel threshold; for an
+    image judged ``defective`` whose map stays under it, the per-image cut near the map's peak
+    (``ml.region_threshold``), so that a defect verdict shows where the model looks."""
+    return region_threshold(amap, pixel_threshold(mv), defective)
+
+
+def region(amap: np.ndarray, mv: ModelVersion, defective: bool) -> np.ndarray:
+    """Bool ``(H, W)``: the pixels of ``amap`` at or above :func:`region_cut`, what ``mv``
+    calls defective in an image it judges ``defective`` or not."""
+    return amap >= region_cut(amap, mv, defective)

@@ -15,7 +15,8 @@ from ml import heatmap_overlay, read_image
 
 
 def overlay_png(session: Session, *, image: Image) -> bytes:
-    """PNG of ``image`` with the active model version's anomaly map and pseudo-mask outline."""
+    """PNG of ``image`` with the active model version's anomaly map and its region outlined
+    (``anomaly_maps.region``: what a mask task is proposed)."""
     pred = session.scalars(
         select(Prediction)
         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
@@ -28,7 +29,7 @@ def overlay_png(session: Session, *, image: Image) -> bytes:
     amap = read_map(pred, rgb.shape[0], rgb.shape[1])
     if amap is None or mv is None:
         raise NotFoundError(f"image {image.id}: its anomaly map is not a readable PNG")
-    over = heatmap_overlay(rgb, amap, region(amap, mv))
+    over = heatmap_overlay(rgb, amap, region(amap, mv, bool(pred.decision)))
     ok, buf = cv2.imencode(".png", over[:, :, ::-1])
     if not ok:
         raise RuntimeError("PNG encoding of the overlay failed")

@@ -17,8 +17,8 @@ from backend.db.tables import (
     ModelVersion,
     Prediction,
 )
-from backend.services.anomaly_maps import pixel_threshold, read_map, region
-from ml import DEFAULT_METHOD, DataError, RefineMethod, heatmap_overlay, read_image, refine_mask, region_threshold
+from backend.services.anomaly_maps import read_map, region, region_cut
+from ml import DEFAULT_METHOD, DataError, RefineMethod, heatmap_overlay, read_image, refine_mask
 
 
 # ---- out: a ranked, pre-annotated batch ---------------------------------------------------
@@ -99,13 +99,12 @@ def cached_click_head(mv: ModelVersion) -> Any:
 
 def stored_proposal(prediction: Prediction, mv: ModelVersion, image: Image, *, refined: bool = True) -> Proposal:
     """A proposal from a pool-scoring Prediction: for a likely defect, the stored anomaly map's
-    region at the pixel threshold refined with the image (``refined=False``: the region as it is;
-    also when the image file cannot be read any more)."""
+    region (``anomaly_maps.region``) refined with the image (``refined=False``: the region as it
+    is; also when the image file cannot be read any more)."""
     mask = None
     amap = stored_map(prediction, image) if prediction.decision else None
     if amap is not None:
-        # judged defective: an empty region at the pixel threshold gives way to the one near the peak
-        threshold = region_threshold(amap, pixel_threshold(mv), True)
+        threshold = region_cut(amap, mv, defective=True)
         mask = amap >= threshold
         method = mask_method(mv) if refined else RefineMethod.COARSE
         if method is not RefineMethod.COARSE:
@@ -124,9 +123,9 @@ OVERLAY_SIDE = 384
 
 
 def verdict_overlay(prediction: Prediction, mv: ModelVersion, image: Image) -> bytes | None:
-    """A small JPEG of the image with the stored anomaly map as a heatmap and the region at the
-    pixel threshold outlined: what a verdict task shows of the model's view (None: no map or
-    no readable image)."""
+    """A small JPEG of the image with the stored anomaly map as a heatmap and its region outlined
+    (``anomaly_maps.region``: where a mask task's proposal is refined from): what a verdict task
+    shows of the model's view (None: no map or no readable image)."""
     amap = stored_map(prediction, image)
     if amap is None:
         return None
@@ -136,7 +135,7 @@ def verdict_overlay(prediction: Prediction, mv: ModelVersion, image: Image) -> b
         return None
     if rgb.shape[:2] != amap.shape:
         return None
-    over = heatmap_overlay(rgb, amap, region(amap, mv))
+    over = heatmap_overlay(rgb, amap, region(amap, mv, bool(prediction.decision)))
     f = min(1.0, OVERLAY_SIDE / max(over.shape[:2]))
     if f < 1:
         over = cv2.resize(over, (round(over.shape[1] * f), round(over.shape[0] * f)), interpolation=cv2.INTER_AREA)
