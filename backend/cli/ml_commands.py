@@ -202,7 +202,10 @@ def assist(
     clicks: Annotated[
         Path, typer.Argument(help="CSV with file,x,y (optional x2,y2: a box), pixels of the original image.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: <file stem>.png masks and latency.json.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder: one mask PNG per image, named by its file stem, and latency.json."),
+    ],
     verbose: Verbose = False,
 ) -> None:
     """One-click masks: the defect at each click (or in each box), and each click's latency.
