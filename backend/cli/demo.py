@@ -204,6 +204,7 @@ def demo_cmd(
     typer.echo(f"""
 Label Studio:   {info.url}/projects/{ls_project}/data
   log in as     {creds.username} / {creds.password}
+  its API       {info.url}/api   (header "Authorization: Token ...", the token in {home(settings) / "credentials.json"})
 Curves, rounds: {env["DEFECTLOOP_SERVER_URL"]}/projects/{pid}/curves#token={token}
 API docs:       {env["DEFECTLOOP_SERVER_URL"]}/docs   (token: {token_file})
 

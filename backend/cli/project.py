@@ -203,10 +203,15 @@ def _follow_bar(c: _Jobs, job_id: int) -> dict[str, Any]:
             time.sleep(1)
 
 
+#: how many of the latest rounds `status` lists (all of them: the curves page)
+STATUS_ROUNDS = 5
+
+
 def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) -> None:
-    """Labels, model versions and recent jobs of a project."""
+    """Labels, model versions, the last rounds and recent jobs of a project."""
     c = client()
-    st = c.status(c.find_project(project)["id"])
+    pid = c.find_project(project)["id"]
+    st = c.status(pid)
     p, lb = st["project"], st["labels"]
     review = f", {lb['review']} flagged for review" if lb.get("review") else ""
     typer.echo(
@@ -220,6 +225,11 @@ def status(project: Annotated[str, typer.Argument(help="Project name or id.")]) 
             f"  {'*' if mv['is_active'] else ' '} {mv['name']}: {mv['regime']}, image AUROC "
             f"{'n/a' if auroc is None else f'{auroc:.3f}'}, {mv['n_labels']} labels"
         )
+    for r in c.rounds(pid)[-STATUS_ROUNDS:]:
+        masks = sum(kind == "mask" for _, kind in r["asks"])
+        asked = f", {len(r['asks'])} asked ({masks} masks)" if r["asks"] else ""
+        said = f"; {r['message']}" if r["message"] else ""
+        typer.echo(f"  round {r['index']}: {r['status']}{asked}{said}")
     for j in st["jobs"]:
         typer.echo(f"  job {j['id']} {j['kind']}: {j['status']} ({j['progress']:.0%}) {j['message']}")
     health = st.get("health") or {}

@@ -3,6 +3,7 @@ first ranked batch lands in Label Studio pre-annotated, and `--stop` ends both."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -66,6 +67,12 @@ def test_demo_starts_everything_and_pushes_the_first_batch(tmp_path: Path, ls_se
         assert tasks and all(t.data["ask"] in ("verdict", "mask") for t in tasks)
         assert [t.data["rank"] for t in tasks] == sorted(t.data["rank"] for t in tasks)
         assert all(t.total_predictions == 1 for t in tasks)
+        # the printed API line: the token file it names opens Label Studio's REST API
+        api = re.search(r"its API\s+(\S+)/api\s+.*the token in (\S+credentials\.json)", out)
+        assert api and api.group(1) == ls_url.group(1), out
+        ls_token = json.loads(Path(api.group(2)).read_text())["token"]
+        listed = httpx.get(f"{api.group(1)}/api/projects", headers={"Authorization": f"Token {ls_token}"})
+        assert listed.status_code == 200, listed.text[:300]
         h = {"Authorization": f"Bearer {token}"}
         rounds = httpx.get(f"http://127.0.0.1:{port}/projects/1/rounds", headers=h).json()
         assert [r["status"] for r in rounds] == ["done", "annotating"]

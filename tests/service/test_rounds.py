@@ -257,3 +257,6 @@ def test_an_unanswered_round_stays_open_and_a_retraining_round_says_what_to_wait
     assert res.exit_code == 0, res.output
     assert f"following job {job_id}" in res.output and "registered" in res.output
     assert [r["status"] for r in client.rounds(pid)] == ["done", "done"]
+    shown = CliRunner().invoke(app, ["status", "line"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "round 0: done" in shown.output and "round 1: done, 4 asked (0 masks)" in shown.output, shown.output
